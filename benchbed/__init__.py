@@ -1,0 +1,7 @@
+"""benchbed: a plugin-based benchmark of autoencoding generative models."""
+
+__version__ = "0.1.0"
+
+from benchbed.hookspecs import hookimpl  # noqa: E402  (public API for plugins)
+
+__all__ = ["__version__", "hookimpl"]

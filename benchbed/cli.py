@@ -1,0 +1,203 @@
+"""The ``benchbed`` command.
+
+Exit codes: 0 success; 1 some runs failed (the rest finished); 2 bad input
+(a suite, a plugin, missing data); 130 interrupted (re-run to resume).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from benchbed import __version__
+from benchbed.errors import BenchbedError, did_you_mean
+from benchbed.paths import default_store
+
+
+def _executor_spec(args: argparse.Namespace) -> dict[str, Any]:
+    spec: dict[str, Any] = {"name": args.executor}
+    for item in args.executor_opt or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise BenchbedError(f"--executor-opt {item!r}: write KEY=VALUE")
+        try:
+            spec[key] = json.loads(value)
+        except ValueError:
+            spec[key] = value
+    if args.jobs is not None:
+        spec["jobs"] = args.jobs
+    if args.address is not None:
+        spec["address"] = args.address
+    return spec
+
+
+def _validate_executor(spec: dict[str, Any]) -> None:
+    from pydantic import ValidationError
+
+    from benchbed.plugins import get_registry
+    registry = get_registry()
+    cls = registry.get("executor", spec["name"]).cls
+    try:
+        cls.Params.model_validate({k: v for k, v in spec.items() if k != "name"})
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(map(str, err["loc"]))
+        allowed = list(cls.Params.model_fields)
+        hint = did_you_mean(field, allowed) if err["type"] == "extra_forbidden" else ""
+        raise BenchbedError(f"executor {spec['name']!r} does not take option {field!r}: "
+                            f"{err['msg']}{hint} (options: {', '.join(allowed) or 'none'})") from None
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from benchbed.progress import make_progress
+    from benchbed.suite_runner import run_suite
+
+    spec = _executor_spec(args)
+    _validate_executor(spec)
+    report = run_suite(Path(args.suite), args.profile, Path(args.store), spec,
+                       make_progress(force_plain=args.plain), Path(args.leaderboards),
+                       retry_failed=args.retry_failed, only=args.only)
+    print(f"{report.finished} run(s) finished, {len(report.failed)} failed, "
+          f"{report.skipped} skipped as already done, in {report.seconds:.0f}s.")
+    for name, reason in report.failed:
+        print(f"  FAILED {name}: {reason}")
+    print(f"Leaderboard: {report.leaderboard}")
+    return 1 if report.failed else 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from benchbed.plan import plan
+    from benchbed.plugins import get_registry
+    from benchbed.suite_source import profile_names
+    from benchbed.validate import load_suite
+
+    status = 0
+    for file in args.suites:
+        path = Path(file)
+        profiles, default = profile_names(path)
+        chosen = profiles if args.all_profiles and profiles else [args.profile]
+        for profile in chosen:
+            try:
+                suite, _ = load_suite(path, profile)
+            except BenchbedError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                status = 2
+                continue
+            runs = plan(suite, get_registry())
+            print(f"{path}: ok (profile {suite.profile or 'default'}): {len(suite.methods)} methods, "
+                  f"{len(runs)} runs, {len(suite.metrics)} metrics, {len(suite.leaderboards)} tables")
+    return status
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from benchbed.schema import suite_json_schema
+    text = json.dumps(suite_json_schema(), indent=2)
+    if args.output:
+        Path(args.output).write_text(text + "\n")
+    else:
+        print(text)
+    return 0
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    from benchbed.plugins import get_registry
+    registry = get_registry()
+    if args.json:
+        out = [{"plugin": s.plugin, "distribution": s.distribution, "version": s.version,
+                "registered": kinds} for s, kinds in registry.by_source().items()]
+        print(json.dumps(out, indent=2))
+        return 0
+    for source, kinds in registry.by_source().items():
+        print(f"{source.plugin}  [{source.distribution} {source.version}]")
+        for kind, names in kinds.items():
+            if args.verbose:
+                for name in names:
+                    cls = registry.get(kind, name).cls
+                    print(f"  {kind} {name}: {cls.summary()}")
+                    for field, info in cls.Params.model_fields.items():
+                        default = "required" if info.is_required() else repr(info.default)
+                        print(f"      {info.alias or field} = {default}  {info.description or ''}")
+            else:
+                print(f"  {kind}: {', '.join(names)}")
+    return 0
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    from benchbed.suite_runner import write_leaderboard
+    path = write_leaderboard(Path(args.suite), args.profile, Path(args.leaderboards))
+    print(f"wrote {path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="benchbed", description=__doc__.splitlines()[0]
+                                     if __doc__ else None)
+    parser.add_argument("--version", action="version", version=f"benchbed {__version__}")
+    parser.add_argument("--plugin", action="append", default=[], metavar="MODULE",
+                        help="also load this module as a plugin (repeatable)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="train and evaluate a suite, then write its leaderboard")
+    run.add_argument("suite")
+    run.add_argument("--profile", help="the suite profile (default: the suite's default_profile)")
+    run.add_argument("--store", default=str(default_store()),
+                     help="run store (default: $BENCHBED_STORE or ./runs)")
+    run.add_argument("--leaderboards", default="leaderboards", help="where leaderboards go")
+    run.add_argument("--executor", default="local", help="executor plugin (default: local)")
+    run.add_argument("--jobs", type=int, help="parallel runs (local executor)")
+    run.add_argument("--address", help="cluster address (ray executor)")
+    run.add_argument("--executor-opt", action="append", metavar="KEY=VALUE",
+                     help="any other executor option")
+    run.add_argument("--retry-failed", action="store_true", help="run failed runs again")
+    run.add_argument("--only", nargs="+", metavar="METHOD", help="only these methods")
+    run.add_argument("--plain", action="store_true", help="plain log lines even on a terminal")
+    run.set_defaults(func=cmd_run)
+
+    validate = sub.add_parser("validate", help="check suites completely, without training")
+    validate.add_argument("suites", nargs="+")
+    validate.add_argument("--profile")
+    validate.add_argument("--all-profiles", action="store_true", help="check every profile")
+    validate.set_defaults(func=cmd_validate)
+
+    schema = sub.add_parser("schema", help="print the suite JSON Schema (for editors)")
+    schema.add_argument("--output", "-o")
+    schema.set_defaults(func=cmd_schema)
+
+    plugins = sub.add_parser("plugins", help="list plugins and what they registered")
+    plugins.add_argument("--verbose", "-v", action="store_true", help="with docs and params")
+    plugins.add_argument("--json", action="store_true")
+    plugins.set_defaults(func=cmd_plugins)
+
+    board = sub.add_parser("leaderboard", help="rebuild a leaderboard from its records")
+    board.add_argument("suite")
+    board.add_argument("--profile")
+    board.add_argument("--leaderboards", default="leaderboards")
+    board.set_defaults(func=cmd_leaderboard)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.plugin:
+            from benchbed.plugins import ENV_PLUGINS, configure
+            # Worker processes load plugins from the environment.
+            existing = [m for m in os.environ.get(ENV_PLUGINS, "").split(",") if m]
+            os.environ[ENV_PLUGINS] = ",".join(dict.fromkeys([*existing, *args.plugin]))
+            configure()
+        return args.func(args)
+    except BenchbedError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted: finished runs are kept and the current run has a checkpoint; "
+              "run the same command again to resume.", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,41 @@
+"""Errors that reach the user as one clear message, never as a traceback."""
+
+from __future__ import annotations
+
+import difflib
+from typing import Iterable
+
+
+class BenchbedError(Exception):
+    """Any error caused by the user's input or environment."""
+
+
+class PluginError(BenchbedError):
+    """A plugin failed to load or two plugins claimed one name."""
+
+
+class UnknownComponent(BenchbedError):
+    def __init__(self, kind: str, name: str, known: Iterable[str]):
+        self.kind, self.name = kind, name
+        self.known = sorted(known)
+        super().__init__(f"unknown {kind} {name!r}{did_you_mean(name, self.known)}"
+                         f" (known: {', '.join(self.known) or 'none'})")
+
+
+class DataNotFound(BenchbedError):
+    """A dataset's files are missing; the message says where we looked."""
+
+
+class DataCorrupted(BenchbedError):
+    """A data file exists but its contents are not what they must be."""
+
+
+class RunDiverged(Exception):
+    """Training produced a non-finite loss or parameter."""
+
+
+def did_you_mean(word: str, candidates: Iterable[str]) -> str:
+    matches = difflib.get_close_matches(str(word), list(candidates), n=3, cutoff=0.6)
+    if not matches:
+        return ""
+    return " (did you mean " + " or ".join(repr(m) for m in matches) + "?)"

@@ -1,0 +1,206 @@
+"""Expanding a suite into runs, each with a fully resolved config and a key.
+
+A run's key is a hash of everything that changes what training produces:
+the dataset, the method's components and parameters (with the objective's
+default divergence filled in), the latent size, the seed, the training
+settings, and the versions of the code that provides those components.
+Metrics are not part of the key: adding a metric to a suite evaluates
+existing runs without retraining them.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import itertools
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from benchbed.errors import BenchbedError, UnknownComponent
+from benchbed.plugins import Registry
+from benchbed.suite import Suite, Training
+from benchbed.suite_source import Locations
+
+SLOTS = ("objective", "divergence", "prior", "encoder", "decoder")
+SLOT_KIND = {"objective": "objective", "divergence": "divergence", "prior": "prior",
+             "encoder": "architecture", "decoder": "architecture"}
+# Settings that change logging only, not what training computes.
+NOT_IN_KEY = ("log_every",)
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def hash_of(value: Any, length: int = 16) -> str:
+    return hashlib.sha256(canonical_json(value).encode()).hexdigest()[:length]
+
+
+@dataclass
+class PlannedRun:
+    suite: str
+    profile: str | None
+    method: str
+    label: str
+    latent_dim: int
+    seed: int
+    grid: dict[str, Any]
+    config: dict[str, Any]  # what training needs (the key hashes this)
+    key: str
+    evaluation: dict[str, Any] = field(default_factory=dict)  # metrics + corruptions
+
+    @property
+    def name(self) -> str:
+        extra = "".join(f" {k}={v}" for k, v in self.grid.items())
+        return f"{self.method} z={self.latent_dim} seed={self.seed}{extra}"
+
+    @property
+    def slug(self) -> str:
+        extra = "".join(f"__{k.replace('.', '-')}={v}" for k, v in self.grid.items())
+        return f"{self.method}__z{self.latent_dim}__s{self.seed}{extra}"
+
+
+class PlanError(BenchbedError):
+    def __init__(self, path: tuple[Any, ...], message: str):
+        self.path = path
+        super().__init__(message)
+
+
+def _set_path(target: dict[str, Any], path: list[str], value: Any) -> None:
+    for part in path[:-1]:
+        nxt = target.get(part)
+        if not isinstance(nxt, dict):
+            nxt = {}
+            target[part] = nxt
+        target = nxt
+    target[path[-1]] = value
+
+
+def code_versions(registry: Registry, method: dict[str, Any]) -> dict[str, str]:
+    """Versions of the distributions that provide this method's components."""
+    from benchbed import __version__
+    versions = {"benchbed": __version__}
+    for slot in SLOTS:
+        ref = method.get(slot)
+        if ref:
+            source = registry.get(SLOT_KIND[slot], ref["name"]).source
+            versions[source.distribution] = source.version
+    return versions
+
+
+def resolve_method(suite: Suite, key: str, registry: Registry,
+                   grid_params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The method's component dicts and training dict, with grid values applied."""
+    spec = suite.methods[key]
+    method: dict[str, Any] = {slot: (getattr(spec, slot).as_dict() if getattr(spec, slot) else None)
+                              for slot in SLOTS}
+    objective_cls = registry.get("objective", method["objective"]["name"]).cls
+    if method["divergence"] is None and objective_cls.default_divergence is not None:
+        method["divergence"] = copy.deepcopy(dict(objective_cls.default_divergence))
+    training = {**suite.training.model_dump(mode="json"), **spec.training}
+    for dotted_path, value in grid_params.items():
+        head, *rest = dotted_path.split(".")
+        if head == "training" and rest:
+            _set_path(training, rest, value)
+        elif head in SLOTS and rest:
+            if method.get(head) is None:
+                raise PlanError(("grid", "params", dotted_path),
+                                f"method {key!r} has no {head} to set {'.'.join(rest)!r} on")
+            _set_path(method[head], rest, value)
+        else:
+            raise PlanError(("grid", "params", dotted_path),
+                            f"grid path {dotted_path!r} must start with 'training.' or one of "
+                            f"{', '.join(s + '.' for s in SLOTS)}")
+    if method["divergence"] is not None and objective_cls.default_divergence is None:
+        raise PlanError(("methods", key, "divergence"),
+                        f"objective {method['objective']['name']!r} takes no divergence")
+    for slot in SLOTS:
+        ref = method[slot]
+        if ref is None:
+            continue
+        params = {k: v for k, v in ref.items() if k != "name"}
+        cls = registry.get(SLOT_KIND[slot], ref["name"]).cls
+        try:
+            validated = cls.Params.model_validate(params)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            raise PlanError(("methods", key, slot),
+                            f"{slot} {ref['name']!r}: {'.'.join(map(str, first['loc']))}: "
+                            f"{first['msg']}") from None
+        # Store every parameter (defaults too) so the key changes when a default does.
+        method[slot] = {"name": ref["name"], **validated.model_dump(mode="json", by_alias=True)}
+    try:
+        training = Training.model_validate(training).model_dump(mode="json")
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise PlanError(("methods", key, "training"),
+                        f"training.{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+    return method, training
+
+
+def plan(suite: Suite, registry: Registry) -> list[PlannedRun]:
+    """Every run of the suite, in a stable order (method, latent size, seed, grid)."""
+    dataset = dict(suite.dataset.as_dict())
+    dataset_cls = registry.get("dataset", dataset["name"]).cls
+    dataset = {"name": dataset["name"],
+               **dataset_cls.Params.model_validate(suite.dataset.params).model_dump(mode="json")}
+    evaluation = {
+        "metrics": {k: ref.as_dict() for k, ref in suite.metrics.items()},
+        "corruptions": {k: ref.as_dict() for k, ref in suite.corruptions.items()},
+    }
+    grid_names = list(suite.grid.params)
+    grid_values = list(itertools.product(*suite.grid.params.values())) or [()]
+    runs = []
+    for method_key, spec in suite.methods.items():
+        for latent_dim in suite.grid.latent_dim:
+            for seed in suite.grid.seed:
+                for values in grid_values:
+                    grid = dict(zip(grid_names, values))
+                    method, training = resolve_method(suite, method_key, registry, grid)
+                    keyed_training = {k: v for k, v in training.items() if k not in NOT_IN_KEY}
+                    config = {
+                        "dataset": dataset,
+                        "method": method,
+                        "latent_dim": latent_dim,
+                        "seed": seed,
+                        "training": training,
+                        "code": code_versions(registry, method),
+                    }
+                    key = hash_of({**config, "training": keyed_training})
+                    runs.append(PlannedRun(
+                        suite=suite.name, profile=suite.profile, method=method_key,
+                        label=spec.label or method_key, latent_dim=latent_dim, seed=seed,
+                        grid=grid, config=config, key=key, evaluation=evaluation))
+    return runs
+
+
+def plan_problems(suite: Suite, registry: Registry, locs: Locations) -> list:
+    """Problems that only show when runs are built (grid paths, overrides)."""
+    from benchbed.validate import Problem, dotted
+
+    problems = []
+    try:
+        runs = plan(suite, registry)
+    except PlanError as exc:
+        return [Problem(str(locs.find(exc.path)), dotted(exc.path), str(exc))]
+    except UnknownComponent as exc:
+        return [Problem(str(locs.find(())), "", str(exc))]
+    try:
+        info = registry.create("dataset", suite.dataset.as_dict()).info()
+    except BenchbedError as exc:
+        return [Problem(str(locs.find(("dataset",))), "dataset", str(exc))]
+    for split in ("train", "test"):
+        if split not in info.splits:
+            problems.append(Problem(str(locs.find(("dataset",))), "dataset",
+                                    f"dataset {suite.dataset.name!r} has no {split!r} split "
+                                    f"(it has: {', '.join(info.splits)})"))
+    keys = {}
+    for run in runs:
+        if run.key in keys:
+            problems.append(Problem(str(locs.find(("methods", run.method))), f"methods.{run.method}",
+                                    f"identical to {keys[run.key]} (same config, same key)"))
+        keys[run.key] = run.name
+    return problems

@@ -1,0 +1,121 @@
+"""Live progress: a rich display on a terminal, plain log lines elsewhere."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any, TextIO
+
+
+def _eta(seconds: float) -> str:
+    seconds = int(max(0, seconds))
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+class PlainProgress:
+    """One line per event worth a line: run start/end, epochs, metrics."""
+
+    def __init__(self, stream: TextIO | None = None):
+        self.stream = stream or sys.stderr
+        self.total = self.done = self.failed = 0
+        self.started = time.monotonic()
+        self.finished_seconds: list[float] = []
+
+    def say(self, text: str) -> None:
+        print(text, file=self.stream, flush=True)
+
+    def start(self, total: int, skipped: int, description: str) -> None:
+        self.total = total
+        self.started = time.monotonic()
+        self.say(f"{description}: {total} run(s) to do, {skipped} already done")
+
+    def eta(self) -> str:
+        if not self.done:
+            return "?"
+        per_run = (time.monotonic() - self.started) / self.done
+        return _eta(per_run * (self.total - self.done))
+
+    def on_event(self, event: dict[str, Any]) -> None:
+        label = event.get("label", event.get("key", ""))
+        kind = event.get("event")
+        if kind == "start":
+            self.say(f"[{self.done + 1}/{self.total}] {label}: "
+                     f"{'resuming from checkpoint' if event.get('resume') else 'started'}")
+        elif kind == "resumed":
+            self.say(f"  {label}: resumed at step {event['step']}")
+        elif kind == "epoch":
+            self.say(f"  {label}: epoch {event['epoch']}/{event['epochs']} "
+                     f"(step {event['step']}/{event['steps']})")
+        elif kind == "step":
+            self.last_loss = event.get("loss")
+        elif kind == "metric":
+            self.say(f"  {label}: evaluating {event['metric']}")
+
+    def run_done(self, label: str, status: str, reason: str | None, seconds: float) -> None:
+        self.done += 1
+        if status != "finished":
+            self.failed += 1
+        tail = f": {reason}" if reason else ""
+        self.say(f"[{self.done}/{self.total}] {label}: {status} in {seconds:.0f}s{tail} "
+                 f"(ETA {self.eta()})")
+
+    def close(self) -> None:
+        pass
+
+
+class RichProgress(PlainProgress):
+    """Suite bar (runs done/total, ETA) and a bar for the current run."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from rich.console import Console
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                                   TimeRemainingColumn)
+        self.console = Console(stderr=True)
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("{task.fields[detail]}"), TimeRemainingColumn(),
+                                 console=self.console, transient=False)
+        self.suite_task = None
+        self.run_tasks: dict[str, Any] = {}
+
+    def say(self, text: str) -> None:
+        self.console.log(text)
+
+    def start(self, total: int, skipped: int, description: str) -> None:
+        super().start(total, skipped, description)
+        self.progress.start()
+        self.suite_task = self.progress.add_task(description, total=max(total, 1), detail="")
+
+    def on_event(self, event: dict[str, Any]) -> None:
+        key, label, kind = event.get("key"), event.get("label", ""), event.get("event")
+        if kind == "start" and key not in self.run_tasks:
+            self.run_tasks[key] = self.progress.add_task(f"  {label}", total=None, detail="starting")
+        task = self.run_tasks.get(key)
+        if task is None:
+            return
+        if kind in ("step", "epoch"):
+            loss = event.get("loss")
+            detail = f"epoch {event['epoch']}/{event['epochs']}"
+            if loss is not None:
+                detail += f" loss {loss:.3f}"
+            self.progress.update(task, total=event["steps"], completed=event["step"], detail=detail)
+        elif kind == "metric":
+            self.progress.update(task, detail=f"evaluating {event['metric']}")
+
+    def run_done(self, label: str, status: str, reason: str | None, seconds: float) -> None:
+        key = next((k for k, t in self.run_tasks.items()
+                    if self.progress.tasks[t].description.strip() == label), None)
+        if key is not None:
+            self.progress.remove_task(self.run_tasks.pop(key))
+        super().run_done(label, status, reason, seconds)
+        self.progress.update(self.suite_task, completed=self.done,
+                             detail=f"{self.failed} failed" if self.failed else "")
+
+    def close(self) -> None:
+        self.progress.stop()
+
+
+def make_progress(force_plain: bool = False) -> PlainProgress:
+    if not force_plain and sys.stderr.isatty():
+        return RichProgress()
+    return PlainProgress()

@@ -1,0 +1,173 @@
+"""One run, in a worker: train (or resume), then evaluate the missing metrics.
+
+Everything is written into the run folder; failures become a ``failed``
+outcome with a reason, never an exception, so the rest of a suite goes on.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from benchbed.build import BuiltRun, build_run, resolve_device
+from benchbed.components import Split
+from benchbed.errors import BenchbedError, RunDiverged
+from benchbed.evaluation_context import EvalContext
+from benchbed.plugins import Registry, get_registry
+from benchbed.provenance import provenance
+from benchbed.store import metric_hash, read_json, write_json
+from benchbed.suite import Training
+from benchbed.tasks import RunTask, TaskOutcome
+from benchbed.train import train
+
+WEIGHTS = "model.pt"
+
+
+def configure_torch(threads: int) -> None:
+    torch.set_num_threads(max(1, threads))
+    # Denormals make MLP epochs ~45% slower on this kind of CPU.
+    torch.set_flush_denormal(True)
+
+
+def _log(run_dir: Path, message: str) -> None:
+    with open(run_dir / "log.txt", "a") as handle:
+        handle.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n")
+
+
+def _subset(split: Split, n: int | None) -> Split:
+    if n is None or n >= len(split):
+        return split
+    return Split(split.x[:n], None if split.y is None else split.y[:n])
+
+
+def write_curves(path: Path, curves: list[dict[str, float]]) -> None:
+    columns = list(dict.fromkeys(k for row in curves for k in row))
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(curves)
+
+
+def read_curves(path: Path) -> list[dict[str, float]]:
+    if not path.exists():
+        return []
+    with open(path) as handle:
+        return [{k: float(v) for k, v in row.items() if v not in ("", None)}
+                for row in csv.DictReader(handle)]
+
+
+def _train_run(task: RunTask, built: BuiltRun, registry: Registry, run_dir: Path,
+               train_split: Split, test_split: Split, device: torch.device,
+               on_event: Callable[[dict], None]) -> None:
+    config = task.config
+    training = Training.model_validate(config["training"])
+    corruptions = task.config.get("evaluation", {}).get("corruptions", {})
+    metrics = task.config.get("evaluation", {}).get("metrics", {})
+    probes = {key: registry.create("metric", metrics[key]) for key in training.track}
+    corruption = (registry.create("corruption", corruptions[training.corruption])
+                  if training.corruption else None)
+    result = train(
+        built.model, built.objective, train_split.x, built.dataset.train_view, training,
+        int(config["seed"]), run_dir, device, on_event=on_event, probes=probes,
+        probe_x=test_split.x[:training.probe_size], corruption=corruption)
+    torch.save({"model": built.model.state_dict(), "objective": built.objective.state_dict()},
+               run_dir / WEIGHTS)
+    write_curves(run_dir / "curves.csv", result.curves)
+    write_json(run_dir / "provenance.json", provenance(device, task.threads))
+    write_json(run_dir / "status.json", {"status": "trained", "reason": None, "steps": result.steps,
+                                         "train_seconds": result.seconds})
+    (run_dir / "checkpoint.pt").unlink(missing_ok=True)  # model.pt supersedes it
+    _log(run_dir, f"trained {result.steps} steps in {result.seconds:.1f}s")
+
+
+def _evaluate(task: RunTask, built: BuiltRun, registry: Registry, run_dir: Path,
+              train_split: Split, test_split: Split, device: torch.device,
+              on_event: Callable[[dict], None]) -> dict[str, dict[str, float]]:
+    evaluation = task.config.get("evaluation", {})
+    corruption_specs = evaluation.get("corruptions", {})
+    corruptions = {k: registry.create("corruption", spec) for k, spec in corruption_specs.items()}
+    done: dict[str, Any] = read_json(run_dir / "metrics.json", {}) or {}
+    built.model.to(device).eval()
+    ctx = EvalContext(model=built.model, dataset=built.dataset, train=train_split, test=test_split,
+                      device=device, seed=int(task.config["seed"]), run_dir=run_dir,
+                      cache_dir=Path(task.cache_dir), corruptions=corruptions,
+                      config=task.config, curves=read_curves(run_dir / "curves.csv"))
+    values: dict[str, dict[str, float]] = {}
+    for key, spec in evaluation.get("metrics", {}).items():
+        mhash = metric_hash(spec, corruption_specs)
+        if mhash in done:
+            values[key] = done[mhash]["values"]
+            continue
+        on_event({"event": "metric", "metric": key})
+        started = time.perf_counter()
+        with torch.no_grad():
+            result = registry.create("metric", spec).evaluate(ctx)
+        seconds = time.perf_counter() - started
+        done[mhash] = {"spec": spec, "values": {k: float(v) for k, v in result.values.items()},
+                       "figures": list(result.figures), "seconds": round(seconds, 3)}
+        write_json(run_dir / "metrics.json", done)
+        values[key] = done[mhash]["values"]
+        _log(run_dir, f"metric {key} ({spec['name']}) in {seconds:.1f}s: {values[key]}")
+    return values
+
+
+def run_task(task: RunTask, on_event: Callable[[dict], None]) -> TaskOutcome:
+    """Train and evaluate one run; every failure becomes a ``failed`` outcome."""
+    started = time.perf_counter()
+    configure_torch(task.threads)
+    run_dir = Path(task.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+    def emit(event: dict) -> None:
+        on_event({"key": task.key, "label": task.label, **event})
+
+    status = (read_json(run_dir / "status.json", {}) or {}).get("status")
+    trained = (run_dir / WEIGHTS).exists() and status in ("trained", "finished", "failed")
+    try:
+        registry = get_registry()
+        built = build_run(task.config, registry)
+        device = resolve_device(task.config["training"]["device"])
+        train_split = _subset(built.dataset.load("train"), task.config["training"].get("train_subset"))
+        test_split = built.dataset.load("test")
+        emit({"event": "start", "resume": (run_dir / "checkpoint.pt").exists() and not trained})
+        if trained:
+            state = torch.load(run_dir / WEIGHTS, map_location="cpu", weights_only=True)
+            built.model.load_state_dict(state["model"])
+            built.objective.load_state_dict(state["objective"])
+        else:
+            _log(run_dir, f"training {task.label} on {device}")
+            _train_run(task, built, registry, run_dir, train_split, test_split, device, emit)
+        metrics = _evaluate(task, built, registry, run_dir, train_split, test_split, device, emit)
+    except RunDiverged as exc:
+        # A checkpoint from a diverging run would only diverge again on retry.
+        (run_dir / "checkpoint.pt").unlink(missing_ok=True)
+        return _failed(task, run_dir, f"diverged: {exc}", started, trained=False)
+    except BenchbedError as exc:
+        return _failed(task, run_dir, str(exc), started, trained=(run_dir / WEIGHTS).exists())
+    except Exception as exc:  # a bug in a plugin must not stop the suite
+        _log(run_dir, traceback.format_exc())
+        reason = f"{type(exc).__name__}: {exc}".strip()
+        return _failed(task, run_dir, reason, started, trained=(run_dir / WEIGHTS).exists())
+    wall = time.perf_counter() - started
+    write_json(run_dir / "status.json", {"status": "finished", "reason": None,
+                                         **_train_stats(run_dir)})
+    emit({"event": "done", "status": "finished"})
+    return TaskOutcome(task.key, "finished", None, metrics, wall)
+
+
+def _train_stats(run_dir: Path) -> dict[str, Any]:
+    previous = read_json(run_dir / "status.json", {}) or {}
+    return {k: previous[k] for k in ("steps", "train_seconds") if k in previous}
+
+
+def _failed(task: RunTask, run_dir: Path, reason: str, started: float, trained: bool) -> TaskOutcome:
+    _log(run_dir, f"FAILED: {reason}")
+    write_json(run_dir / "status.json", {"status": "failed", "reason": reason, "trained": trained,
+                                         **_train_stats(run_dir)})
+    return TaskOutcome(task.key, "failed", reason, {}, time.perf_counter() - started)

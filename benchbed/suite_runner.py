@@ -1,0 +1,115 @@
+"""suite -> plan -> execute -> record -> leaderboard, for ``benchbed run``."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from benchbed.deviations import deviations_for
+from benchbed.leaderboard import render
+from benchbed.plan import PlannedRun, plan
+from benchbed.plugins import get_registry
+from benchbed.progress import PlainProgress
+from benchbed.records import export, load_records, publish_name
+from benchbed.store import Store
+from benchbed.suite import Suite
+from benchbed.suite_source import profile_names
+from benchbed.tasks import RunTask, unpack_dir
+from benchbed.validate import load_suite
+
+
+@dataclass
+class SuiteReport:
+    total: int
+    skipped: int
+    finished: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (run name, reason)
+    leaderboard: Path | None = None
+    seconds: float = 0.0
+
+
+def _command(path: Path, profile: str | None, default: str | None) -> str:
+    flag = f" --profile {profile}" if profile and profile != default else ""
+    return f"{path}{flag}"
+
+
+def write_leaderboard(path: Path, profile: str | None, leaderboard_dir: Path,
+                      suite: Suite | None = None) -> Path:
+    """Render NAME.md from the suite and its committed records."""
+    if suite is None:
+        suite, _ = load_suite(path, profile)
+    _, default = profile_names(path)
+    name = publish_name(suite.name, suite.profile, default)
+    planned = {(r.slug, r.key) for r in plan(suite, get_registry())}
+    records = [r for r in load_records(leaderboard_dir, name)
+               if (_slug(r), r["run_key"]) in planned]
+    target = leaderboard_dir / f"{name}.md"
+    args = _command(path, suite.profile, default)
+    text = render(suite, records, figure_root=f"{name}/figures",
+                  deviations=deviations_for(path, suite), run_command=f"benchbed run {args}",
+                  leaderboard_command=f"benchbed leaderboard {args}")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(text)
+    return target
+
+
+def _slug(record: dict[str, Any]) -> str:
+    extra = "".join(f"__{k.replace('.', '-')}={v}" for k, v in record["grid"].items())
+    return f"{record['method']}__z{record['latent_dim']}__s{record['seed']}{extra}"
+
+
+def run_suite(path: Path, profile: str | None, store_root: Path, executor: dict[str, Any],
+              progress: PlainProgress, leaderboard_dir: Path, retry_failed: bool = False,
+              only: list[str] | None = None) -> SuiteReport:
+    started = time.monotonic()
+    registry = get_registry()
+    suite, _ = load_suite(path, profile, registry)
+    runs = plan(suite, registry)
+    if only:
+        runs = [r for r in runs if r.method in only]
+    store = Store(store_root)
+    try:
+        todo = [r for r in runs if store.needs_work(r, retry_failed)]
+        report = SuiteReport(total=len(runs), skipped=len(runs) - len(todo))
+        runner = registry.create("executor", executor)
+        threads = runner.threads_per_task()
+        by_key: dict[str, PlannedRun] = {}
+        tasks = []
+        for run in todo:
+            folder = store.prepare(run)
+            by_key[run.key] = run
+            tasks.append(RunTask(key=run.key, config={**run.config, "evaluation": run.evaluation},
+                                 run_dir=str(folder.resolve()), cache_dir=str(store.cache_dir.resolve()),
+                                 threads=threads, label=run.name))
+        todo_keys = {r.key for r in todo}
+        for run in runs:
+            if run.key not in todo_keys:
+                store.prepare(run)  # keeps the suite -> run map current
+        progress.start(len(tasks), report.skipped, f"{suite.name} ({suite.profile or 'default'})")
+        try:
+            for outcome in runner.run(tasks, progress.on_event):
+                run = by_key[outcome.key]
+                if outcome.archive is not None:
+                    unpack_dir(outcome.archive, store.run_dir(run.key))
+                store.record(run, outcome.status, outcome.reason, outcome.wall_time)
+                progress.run_done(run.name, outcome.status, outcome.reason, outcome.wall_time)
+                if outcome.status == "finished":
+                    report.finished += 1
+                else:
+                    report.failed.append((run.name, outcome.reason or "?"))
+        finally:
+            progress.close()
+        for run in runs:  # earlier failures still count against the exit code
+            status, reason = store.status(run.key)
+            if run.key not in todo_keys and status == "failed":
+                report.failed.append((run.name, f"{reason} (earlier run; --retry-failed retries it)"))
+        _, default = profile_names(path)
+        name = publish_name(suite.name, suite.profile, default)
+        export(runs, store, leaderboard_dir, name)
+        report.leaderboard = write_leaderboard(path, profile, leaderboard_dir, suite)
+    finally:
+        store.close()
+    report.seconds = time.monotonic() - started
+    return report

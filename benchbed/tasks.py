@@ -1,0 +1,56 @@
+"""A run task: the unit an executor ships to a worker.
+
+Tasks and outcomes are plain, picklable data, so any executor (a local
+process pool, a cluster) can carry them. A worker calls ``execute``; only
+the driver writes the store's index.
+"""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+
+@dataclass
+class RunTask:
+    key: str
+    config: dict[str, Any]  # the fully resolved run config (JSON-able)
+    run_dir: str  # where the worker writes the run's files
+    cache_dir: str  # shared caches (classifiers, FID statistics)
+    threads: int = 1  # torch intra-op threads for this run
+    label: str = ""  # human-readable name for progress lines
+
+
+@dataclass
+class TaskOutcome:
+    key: str
+    status: Literal["finished", "failed"]
+    reason: str | None = None
+    metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+    wall_time: float = 0.0
+    # The run folder packed as a tar archive, for executors whose workers do
+    # not share the driver's filesystem; None when files were written in place.
+    archive: bytes | None = None
+
+
+def execute(task: RunTask, on_event: Callable[[dict], None] | None = None) -> TaskOutcome:
+    """Train (or resume) and evaluate one run; never raises for run failures."""
+    from benchbed.runner import run_task
+    return run_task(task, on_event or (lambda event: None))
+
+
+def pack_dir(path: str | Path) -> bytes:
+    """A run folder as tar bytes (for shipping through an object store)."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        tar.add(str(path), arcname=".")
+    return buffer.getvalue()
+
+
+def unpack_dir(archive: bytes, path: str | Path) -> None:
+    Path(path).mkdir(parents=True, exist_ok=True)
+    with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as tar:
+        tar.extractall(str(path), filter="data")

@@ -1,0 +1,193 @@
+"""The training loop: minibatches, extra players, checkpoints, divergence checks.
+
+The loop is deliberately plain (a shuffled index over an in-memory tensor)
+so the harness costs about what a hand-written PyTorch loop costs; see
+``benchmarks/harness_overhead.py``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import Tensor
+
+from benchbed.components import Codes, Corruption, Metric, Objective
+from benchbed.errors import RunDiverged
+from benchbed.model import Autoencoder
+from benchbed.suite import Optimiser, Training
+
+CHECKPOINT = "checkpoint.pt"
+
+
+def make_optimiser(spec: Optimiser, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
+    if spec.name == "adam":
+        return torch.optim.Adam(params, lr=spec.lr, betas=spec.betas, weight_decay=spec.weight_decay)
+    if spec.name == "adamw":
+        return torch.optim.AdamW(params, lr=spec.lr, betas=spec.betas, weight_decay=spec.weight_decay)
+    if spec.name == "sgd":
+        return torch.optim.SGD(params, lr=spec.lr, momentum=spec.momentum,
+                               weight_decay=spec.weight_decay)
+    return torch.optim.RMSprop(params, lr=spec.lr, momentum=spec.momentum,
+                               weight_decay=spec.weight_decay)
+
+
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    """The shuffle (and dynamic binarisation) of an epoch depends only on
+    (seed, epoch), so a run resumed mid-epoch sees the same batches."""
+    return torch.Generator().manual_seed(seed * 100_003 + epoch)
+
+
+@dataclass
+class Schedule:
+    batches_per_epoch: int
+    total_steps: int
+    epochs: int
+
+    @classmethod
+    def of(cls, training: Training, n_train: int) -> "Schedule":
+        # The last partial batch is dropped: minibatch divergences (MMD, Stein)
+        # are noisy on a handful of codes.
+        per_epoch = n_train // training.batch_size
+        if per_epoch == 0:
+            raise ValueError(f"batch_size {training.batch_size} exceeds the {n_train} training examples")
+        total = training.steps if training.steps is not None else training.epochs * per_epoch
+        return cls(per_epoch, total, math.ceil(total / per_epoch))
+
+
+@dataclass
+class TrainResult:
+    curves: list[dict[str, float]] = field(default_factory=list)
+    steps: int = 0
+    seconds: float = 0.0
+
+
+def _codes_for_adversaries(loss_codes: Codes | None, model: Autoencoder, x: Tensor) -> Codes:
+    if loss_codes is None:
+        with torch.no_grad():
+            loss_codes = model.codes(x)
+    return Codes(x=loss_codes.x, posterior=loss_codes.posterior, z=loss_codes.z.detach(),
+                 prior=loss_codes.prior)
+
+
+def train(model: Autoencoder, objective: Objective, x_train: Tensor, train_view: Callable,
+          training: Training, seed: int, run_dir: Path, device: torch.device,
+          on_event: Callable[[dict[str, Any]], None] = lambda e: None,
+          probes: dict[str, Metric] | None = None, probe_x: Tensor | None = None,
+          corruption: Corruption | None = None) -> TrainResult:
+    """Train ``model`` with ``objective``; resume from ``run_dir/checkpoint.pt``."""
+    probes = probes or {}
+    model.to(device).train()
+    objective.to(device).train()
+    adversaries = objective.adversaries()
+    adversary_ids = {id(p) for a in adversaries for p in a.module.parameters()}
+    ae_params = [p for p in [*model.parameters(), *objective.parameters()] if id(p) not in adversary_ids]
+    optimiser = make_optimiser(training.optimiser, ae_params)
+    adv_optimisers = [torch.optim.Adam(a.module.parameters(), lr=a.lr, betas=a.betas)
+                      for a in adversaries]
+    schedule = Schedule.of(training, x_train.shape[0])
+
+    result = TrainResult()
+    start_epoch, start_batch, step = 0, 0, 0
+    checkpoint_path = run_dir / CHECKPOINT
+    if checkpoint_path.exists():
+        state = torch.load(checkpoint_path, map_location=device, weights_only=True)
+        model.load_state_dict(state["model"])
+        objective.load_state_dict(state["objective"])
+        optimiser.load_state_dict(state["optimiser"])
+        for opt, opt_state in zip(adv_optimisers, state["adversaries"]):
+            opt.load_state_dict(opt_state)
+        start_epoch, start_batch, step = state["epoch"], state["batch"], state["step"]
+        result.curves = list(state["curves"])
+        result.seconds = float(state["seconds"])
+        torch.set_rng_state(state["rng"])
+        on_event({"event": "resumed", "step": step, "epoch": start_epoch})
+
+    def save_checkpoint(epoch: int, batch: int) -> None:
+        state = {
+            "model": model.state_dict(), "objective": objective.state_dict(),
+            "optimiser": optimiser.state_dict(),
+            "adversaries": [o.state_dict() for o in adv_optimisers],
+            "epoch": epoch, "batch": batch, "step": step, "curves": result.curves,
+            "seconds": result.seconds + (time.perf_counter() - started), "rng": torch.get_rng_state(),
+        }
+        tmp = checkpoint_path.with_suffix(".tmp")
+        torch.save(state, tmp)
+        tmp.replace(checkpoint_path)
+
+    def check_finite(where: str, value: Tensor) -> None:
+        if not torch.isfinite(value).all():
+            raise RunDiverged(f"loss became {value.item()} at step {step} ({where})")
+
+    started = time.perf_counter()
+    batch_size = training.batch_size
+    running, running_n = torch.zeros((), device=device), 0
+    terms_sum: dict[str, float] = {}
+    for epoch in range(start_epoch, schedule.epochs):
+        generator = epoch_generator(seed, epoch)
+        order = torch.randperm(x_train.shape[0], generator=generator)
+        x_epoch = train_view(x_train, generator)
+        first = start_batch if epoch == start_epoch else 0
+        for batch in range(first, schedule.batches_per_epoch):
+            xb = x_epoch[order[batch * batch_size:(batch + 1) * batch_size]].to(device, non_blocking=True)
+            if corruption is not None:
+                xb = corruption(xb, generator)
+            loss = objective.loss(model, xb)
+            optimiser.zero_grad(set_to_none=True)
+            loss.total.backward()
+            optimiser.step()
+            if adversaries:
+                codes = _codes_for_adversaries(getattr(loss, "codes", None), model, xb)
+                for adversary, opt in zip(adversaries, adv_optimisers):
+                    for _ in range(adversary.steps_per_batch):
+                        opt.zero_grad(set_to_none=True)
+                        adversary.loss(codes).backward()
+                        opt.step()
+            step += 1
+            running += loss.total.detach()
+            running_n += 1
+            for name, value in loss.terms.items():
+                terms_sum[name] = terms_sum.get(name, 0.0) + float(value)
+
+            if step % training.log_every == 0 or step == schedule.total_steps:
+                check_finite("training loss", running)
+                row = {"step": step, "epoch": epoch + (batch + 1) / schedule.batches_per_epoch,
+                       "loss": running.item() / running_n,
+                       **{k: v / running_n for k, v in terms_sum.items()}}
+                result.curves.append(row)
+                on_event({"event": "step", "step": step, "steps": schedule.total_steps,
+                          "epoch": epoch + 1, "epochs": schedule.epochs, "loss": row["loss"]})
+                running, running_n, terms_sum = torch.zeros((), device=device), 0, {}
+            if probes and probe_x is not None and (step % training.track_every == 0 or step == 1):
+                result.curves.append(_probe_row(model, objective, probes, probe_x, step, epoch))
+            if training.checkpoint_every and step % training.checkpoint_every == 0:
+                save_checkpoint(epoch, batch + 1)
+            if step >= schedule.total_steps:
+                break
+        save_checkpoint(epoch + 1, 0)
+        on_event({"event": "epoch", "epoch": epoch + 1, "epochs": schedule.epochs, "step": step,
+                  "steps": schedule.total_steps})
+        if step >= schedule.total_steps:
+            break
+    for name, param in model.named_parameters():
+        if not torch.isfinite(param).all():
+            raise RunDiverged(f"parameter {name} is not finite after training")
+    result.steps = step
+    result.seconds += time.perf_counter() - started
+    return result
+
+
+def _probe_row(model: Autoencoder, objective: Objective, probes: dict[str, Metric],
+               probe_x: Tensor, step: int, epoch: int) -> dict[str, float]:
+    model.eval()
+    row: dict[str, float] = {"step": step, "epoch": float(epoch)}
+    with torch.no_grad():
+        for key, metric in probes.items():
+            for name, value in metric.probe(model, probe_x.to(model.device)).items():
+                row[f"probe/{key}/{name}"] = float(value)
+    model.train()
+    return row

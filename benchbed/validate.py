@@ -1,0 +1,288 @@
+"""Checking a suite completely, without training.
+
+``load_suite`` reads the YAML (with ``extends`` and the chosen profile),
+validates the structure with the ``Suite`` model, each component's
+parameters with the plugin's own ``Params`` model, and every cross
+reference (metric conditions, tracked metrics, leaderboard columns, grid
+paths). Every problem names the file, the line, the field path and the bad
+value, and suggests close names.
+"""
+
+from __future__ import annotations
+
+import re
+import types
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+from pydantic import BaseModel, ValidationError
+
+from benchbed.errors import BenchbedError, UnknownComponent, did_you_mean
+from benchbed.findings import BadComparison, term_methods
+from benchbed.findings import parse as parse_comparison
+from benchbed.plugins import Registry, get_registry
+from benchbed.suite import ComponentRef, Suite, Training
+from benchbed.suite_source import Locations, apply_profile, load_raw
+
+
+@dataclass(frozen=True)
+class Problem:
+    where: str  # "file:line"
+    path: str  # dotted field path
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.path or '(suite)'}: {self.message}"
+
+
+class SuiteInvalid(BenchbedError):
+    def __init__(self, file: str, problems: list[Problem]):
+        self.file, self.problems = file, problems
+        lines = "\n".join(f"  {p}" for p in problems)
+        noun = "problem" if len(problems) == 1 else "problems"
+        super().__init__(f"{file}: {len(problems)} {noun}:\n{lines}")
+
+
+def dotted(path: Iterable[Any]) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+# ----------------------------------------------------------- pydantic errors
+
+
+def _unwrap(annotation: Any) -> list[Any]:
+    """The concrete types inside Optional/Union/Annotated."""
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _unwrap(typing.get_args(annotation)[0])
+    if origin in (typing.Union, types.UnionType):
+        return [t for a in typing.get_args(annotation) for t in _unwrap(a)]
+    return [annotation]
+
+
+def _allowed_keys(model: type[BaseModel]) -> list[str]:
+    names = []
+    for name, field in model.model_fields.items():
+        names.append(field.alias or name)
+        if field.alias:
+            names.append(name)
+    return names
+
+
+def _model_at(root: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """Follow a pydantic error location through the model's annotations."""
+    current: Any = root
+    for part in loc:
+        candidates = _unwrap(current)
+        nxt = None
+        for cand in candidates:
+            if isinstance(cand, type) and issubclass(cand, BaseModel):
+                field = cand.model_fields.get(part) or next(
+                    (f for f in cand.model_fields.values() if f.alias == part), None)
+                if field is not None:
+                    nxt = field.annotation
+                    break
+            origin = typing.get_origin(cand)
+            if origin in (dict, list, tuple) and typing.get_args(cand):
+                nxt = typing.get_args(cand)[-1 if origin is dict else 0]
+                break
+        if nxt is None:
+            return None
+        current = nxt
+    models = [c for c in _unwrap(current) if isinstance(c, type) and issubclass(c, BaseModel)]
+    return models[0] if models else None
+
+
+def _quoted(text: str) -> list[str]:
+    return re.findall(r"'([^']*)'", text)
+
+
+def convert_errors(exc: ValidationError, model: type[BaseModel], prefix: tuple[Any, ...],
+                   locs: Locations) -> list[Problem]:
+    problems = []
+    for err in exc.errors():
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        kind = err["type"]
+        value = err.get("input")
+        if kind == "extra_forbidden":
+            key = loc[-1]
+            parent = _model_at(model, loc[:-1])
+            allowed = _allowed_keys(parent) if parent else []
+            msg = (f"unknown key {key!r}{did_you_mean(str(key), allowed)}"
+                   + (f" (allowed: {', '.join(allowed)})" if allowed else ""))
+        elif kind == "missing":
+            msg = "required but missing"
+        elif kind in ("literal_error", "enum"):
+            expected = err.get("ctx", {}).get("expected", "")
+            msg = f"{value!r} is not one of {expected}{did_you_mean(str(value), _quoted(expected))}"
+        else:
+            shown = f" (got {value!r})" if not isinstance(value, (dict, list)) else ""
+            msg = err["msg"].removeprefix("Value error, ") + shown
+        path = prefix + loc
+        where = locs.find(path)
+        problems.append(Problem(str(where) if where else "?", dotted(path), msg))
+    return problems
+
+
+# ------------------------------------------------------------ component refs
+
+
+def component_slots(suite: Suite) -> Iterable[tuple[str, tuple[Any, ...], ComponentRef]]:
+    """Every (kind, path, ref) in a suite."""
+    yield "dataset", ("dataset",), suite.dataset
+    for key, method in suite.methods.items():
+        base = ("methods", key)
+        yield "objective", base + ("objective",), method.objective
+        if method.divergence is not None:
+            yield "divergence", base + ("divergence",), method.divergence
+        yield "prior", base + ("prior",), method.prior
+        yield "architecture", base + ("encoder",), method.encoder
+        yield "architecture", base + ("decoder",), method.decoder
+    for key, ref in suite.corruptions.items():
+        yield "corruption", ("corruptions", key), ref
+    for key, ref in suite.metrics.items():
+        yield "metric", ("metrics", key), ref
+
+
+def check_component(registry: Registry, kind: str, path: tuple[Any, ...], ref: ComponentRef,
+                    locs: Locations) -> list[Problem]:
+    try:
+        cls = registry.get(kind, ref.name).cls
+    except UnknownComponent as exc:
+        where = locs.find(path + ("name",))
+        return [Problem(str(where), dotted(path + ("name",)), str(exc))]
+    try:
+        cls.Params.model_validate(ref.params)
+    except ValidationError as exc:
+        return convert_errors(exc, cls.Params, path, locs)
+    return []
+
+
+# ------------------------------------------------------------ the whole check
+
+
+def _problem(locs: Locations, path: tuple[Any, ...], message: str) -> Problem:
+    return Problem(str(locs.find(path)), dotted(path), message)
+
+
+def check_references(suite: Suite, registry: Registry, locs: Locations) -> list[Problem]:
+    problems: list[Problem] = []
+    conditions = ["clean", *suite.corruptions]
+    metric_keys = list(suite.metrics)
+    method_keys = list(suite.methods)
+
+    for key, ref in suite.metrics.items():
+        for i, cond in enumerate(ref.params.get("conditions") or []):
+            if cond not in conditions:
+                problems.append(_problem(locs, ("metrics", key, "conditions", i),
+                                         f"unknown condition {cond!r}{did_you_mean(cond, conditions)}"
+                                         f" (conditions: {', '.join(conditions)})"))
+
+    for key, method in suite.methods.items():
+        for slot, need in (("encoder", "encoder"), ("decoder", "decoder")):
+            ref = getattr(method, slot)
+            try:
+                cls = registry.get("architecture", ref.name).cls
+            except UnknownComponent:
+                continue
+            if need not in cls.provides:
+                problems.append(_problem(locs, ("methods", key, slot, "name"),
+                                         f"architecture {ref.name!r} builds no {need} "
+                                         f"(it provides: {', '.join(sorted(cls.provides))})"))
+        if method.training:
+            merged = {**suite.training.model_dump(), **method.training}
+            try:
+                Training.model_validate(merged)
+            except ValidationError as exc:
+                problems += convert_errors(exc, Training, ("methods", key, "training"), locs)
+
+    training_sets = [(("training",), suite.training)]
+    for i, name in enumerate(suite.training.track):
+        if name not in metric_keys:
+            problems.append(_problem(locs, ("training", "track", i),
+                                     f"unknown metric {name!r}{did_you_mean(name, metric_keys)}"))
+            continue
+        try:
+            cls = registry.get("metric", suite.metrics[name].name).cls
+        except UnknownComponent:
+            continue
+        if not cls.trackable:
+            problems.append(_problem(locs, ("training", "track", i),
+                                     f"metric {name!r} ({suite.metrics[name].name}) cannot be "
+                                     "tracked during training"))
+    for path, training in training_sets:
+        if training.corruption is not None and training.corruption not in suite.corruptions:
+            problems.append(_problem(locs, path + ("corruption",),
+                                     f"unknown condition {training.corruption!r}"
+                                     f"{did_you_mean(training.corruption, list(suite.corruptions))}"))
+
+    grid_keys = ["latent_dim", "seed", *suite.grid.params]
+    for t, table in enumerate(suite.leaderboards):
+        base = ("leaderboards", t)
+        for i, m in enumerate(table.methods or []):
+            if m not in method_keys:
+                problems.append(_problem(locs, base + ("methods", i),
+                                         f"unknown method {m!r}{did_you_mean(m, method_keys)}"))
+        for k in table.where:
+            if k not in grid_keys:
+                problems.append(_problem(locs, base + ("where", k),
+                                         f"unknown grid key {k!r}{did_you_mean(k, grid_keys)}"
+                                         f" (grid keys: {', '.join(grid_keys)})"))
+        for c, column in enumerate(table.columns):
+            cbase = base + ("columns", c)
+            if column.metric not in metric_keys:
+                problems.append(_problem(locs, cbase + ("metric",),
+                                         f"unknown metric {column.metric!r}"
+                                         f"{did_you_mean(column.metric, metric_keys)}"))
+            for m in column.paper:
+                if m not in method_keys:
+                    problems.append(_problem(locs, cbase + ("paper", m),
+                                             f"unknown method {m!r}{did_you_mean(m, method_keys)}"))
+    for f, finding in enumerate(suite.findings):
+        base = ("findings", f)
+        if finding.metric not in metric_keys:
+            problems.append(_problem(locs, base + ("metric",),
+                                     f"unknown metric {finding.metric!r}"
+                                     f"{did_you_mean(finding.metric, metric_keys)}"))
+        for i, comparison in enumerate(finding.holds):
+            try:
+                terms = parse_comparison(comparison)
+            except BadComparison as exc:
+                problems.append(_problem(locs, base + ("holds", i), str(exc)))
+                continue
+            for term in (terms[0], terms[2]):
+                method = term_methods(term)
+                if method is not None and method not in method_keys:
+                    problems.append(_problem(locs, base + ("holds", i),
+                                             f"unknown method {method!r}"
+                                             f"{did_you_mean(method, method_keys)}"))
+    return problems
+
+
+def load_suite(path: str | Path, profile: str | None = None,
+               registry: Registry | None = None) -> tuple[Suite, Locations]:
+    """Read, resolve and completely check a suite; raise ``SuiteInvalid``."""
+    from benchbed.plan import plan_problems
+
+    registry = registry or get_registry()
+    path = Path(path)
+    data, locs = load_raw(path)
+    data, locs, _ = apply_profile(data, locs, profile)
+    try:
+        suite = Suite.model_validate(data)
+    except ValidationError as exc:
+        raise SuiteInvalid(str(path), convert_errors(exc, Suite, (), locs)) from None
+    problems: list[Problem] = []
+    for kind, slot_path, ref in component_slots(suite):
+        problems += check_component(registry, kind, slot_path, ref, locs)
+    problems += check_references(suite, registry, locs)
+    if not problems:
+        problems += plan_problems(suite, registry, locs)
+    if problems:
+        raise SuiteInvalid(str(path), problems)
+    return suite, locs

@@ -1,0 +1,66 @@
+"""Plugins that misbehave on purpose, for the harness tests.
+
+Registered through the same hooks as any plugin (loaded with
+BENCHBED_PLUGINS=benchbed_test_plugins).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from pydantic import Field
+
+from benchbed import hookimpl
+from benchbed.components import Loss, Objective, Params
+
+
+class ExplodeAt(Objective):
+    """The ELBO until step ``step``, then NaN: a run that diverges."""
+
+    class Params(Params):
+        step: int = Field(5, ge=1)
+
+    def __init__(self, params=None, **kw):
+        super().__init__(params, **kw)
+        self.register_buffer("seen", torch.zeros((), dtype=torch.long))
+
+    def loss(self, model, x):
+        self.seen += 1
+        codes = model.codes(x)
+        rec = model.decoder.log_prob(x, codes.z).mean()
+        total = -rec
+        if int(self.seen) >= self.params.step:
+            total = total * float("nan")
+        return Loss(total, {"rec": float(rec.detach())}, codes)
+
+
+class DieOnceAt(Objective):
+    """The ELBO, but the first time it reaches ``step`` the process dies
+    (as if killed), leaving a marker so the second attempt runs through."""
+
+    class Params(Params):
+        step: int = Field(30, ge=1)
+        marker: str
+
+    def __init__(self, params=None, **kw):
+        super().__init__(params, **kw)
+        self.register_buffer("seen", torch.zeros((), dtype=torch.long))
+
+    def loss(self, model, x):
+        self.seen += 1
+        marker = Path(self.params.marker)
+        if int(self.seen) == self.params.step and not marker.exists():
+            marker.write_text("died")
+            os._exit(9)
+        codes = model.codes(x)
+        kl = codes.posterior.kl_to_standard_normal().mean()
+        rec = model.decoder.log_prob(x, codes.z).mean()
+        return Loss(kl - rec, {"rec": float(rec.detach()), "kl": float(kl.detach())}, codes)
+
+
+@hookimpl
+def register_objectives(register):
+    register("explode_at", ExplodeAt)
+    register("die_once_at", DieOnceAt)

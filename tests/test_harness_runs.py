@@ -1,0 +1,126 @@
+"""suite -> plan -> train -> evaluate -> record -> leaderboard, with nothing lost:
+finished runs are skipped, a killed run resumes, a diverged run is recorded
+as failed while the rest go on."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+import torch
+
+from benchbed.cli import main
+from conftest import TESTS, TINY_SUITE
+
+
+def run_cli(*args: str) -> int:
+    return main(["run", *args, "--plain"])
+
+
+def test_a_suite_runs_end_to_end_and_a_rerun_skips_finished_runs(tiny_suite, tmp_path, capsys):
+    store, boards = tmp_path / "store", tmp_path / "boards"
+    assert run_cli(str(tiny_suite), "--store", str(store), "--leaderboards", str(boards)) == 0
+    out = capsys.readouterr().out
+    assert "2 run(s) finished, 0 failed, 0 skipped" in out
+    records = sorted((boards / "tiny" / "records").glob("*.json"))
+    assert [r.name for r in records] == ["elbo__z2__s0.json", "vimae_n__z2__s0.json"]
+    page = (boards / "tiny.md").read_text()
+    assert "| ELBO-VAE" in page and "(n=1)" in page and "## Provenance" in page
+    run_dirs = [p for p in store.iterdir() if p.is_dir() and p.name != "cache"]
+    for folder in run_dirs:
+        for name in ("config.json", "metrics.json", "model.pt", "log.txt", "curves.csv", "status.json"):
+            assert (folder / name).exists(), (folder, name)
+        state = torch.load(folder / "model.pt", weights_only=True)
+        assert "model" in state
+    assert run_cli(str(tiny_suite), "--store", str(store), "--leaderboards", str(boards)) == 0
+    assert "0 run(s) finished, 0 failed, 2 skipped" in capsys.readouterr().out
+
+
+def test_a_diverging_run_is_recorded_as_failed_and_the_others_go_on(write_suite, tmp_path, capsys,
+                                                                    fresh_registry):
+    suite = write_suite(TINY_SUITE.replace("objective: {name: vimae}",
+                                           "objective: {name: explode_at, step: 5}"))
+    boards = tmp_path / "boards"
+    code = run_cli(str(suite), "--store", str(tmp_path / "s"), "--leaderboards", str(boards))
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "1 run(s) finished, 1 failed" in out
+    assert "FAILED vimae_n z=2 seed=0: diverged: loss became nan" in out
+    page = (boards / "tiny.md").read_text()
+    assert "| VIMAE-n  | failed" in page
+    assert "failed: VIMAE-n z=2 seed=0: diverged" in page
+
+
+def test_a_metric_added_later_evaluates_existing_runs_without_retraining(tiny_suite, tmp_path, capsys):
+    store = tmp_path / "store"
+    assert run_cli(str(tiny_suite), "--store", str(store), "--leaderboards", str(tmp_path / "b")) == 0
+    with_mi = tiny_suite.read_text().replace("logdet: {name: logdet_cov}",
+                                             "logdet: {name: logdet_cov}\n  mi: {name: mutual_info}")
+    tiny_suite.write_text(with_mi)
+    assert run_cli(str(tiny_suite), "--store", str(store), "--leaderboards", str(tmp_path / "b")) == 0
+    for folder in (p for p in store.iterdir() if p.is_dir() and p.name != "cache"):
+        log = (folder / "log.txt").read_text()
+        assert log.count("training ") == 1, log
+        assert "metric mi (mutual_info)" in log
+
+
+def test_the_leaderboard_rebuilds_byte_for_byte_from_records_alone(tiny_suite, tmp_path):
+    store, boards = tmp_path / "store", tmp_path / "boards"
+    assert run_cli(str(tiny_suite), "--store", str(store), "--leaderboards", str(boards)) == 0
+    first = (boards / "tiny.md").read_bytes()
+    shutil.rmtree(store)
+    (boards / "tiny.md").unlink()
+    assert main(["leaderboard", str(tiny_suite), "--leaderboards", str(boards)]) == 0
+    assert (boards / "tiny.md").read_bytes() == first
+
+
+def _suite_that_dies(write_suite, tmp_path, name):
+    marker = tmp_path / f"{name}.died"
+    return write_suite(
+        TINY_SUITE.replace("objective: {name: vimae}",
+                           f"objective: {{name: die_once_at, step: 30, marker: '{marker}'}}")
+        .replace("training: {epochs: 2, batch_size: 50}",
+                 "training: {epochs: 3, batch_size: 50, checkpoint_every: 10}"), f"{name}.yaml"), marker
+
+
+def test_a_killed_run_resumes_from_its_checkpoint_to_the_same_weights(write_suite, tmp_path):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
+           "BENCHBED_PLUGINS": "benchbed_test_plugins"}
+    suite, marker = _suite_that_dies(write_suite, tmp_path, "dies")
+    cmd = [sys.executable, "-m", "benchbed.cli", "run", str(suite), "--plain", "--only", "vimae_n",
+           "--store", str(tmp_path / "store"), "--leaderboards", str(tmp_path / "b")]
+    first = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert first.returncode == 9 and marker.exists(), first.stderr
+    [folder] = [p for p in (tmp_path / "store").iterdir() if p.is_dir() and p.name != "cache"]
+    assert (folder / "checkpoint.pt").exists() and not (folder / "model.pt").exists()
+
+    second = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert second.returncode == 0, second.stderr
+    assert "resuming from checkpoint" in second.stderr and "resumed at step 28" in second.stderr  # the epoch-end checkpoint
+
+    # The same run never interrupted (the marker exists, so it does not die).
+    reference = [*cmd[:-4], "--store", str(tmp_path / "ref"), "--leaderboards", str(tmp_path / "rb")]
+    assert subprocess.run(reference, env=env, capture_output=True, timeout=300).returncode == 0
+    [ref_folder] = [p for p in (tmp_path / "ref").iterdir() if p.is_dir() and p.name != "cache"]
+    resumed = torch.load(folder / "model.pt", weights_only=True)["model"]
+    uninterrupted = torch.load(ref_folder / "model.pt", weights_only=True)["model"]
+    assert resumed.keys() == uninterrupted.keys()
+    for name in resumed:
+        assert torch.equal(resumed[name], uninterrupted[name]), name
+
+
+def test_parallel_jobs_give_the_same_records_as_one_job(tiny_suite, tmp_path):
+    import json
+    for jobs, name in ((1, "one"), (2, "two")):
+        assert run_cli(str(tiny_suite), "--jobs", str(jobs), "--store", str(tmp_path / name),
+                       "--leaderboards", str(tmp_path / f"b{name}")) == 0
+    for record in ("elbo__z2__s0.json", "vimae_n__z2__s0.json"):
+        one = json.loads((tmp_path / "bone" / "tiny" / "records" / record).read_text())
+        two = json.loads((tmp_path / "btwo" / "tiny" / "records" / record).read_text())
+        assert one["run_key"] == two["run_key"]
+        # Thread counts differ (2 vs 1 per run), so compare to float tolerance.
+        for metric, values in one["metrics"].items():
+            for key, value in values.items():
+                assert abs(value - two["metrics"][metric][key]) < 1e-3 * max(1, abs(value)), key

@@ -1,0 +1,122 @@
+"""Plugins are found through the same hooks whether built in, installed
+through a ``benchbed`` entry point, or named on the command line."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from benchbed import plugins
+from benchbed.cli import main
+from benchbed.errors import PluginError
+
+PLUGIN_MODULE = '''
+from benchbed import hookimpl
+from benchbed.components import Divergence, Params
+
+class Zero(Divergence):
+    """A divergence that is always zero."""
+    def forward(self, codes):
+        return codes.z.sum() * 0.0
+
+@hookimpl
+def register_divergences(register):
+    register({name!r}, Zero)
+'''
+
+
+def make_distribution(root, dist: str, module: str, divergence: str) -> None:
+    """A throwaway installed distribution: a dist-info folder with a
+    ``benchbed`` entry point, and its module, on sys.path."""
+    (root / f"{module}.py").write_text(PLUGIN_MODULE.format(name=divergence))
+    info = root / f"{dist}-1.2.3.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.2.3\n")
+    (info / "entry_points.txt").write_text(f"[benchbed]\n{module} = {module}\n")
+
+
+@pytest.fixture
+def reload_after(monkeypatch):
+    yield
+    monkeypatch.undo()
+    plugins.configure()
+
+
+def test_builtins_register_through_the_hooks():
+    registry = plugins.load_registry(autoload=False)
+    assert "mmd" in registry.names("divergence")
+    source = registry.get("objective", "elbo").source
+    assert source.distribution == "benchbed" and source.plugin.startswith("benchbed_plugins.")
+
+
+def test_an_installed_distribution_is_found_through_its_entry_point(tmp_path, monkeypatch, reload_after):
+    make_distribution(tmp_path, "benchbed-zero", "benchbed_zero_plugin", "zero")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    registry = plugins.load_registry()
+    reg = registry.get("divergence", "zero")
+    assert (reg.source.distribution, reg.source.version) == ("benchbed-zero", "1.2.3")
+
+
+def test_autoload_can_be_turned_off(tmp_path, monkeypatch, reload_after):
+    make_distribution(tmp_path, "benchbed-zero", "benchbed_zero_plugin2", "zero2")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv(plugins.ENV_DISABLE_AUTOLOAD, "1")
+    assert "zero2" not in plugins.load_registry().names("divergence")
+
+
+def test_two_plugins_claiming_one_name_is_an_error_naming_both(tmp_path, monkeypatch, reload_after):
+    make_distribution(tmp_path, "benchbed-clash", "benchbed_clash_plugin", "mmd")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(PluginError) as info:
+        plugins.load_registry()
+    message = str(info.value)
+    assert "divergence 'mmd' is registered twice" in message
+    assert "benchbed_plugins.mmd (benchbed" in message and "benchbed-clash 1.2.3" in message
+
+
+def test_a_module_can_be_loaded_by_import_path(tmp_path, monkeypatch, reload_after):
+    (tmp_path / "my_local_plugin.py").write_text(PLUGIN_MODULE.format(name="local_zero"))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv(plugins.ENV_PLUGINS, "my_local_plugin")
+    assert "local_zero" in plugins.load_registry().names("divergence")
+
+
+def test_a_misspelt_hook_is_reported(tmp_path, monkeypatch, reload_after):
+    (tmp_path / "typo_plugin.py").write_text(textwrap.dedent('''
+        from benchbed import hookimpl
+        @hookimpl
+        def register_divergence(register):
+            pass
+    '''))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(PluginError) as info:
+        plugins.load_registry(extra_modules=["typo_plugin"])
+    assert "register_divergence" in str(info.value) and "register_divergences" in str(info.value)
+
+
+def test_registering_a_non_component_is_refused(tmp_path, monkeypatch, reload_after):
+    (tmp_path / "bad_plugin.py").write_text(textwrap.dedent('''
+        from benchbed import hookimpl
+        @hookimpl
+        def register_priors(register):
+            register("flat", object)
+    '''))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(PluginError) as info:
+        plugins.load_registry(extra_modules=["bad_plugin"])
+    assert "not a subclass of benchbed.components.Prior" in str(info.value)
+
+
+def test_plugins_command_lists_distribution_version_and_registrations(tmp_path, monkeypatch, capsys,
+                                                                      reload_after):
+    make_distribution(tmp_path, "benchbed-zero", "benchbed_zero_plugin3", "zero3")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    plugins.configure()
+    assert main(["plugins"]) == 0
+    out = capsys.readouterr().out
+    assert "benchbed_zero_plugin3  [benchbed-zero 1.2.3]" in out
+    assert "divergence: zero3" in out
+    for kind in ("objective", "divergence", "prior", "architecture", "corruption", "metric",
+                 "dataset", "executor"):
+        assert f"  {kind}: " in out, kind
