@@ -50,6 +50,11 @@ class PlainProgress:
             self.last_loss = event.get("loss")
         elif kind == "metric":
             self.say(f"  {label}: evaluating {event['metric']}")
+        elif kind == "cluster":  # periodic tally from a cluster executor (ray)
+            where = (f" on {event['nodes']} node(s), {event['cpus']:g} CPU(s)"
+                     if event.get("nodes") and event.get("cpus") is not None else "")
+            self.say(f"cluster: {event['pending']} pending, {event['running']} running, "
+                     f"{event['finished']} finished, {event['failed']} failed{where}")
 
     def run_done(self, label: str, status: str, reason: str | None, seconds: float) -> None:
         self.done += 1

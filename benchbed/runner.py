@@ -31,6 +31,9 @@ WEIGHTS = "model.pt"
 
 def configure_torch(threads: int) -> None:
     torch.set_num_threads(max(1, threads))
+    # numpy/scipy BLAS too (SVM, FID): parallel runs must not oversubscribe cores.
+    from threadpoolctl import threadpool_limits
+    threadpool_limits(max(1, threads))
     # Denormals make MLP epochs ~45% slower on this kind of CPU.
     torch.set_flush_denormal(True)
 

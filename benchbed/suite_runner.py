@@ -60,6 +60,15 @@ def _slug(record: dict[str, Any]) -> str:
     return f"{record['method']}__z{record['latent_dim']}__s{record['seed']}{extra}"
 
 
+def _published_complete(run: PlannedRun, record: dict[str, Any] | None) -> bool:
+    """A committed record counts as done (runs resume across machines through
+    git): same key, finished, and evaluated with this suite's metric specs."""
+    if record is None or record.get("status") != "finished":
+        return False
+    return (record.get("evaluation") == run.evaluation
+            and set(run.evaluation.get("metrics", {})) <= set(record.get("metrics", {})))
+
+
 def run_suite(path: Path, profile: str | None, store_root: Path, executor: dict[str, Any],
               progress: PlainProgress, leaderboard_dir: Path, retry_failed: bool = False,
               only: list[str] | None = None) -> SuiteReport:
@@ -70,8 +79,12 @@ def run_suite(path: Path, profile: str | None, store_root: Path, executor: dict[
     if only:
         runs = [r for r in runs if r.method in only]
     store = Store(store_root)
+    _, default = profile_names(path)
+    name = publish_name(suite.name, suite.profile, default)
+    published = {r["run_key"]: r for r in load_records(leaderboard_dir, name)}
     try:
-        todo = [r for r in runs if store.needs_work(r, retry_failed)]
+        todo = [r for r in runs if store.needs_work(r, retry_failed)
+                and not _published_complete(r, published.get(r.key))]
         report = SuiteReport(total=len(runs), skipped=len(runs) - len(todo))
         runner = registry.create("executor", executor)
         threads = runner.threads_per_task()
@@ -105,8 +118,6 @@ def run_suite(path: Path, profile: str | None, store_root: Path, executor: dict[
             status, reason = store.status(run.key)
             if run.key not in todo_keys and status == "failed":
                 report.failed.append((run.name, f"{reason} (earlier run; --retry-failed retries it)"))
-        _, default = profile_names(path)
-        name = publish_name(suite.name, suite.profile, default)
         export(runs, store, leaderboard_dir, name)
         report.leaderboard = write_leaderboard(path, profile, leaderboard_dir, suite)
     finally:

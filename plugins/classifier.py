@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import io
 import json
 import math
 import os
@@ -162,7 +163,6 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
-    import io
     buffer = io.BytesIO()
     torch.save(obj, buffer)
     atomic_write_bytes(path, buffer.getvalue())
@@ -175,7 +175,8 @@ def train_classifier(train: Split, num_classes: int, recipe: ClassifierRecipe = 
                      device: torch.device | str = "cpu") -> DigitClassifier:
     """Adam with a one-cycle learning rate and cross-entropy, for ``recipe.epochs``
     passes or at least ``recipe.min_steps`` steps."""
-    with torch.enable_grad():  # metrics are evaluated under no_grad
+    # Metrics are evaluated under no_grad; fork_rng leaves the run's global RNG as it was.
+    with torch.enable_grad(), torch.random.fork_rng(devices=[]):
         return _fit(train, num_classes, recipe, device)
 
 
@@ -235,7 +236,8 @@ def classifier_paths(ctx: Any, recipe: ClassifierRecipe | None = None) -> tuple[
     return folder / f"{stem}.pt", folder / f"{stem}.json"
 
 
-def load_classifier(weights_path: str | Path, device: torch.device | str = "cpu") -> tuple[DigitClassifier, dict]:
+def load_classifier(weights_path: str | Path,
+                    device: torch.device | str = "cpu") -> tuple[DigitClassifier, dict]:
     """Rebuild a cached classifier from its state dict and the JSON beside it."""
     weights_path = Path(weights_path)
     meta = json.loads(weights_path.with_suffix(".json").read_text())
@@ -255,7 +257,8 @@ def get_classifier(ctx: Any, recipe: ClassifierRecipe | None = None) -> tuple[Di
     return model, float(meta["accuracy"])
 
 
-def get_classifier_with_meta(ctx: Any, recipe: ClassifierRecipe | None = None) -> tuple[DigitClassifier, dict]:
+def get_classifier_with_meta(ctx: Any,
+                             recipe: ClassifierRecipe | None = None) -> tuple[DigitClassifier, dict]:
     """As ``get_classifier``, with the metadata JSON as a dict."""
     recipe = recipe or DEFAULT_RECIPE  # read at call time, so tests can swap in a cheap recipe
     weights_path, meta_path = classifier_paths(ctx, recipe)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 from pydantic import Field
@@ -22,7 +22,8 @@ PADDING = 2  # pixels between tiles (torchvision's default)
 X_KEYS = ("step", "epoch")  # curve columns that are axes, not series
 
 # Salts keep each figure's random draws independent of the others'.
-SALT_SAMPLES, SALT_CHAIN_DATA, SALT_CHAIN_NOISE, SALT_CORRUPT, SALT_PRIOR, SALT_NOISE_START = 11, 12, 13, 14, 15, 16
+SALT_SAMPLES, SALT_CHAIN_DATA, SALT_CHAIN_NOISE, SALT_CORRUPT, SALT_PRIOR = 11, 12, 13, 14, 15
+SALT_NOISE_START = 16
 
 
 # ------------------------------------------------------------------ helpers
@@ -209,7 +210,8 @@ class Figures(Metric):
         x = self.test_images(ctx, self.params.grid)
         paths = []
         for i, name in enumerate(names):
-            corrupted = x if name == "clean" else ctx.corruptions[name](x, ctx.generator(SALT_CORRUPT + 100 * i))
+            generator = ctx.generator(SALT_CORRUPT + 100 * i)
+            corrupted = x if name == "clean" else ctx.corruptions[name](x, generator)
             recon = ctx.model.reconstruct(corrupted)
             path = folder / f"corrupted_reconstructions_{safe_name(name)}.png"
             paths.append(save_grid(torch.cat([x.cpu(), corrupted.cpu(), recon.cpu()]), path,
@@ -232,9 +234,11 @@ class Figures(Metric):
         if labels is None:
             ax.scatter(points[:, 0], points[:, 1], s=3, c="tab:blue", label="test codes")
         else:
-            cloud = ax.scatter(points[:, 0], points[:, 1], s=3, c=labels, cmap="tab10",
-                               vmin=-0.5, vmax=9.5 if labels.max() < 10 else None)
-            figure.colorbar(cloud, ax=ax, label="class")
+            k = int(labels.max()) + 1
+            cmap = "tab10" if k <= 10 else "tab20" if k <= 20 else "viridis"
+            cloud = ax.scatter(points[:, 0], points[:, 1], s=3, c=labels, cmap=cmap,
+                               vmin=-0.5, vmax=k - 0.5)
+            figure.colorbar(cloud, ax=ax, label="class", ticks=range(k) if k <= 20 else None)
         ax.legend(loc="upper right", markerscale=4, fontsize="small")
         ax.set_title(f"Posterior means of test images: {axes}", fontsize="medium")
         path = folder / "latent_scatter.png"

@@ -139,7 +139,7 @@ class FullDataMMD(Metric):
     posterior means. Trackable: ``probe`` computes the same statistic on the
     trainer's held-out batch (MMD-vs-iteration curves, InfoVAE Fig. 3 D).
 
-    Values: ``mmd`` (MMD^2, nats-free number; the kernel is named by the
+    Values: ``mmd`` (the MMD^2 estimate, unitless; the kernel is named by the
     params), ``n`` (codes compared).
 
     Cost: about 2 N^2 kernel entries (the symmetric sums are computed once

@@ -62,11 +62,12 @@ class _ReconstructionObjective(Objective):
         return self.divergence(codes)
 
 
-def _finish(total: Tensor, rec: Tensor, **terms: Tensor | float) -> Loss:
+def _finish(total: Tensor, rec: Tensor, codes: Codes, **terms: Tensor | float) -> Loss:
+    """The Loss, with the codes handed back so adversaries reuse them."""
     logged = {"rec": float(rec.mean().detach())}
     logged.update({k: float(v.detach()) if isinstance(v, Tensor) else float(v) for k, v in terms.items()})
     logged["loss"] = float(total.detach())
-    return Loss(total=total, terms=logged)
+    return Loss(total=total, terms=logged, codes=codes)
 
 
 # --------------------------------------------------------- KL-based objectives
@@ -105,7 +106,7 @@ class ELBO(_ReconstructionObjective):
             self.step += 1
         total = (-rec + weight * kl).mean()
         extra = {"kl_weight": weight} if self.params.warmup_steps else {}
-        return _finish(total, rec, kl=kl.mean(), elbo=(rec - kl).mean(), **extra)
+        return _finish(total, rec, codes, kl=kl.mean(), elbo=(rec - kl).mean(), **extra)
 
 
 class BetaVAE(_ReconstructionObjective):
@@ -124,7 +125,7 @@ class BetaVAE(_ReconstructionObjective):
         codes, rec = self.codes_and_rec(model, x)
         kl = per_example_kl(codes)
         total = (-rec + self.params.beta * kl).mean()
-        return _finish(total, rec, kl=kl.mean())
+        return _finish(total, rec, codes, kl=kl.mean())
 
 
 class AE(_ReconstructionObjective):
@@ -136,8 +137,8 @@ class AE(_ReconstructionObjective):
     """
 
     def loss(self, model, x: Tensor) -> Loss:
-        _, rec = self.codes_and_rec(model, x)
-        return _finish(-rec.mean(), rec)
+        codes, rec = self.codes_and_rec(model, x)
+        return _finish(-rec.mean(), rec, codes)
 
 
 # ------------------------------------------------ divergence-based objectives
@@ -157,7 +158,7 @@ class _DivergenceObjective(_ReconstructionObjective):
         codes, rec = self.codes_and_rec(model, x)
         div = self.divergence_value(codes)
         total = -rec.mean() + self.params.lambda_ * div
-        return _finish(total, rec, **{divergence_term_name(self.divergence): div})
+        return _finish(total, rec, codes, **{divergence_term_name(self.divergence): div})
 
 
 class VIMAE(_DivergenceObjective):
@@ -309,7 +310,7 @@ class InfoVAE(_ReconstructionObjective):
             div = self.divergence_value(codes)
             total = total + self.divergence_weight * div
             terms[divergence_term_name(self.divergence, ("rec", "loss", "kl"))] = div
-        return _finish(total, rec, **terms)
+        return _finish(total, rec, codes, **terms)
 
 
 @hookimpl

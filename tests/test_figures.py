@@ -159,7 +159,8 @@ def test_reconstruction_rows_sit_under_their_inputs(tmp_path):
 
 def test_corrupted_rows_show_clean_then_corrupted_inputs(tmp_path):
     ctx = make_ctx(tmp_path)
-    figures.Figures(which=["corrupted_reconstructions"], grid=3, conditions=["clean", "left blank"]).evaluate(ctx)
+    metric = figures.Figures(which=["corrupted_reconstructions"], grid=3, conditions=["clean", "left blank"])
+    metric.evaluate(ctx)
     clean = png(tmp_path / "figures" / "corrupted_reconstructions_clean.png")
     blank = png(tmp_path / "figures" / "corrupted_reconstructions_left_blank.png")
     first = ctx.test.x[0]
