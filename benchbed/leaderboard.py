@@ -102,10 +102,12 @@ def render_table(table: Table, suite: Suite, records: list[dict[str, Any]],
     if table.reference:
         ref = table.reference
         page = f", p. {ref.page}" if ref.page else ""
-        lines += [f"Paper values: {ref.paper}, {ref.where}{page}.", ""]
+        lines += [f"Source: {ref.paper}, {ref.where}{page}.", ""]
     if table.where:
         lines += ["Runs: " + ", ".join(f"{k} = {v}" for k, v in table.where.items()) + ".", ""]
     rows = _rows(table, suite, records)
+    not_run = table.not_run if not any(
+        suite.methods[m].enabled for m, _ in rows if m in suite.methods) else None
     header = ["method"] + (["z"] if table.by_latent_dim else [])
     cells: dict[tuple[Row, int], Cell] = {}
     for row in rows:
@@ -129,13 +131,13 @@ def render_table(table: Table, suite: Suite, records: list[dict[str, Any]],
         for c, column in enumerate(table.columns):
             cell = cells[(row, c)]
             is_best = best[c] is not None and cell.mean is not None and math.isclose(cell.mean, best[c])
-            line.append("not run" if table.not_run else cell.text(column.digits, is_best))
+            line.append("not run" if not_run else cell.text(column.digits, is_best))
             if column.paper:
                 paper = column.paper.get(method)
                 if isinstance(paper, (int, float)):
                     line.append(_fmt(float(paper), column.digits).rstrip("0").rstrip(".")
                                 if float(paper) != int(paper) else str(int(paper)))
-                    diff = None if cell.mean is None or table.not_run else cell.mean - float(paper)
+                    diff = None if cell.mean is None or not_run else cell.mean - float(paper)
                     line.append(_fmt(diff, column.digits, signed=True))
                 else:
                     line += [paper or "", ""]
@@ -148,8 +150,8 @@ def render_table(table: Table, suite: Suite, records: list[dict[str, Any]],
                        if c.better in directions)
     if legend:
         lines += [f"Bold: best of ours per column ({legend}). Cells: mean ± std over seeds (n runs).", ""]
-    if table.not_run:
-        lines += [f"**Not run:** {table.not_run}", ""]
+    if not_run:
+        lines += [f"**Not run:** {not_run}", ""]
     failures = sorted({(r["label"], r["latent_dim"], r["seed"], r["reason"]) for row in rows
                        for r in _records_for(row, records, table.where) if r["status"] == "failed"})
     for label, dim, seed, reason in failures:

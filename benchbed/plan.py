@@ -141,21 +141,29 @@ def resolve_method(suite: Suite, key: str, registry: Registry,
     return method, training
 
 
+def resolve_dataset(ref: dict[str, Any], registry: Registry) -> dict[str, Any]:
+    cls = registry.get("dataset", ref["name"]).cls
+    params = {k: v for k, v in ref.items() if k != "name"}
+    return {"name": ref["name"], **cls.Params.model_validate(params).model_dump(mode="json")}
+
+
 def plan(suite: Suite, registry: Registry) -> list[PlannedRun]:
     """Every run of the suite, in a stable order (method, latent size, seed, grid)."""
-    dataset = dict(suite.dataset.as_dict())
-    dataset_cls = registry.get("dataset", dataset["name"]).cls
-    dataset = {"name": dataset["name"],
-               **dataset_cls.Params.model_validate(suite.dataset.params).model_dump(mode="json")}
-    evaluation = {
-        "metrics": {k: ref.as_dict() for k, ref in suite.metrics.items()},
-        "corruptions": {k: ref.as_dict() for k, ref in suite.corruptions.items()},
-    }
+    suite_dataset = suite.dataset.as_dict()
+    corruptions = {k: ref.as_dict() for k, ref in suite.corruptions.items()}
     grid_names = list(suite.grid.params)
     grid_values = list(itertools.product(*suite.grid.params.values())) or [()]
     runs = []
     for method_key, spec in suite.methods.items():
-        for latent_dim in suite.grid.latent_dim:
+        if not spec.enabled:
+            continue
+        dataset = resolve_dataset(spec.dataset.as_dict() if spec.dataset else suite_dataset, registry)
+        wanted = spec.metrics if spec.metrics is not None else list(suite.metrics)
+        evaluation = {
+            "metrics": {k: ref.as_dict() for k, ref in suite.metrics.items() if k in wanted},
+            "corruptions": corruptions,
+        }
+        for latent_dim in spec.latent_dims or suite.grid.latent_dim:
             for seed in suite.grid.seed:
                 for values in grid_values:
                     grid = dict(zip(grid_names, values))
@@ -188,15 +196,20 @@ def plan_problems(suite: Suite, registry: Registry, locs: Locations) -> list:
         return [Problem(str(locs.find(exc.path)), dotted(exc.path), str(exc))]
     except UnknownComponent as exc:
         return [Problem(str(locs.find(())), "", str(exc))]
-    try:
-        info = registry.create("dataset", suite.dataset.as_dict()).info()
-    except BenchbedError as exc:
-        return [Problem(str(locs.find(("dataset",))), "dataset", str(exc))]
-    for split in ("train", "test"):
-        if split not in info.splits:
-            problems.append(Problem(str(locs.find(("dataset",))), "dataset",
-                                    f"dataset {suite.dataset.name!r} has no {split!r} split "
-                                    f"(it has: {', '.join(info.splits)})"))
+    datasets = [(("dataset",), suite.dataset)] + [
+        (("methods", k, "dataset"), m.dataset) for k, m in suite.methods.items() if m.dataset]
+    for path, ref in datasets:
+        where = str(locs.find(path))
+        try:
+            info = registry.create("dataset", ref.as_dict()).info()
+        except BenchbedError as exc:
+            problems.append(Problem(where, ".".join(path), str(exc)))
+            continue
+        for split in ("train", "test"):
+            if split not in info.splits:
+                problems.append(Problem(where, ".".join(path),
+                                        f"dataset {ref.name!r} has no {split!r} split "
+                                        f"(it has: {', '.join(info.splits)})"))
     keys = {}
     for run in runs:
         if run.key in keys:

@@ -65,31 +65,39 @@ def make_record(run: PlannedRun, store: Store) -> dict[str, Any]:
     }
 
 
-def export(runs: list[PlannedRun], store: Store, leaderboard_dir: Path, name: str) -> int:
-    """Write a record per run that has an outcome, and copy the figures of
-    each row's first seed. Returns the number of records written."""
+def first_seeds(runs: list[PlannedRun]) -> set[str]:
+    """Keys of the runs whose figures are published: each row's first seed."""
+    first: dict[tuple, PlannedRun] = {}
+    for run in runs:
+        row = (run.method, run.latent_dim, json.dumps(run.grid, sort_keys=True))
+        if row not in first or run.seed < first[row].seed:
+            first[row] = run
+    return {run.key for run in first.values()}
+
+
+def export_run(run: PlannedRun, store: Store, leaderboard_dir: Path, name: str,
+               with_figures: bool) -> bool:
+    """Write the run's record (and copy its figures); False if it has no outcome yet."""
+    record = make_record(run, store)
+    if record["status"] not in ("finished", "failed"):
+        return False
     rdir = records_dir(leaderboard_dir, name)
     rdir.mkdir(parents=True, exist_ok=True)
-    first_seed: dict[tuple, int] = {}
-    for run in runs:
-        row = (run.method, run.latent_dim, json.dumps(run.grid, sort_keys=True))
-        first_seed[row] = min(first_seed.get(row, run.seed), run.seed)
-    written = 0
-    for run in runs:
-        record = make_record(run, store)
-        if record["status"] not in ("finished", "failed"):
-            continue
-        write_json(rdir / f"{run.slug}.json", record)
-        written += 1
-        row = (run.method, run.latent_dim, json.dumps(run.grid, sort_keys=True))
-        if run.seed == first_seed[row]:
-            target = figures_dir(leaderboard_dir, name) / run.slug
-            for rel in record["figures"]:
-                source = store.run_dir(run.key) / rel
-                if source.exists():
-                    target.mkdir(parents=True, exist_ok=True)
-                    shutil.copyfile(source, target / Path(rel).name)
-    return written
+    write_json(rdir / f"{run.slug}.json", record)
+    if with_figures:
+        target = figures_dir(leaderboard_dir, name) / run.slug
+        for rel in record["figures"]:
+            source = store.run_dir(run.key) / rel
+            if source.exists():
+                target.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(source, target / Path(rel).name)
+    return True
+
+
+def export(runs: list[PlannedRun], store: Store, leaderboard_dir: Path, name: str) -> int:
+    """Records for every run with an outcome; returns how many were written."""
+    published = first_seeds(runs)
+    return sum(export_run(run, store, leaderboard_dir, name, run.key in published) for run in runs)
 
 
 def load_records(leaderboard_dir: Path, name: str) -> list[dict[str, Any]]:

@@ -97,7 +97,11 @@ def _evaluate(task: RunTask, built: BuiltRun, registry: Registry, run_dir: Path,
     corruptions = {k: registry.create("corruption", spec) for k, spec in corruption_specs.items()}
     done: dict[str, Any] = read_json(run_dir / "metrics.json", {}) or {}
     built.model.to(device).eval()
-    ctx = EvalContext(model=built.model, dataset=built.dataset, train=train_split, test=test_split,
+    # Metrics see the training data as training did (e.g. one fixed binarisation),
+    # drawn once with a seeded generator so every metric sees the same draw.
+    view = torch.Generator().manual_seed(int(task.config["seed"]))
+    train_view = Split(built.dataset.train_view(train_split.x, view), train_split.y)
+    ctx = EvalContext(model=built.model, dataset=built.dataset, train=train_view, test=test_split,
                       device=device, seed=int(task.config["seed"]), run_dir=run_dir,
                       cache_dir=Path(task.cache_dir), corruptions=corruptions,
                       config=task.config, curves=read_curves(run_dir / "curves.csv"))

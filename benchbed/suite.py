@@ -65,6 +65,13 @@ class Method(Spec):
     decoder: ComponentRef = kind_field("architecture", description="decoder architecture")
     training: dict[str, Any] = Field(default_factory=dict,
                                      description="overrides of the suite's training section")
+    dataset: ComponentRef | None = kind_field(
+        "dataset", None, "this method's dataset (default: the suite's), e.g. CelebA beside MNIST")
+    latent_dims: list[int] | None = Field(
+        None, description="this method's latent sizes (default: the grid's)")
+    metrics: list[str] | None = Field(
+        None, description="metric keys evaluated for this method (default: all)")
+    enabled: bool = Field(True, description="false: not planned (a profile can switch methods off)")
 
 
 class Optimiser(Spec):
@@ -149,7 +156,9 @@ class Table(Spec):
     figures: list[str] = Field(default_factory=list,
                                description="figure files (e.g. 'samples.png') to show per method")
     notes: list[str] = Field(default_factory=list)
-    not_run: str | None = Field(None, description="why this table has no runs here (e.g. data missing)")
+    not_run: str | None = Field(
+        None, description="why this table may have no runs (e.g. data missing); shown when the "
+                          "profile enables none of its methods")
 
 
 class Finding(Spec):

@@ -12,7 +12,7 @@ from benchbed.leaderboard import render
 from benchbed.plan import PlannedRun, plan
 from benchbed.plugins import get_registry
 from benchbed.progress import PlainProgress
-from benchbed.records import export, load_records, publish_name
+from benchbed.records import export, export_run, first_seeds, load_records, publish_name
 from benchbed.store import Store
 from benchbed.suite import Suite
 from benchbed.suite_source import profile_names
@@ -100,6 +100,7 @@ def run_suite(path: Path, profile: str | None, store_root: Path, executor: dict[
         for run in runs:
             if run.key not in todo_keys:
                 store.prepare(run)  # keeps the suite -> run map current
+        with_figures = first_seeds(runs)
         progress.start(len(tasks), report.skipped, f"{suite.name} ({suite.profile or 'default'})")
         try:
             for outcome in runner.run(tasks, progress.on_event):
@@ -107,6 +108,8 @@ def run_suite(path: Path, profile: str | None, store_root: Path, executor: dict[
                 if outcome.archive is not None:
                     unpack_dir(outcome.archive, store.run_dir(run.key))
                 store.record(run, outcome.status, outcome.reason, outcome.wall_time)
+                # Published at once, so an interrupted suite loses no finished run.
+                export_run(run, store, leaderboard_dir, name, run.key in with_figures)
                 progress.run_done(run.name, outcome.status, outcome.reason, outcome.wall_time)
                 if outcome.status == "finished":
                     report.finished += 1

@@ -94,8 +94,12 @@ def read_yaml(path: Path) -> tuple[Any, Locations]:
 
 def deep_merge(base: Any, override: Any, base_locs: Locations, over_locs: Locations,
                path: Path_ = ()) -> tuple[Any, Locations]:
-    """Dicts merge key by key; anything else in ``override`` replaces."""
-    if isinstance(base, dict) and isinstance(override, dict):
+    """Dicts merge key by key; anything else in ``override`` replaces. A
+    component given another ``name`` replaces the old one whole, since its
+    parameters belong to the old component."""
+    renamed = (isinstance(base, dict) and isinstance(override, dict) and "name" in override
+               and "name" in base and override["name"] != base["name"])
+    if isinstance(base, dict) and isinstance(override, dict) and not renamed:
         merged = dict(base)
         locs = Locations({p: l for p, l in base_locs.items()})
         for key, value in override.items():

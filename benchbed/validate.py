@@ -137,6 +137,8 @@ def component_slots(suite: Suite) -> Iterable[tuple[str, tuple[Any, ...], Compon
     yield "dataset", ("dataset",), suite.dataset
     for key, method in suite.methods.items():
         base = ("methods", key)
+        if method.dataset is not None:
+            yield "dataset", base + ("dataset",), method.dataset
         yield "objective", base + ("objective",), method.objective
         if method.divergence is not None:
             yield "divergence", base + ("divergence",), method.divergence
@@ -184,6 +186,10 @@ def check_references(suite: Suite, registry: Registry, locs: Locations) -> list[
                                          f" (conditions: {', '.join(conditions)})"))
 
     for key, method in suite.methods.items():
+        for i, name in enumerate(method.metrics or []):
+            if name not in metric_keys:
+                problems.append(_problem(locs, ("methods", key, "metrics", i),
+                                         f"unknown metric {name!r}{did_you_mean(name, metric_keys)}"))
         for slot, need in (("encoder", "encoder"), ("decoder", "decoder")):
             ref = getattr(method, slot)
             try:
