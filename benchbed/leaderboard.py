@@ -29,7 +29,7 @@ def _matches(record: dict[str, Any], where: dict[str, Any]) -> bool:
             have = record[key]
         else:
             have = record["grid"].get(key)
-        if have != wanted:
+        if have not in (wanted if isinstance(wanted, list) else [wanted]):
             return False
     return True
 
@@ -86,7 +86,8 @@ def _rows(table: Table, suite: Suite, records: list[dict[str, Any]]) -> list[Row
         return [(m, None) for m in methods]
     dims = sorted({r["latent_dim"] for r in records if _matches(r, table.where)})
     if "latent_dim" in table.where:
-        dims = [table.where["latent_dim"]]
+        wanted = table.where["latent_dim"]
+        dims = wanted if isinstance(wanted, list) else [wanted]
     return [(m, d) for m in methods for d in (dims or suite.grid.latent_dim)]
 
 
@@ -101,7 +102,7 @@ def render_table(table: Table, suite: Suite, records: list[dict[str, Any]],
     lines = [f"### {table.title}", ""]
     if table.reference:
         ref = table.reference
-        page = f", p. {ref.page}" if ref.page else ""
+        page = (f", {ref.section}" if ref.section else "") + (f", p. {ref.page}" if ref.page else "")
         lines += [f"Source: {ref.paper}, {ref.where}{page}.", ""]
     if table.where:
         lines += ["Runs: " + ", ".join(f"{k} = {v}" for k, v in table.where.items()) + ".", ""]

@@ -50,6 +50,7 @@ class Reference(Spec):
 
     paper: str = Field(description="short name of the paper, e.g. 'VIMAE'")
     where: str = Field(description="table or figure, e.g. 'Table 1'")
+    section: str | None = Field(None, description="section of the paper, e.g. '§5.2'")
     page: int | None = Field(None, description="page of the paper")
 
 
@@ -149,7 +150,8 @@ class Table(Spec):
     title: str
     reference: Reference | None = None
     where: dict[str, Any] = Field(default_factory=dict,
-                                  description="keep runs with these grid values, e.g. {latent_dim: 8}")
+                                  description="keep runs with these grid values, e.g. {latent_dim: 8} "
+                                              "or {latent_dim: [10, 40]}")
     methods: list[str] | None = Field(None, description="rows, in order (default: all methods)")
     by_latent_dim: bool = Field(False, description="one row per method and latent size")
     columns: list[Column]
