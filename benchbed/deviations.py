@@ -29,7 +29,7 @@ def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def _show(value: Any) -> str:
-    return "unset" if value is None else json.dumps(value, default=str)
+    return "the default" if value is None else json.dumps(value, default=str)
 
 
 def profile_differences(path: Path, profile: str | None) -> list[str]:
@@ -43,11 +43,23 @@ def profile_differences(path: Path, profile: str | None) -> list[str]:
     paper, _, _ = apply_profile(paper_data, paper_locs, PAPER_PROFILE)
     ours_flat = {k: v for k, v in _flatten(ours).items() if k.split(".")[0] not in IGNORED}
     paper_flat = {k: v for k, v in _flatten(paper).items() if k.split(".")[0] not in IGNORED}
-    lines = []
+    # One line per difference; the same change in several methods is one line.
+    grouped: dict[tuple[str, str, str], list[str]] = {}
     for key in sorted(set(ours_flat) | set(paper_flat)):
         mine, theirs = ours_flat.get(key), paper_flat.get(key)
-        if mine != theirs:
-            lines.append(f"`{key}`: {_show(mine)} here; {_show(theirs)} in the paper protocol")
+        if mine == theirs:
+            continue
+        parts = key.split(".")
+        if parts[0] == "methods" and len(parts) > 2:
+            group = ("methods.{}." + ".".join(parts[2:]), _show(mine), _show(theirs))
+            grouped.setdefault(group, []).append(parts[1])
+        else:
+            grouped.setdefault((key, _show(mine), _show(theirs)), []).append("")
+    lines = []
+    for (pattern, mine_text, theirs_text), methods in grouped.items():
+        names = methods[0] if len(methods) == 1 else "{" + ",".join(methods) + "}"
+        path = pattern.format(names) if "{}" in pattern else pattern
+        lines.append(f"`{path}`: {mine_text} here; {theirs_text} in the paper protocol")
     return lines
 
 

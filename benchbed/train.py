@@ -129,11 +129,13 @@ def train(model: Autoencoder, objective: Objective, x_train: Tensor, train_view:
     terms_sum: dict[str, float] = {}
     for epoch in range(start_epoch, schedule.epochs):
         generator = epoch_generator(seed, epoch)
-        order = torch.randperm(x_train.shape[0], generator=generator)
-        x_epoch = train_view(x_train, generator)
+        order = torch.randperm(x_train.shape[0], generator=generator).to(device)
+        # The epoch's view is drawn on the CPU (seeded generators live there) and
+        # moved to the device once, not batch by batch.
+        x_epoch = train_view(x_train, generator).to(device)
         first = start_batch if epoch == start_epoch else 0
         for batch in range(first, schedule.batches_per_epoch):
-            xb = x_epoch[order[batch * batch_size:(batch + 1) * batch_size]].to(device, non_blocking=True)
+            xb = x_epoch[order[batch * batch_size:(batch + 1) * batch_size]]
             if corruption is not None:
                 xb = corruption(xb, generator)
             loss = objective.loss(model, xb)

@@ -254,7 +254,7 @@ class Figures(Metric):
         figure = new_figure(4 * cols, 3 * rows)
         axes = figure.subplots(rows, cols, squeeze=False).ravel()
         for ax, (key, (xs, ys)) in zip(axes, series.items()):
-            ax.plot(xs, ys, lw=1)
+            ax.plot(xs, ys, lw=1, marker="o" if len(xs) < 20 else None, ms=3)  # a lone point must show
             ax.set_title(key, fontsize="medium")
             ax.set_xlabel("step")
         for ax in axes[len(series):]:

@@ -6,6 +6,7 @@ import multiprocessing
 import os
 import queue
 import threading
+import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from typing import Callable, Iterator, Sequence
@@ -17,7 +18,21 @@ from benchbed.components import Executor, Params
 from benchbed.tasks import RunTask, TaskOutcome, execute
 
 
-def _forwarding_execute(task: RunTask, events: "queue.Queue") -> TaskOutcome:
+def _exit_with_parent(parent: int) -> None:
+    """A worker whose driver was killed stops too (its run resumes next time)."""
+    while True:
+        time.sleep(1.0)
+        if os.getppid() != parent:
+            os._exit(1)
+
+
+_watching: list[int] = []  # the parent this worker process already watches
+
+
+def _forwarding_execute(task: RunTask, events: "queue.Queue", parent: int) -> TaskOutcome:
+    if not _watching:
+        _watching.append(parent)
+        threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
     return execute(task, events.put)
 
 
@@ -62,7 +77,7 @@ class LocalExecutor(Executor):
         drainer.start()
         try:
             with ProcessPoolExecutor(max_workers=self.params.jobs, mp_context=context) as pool:
-                futures = {pool.submit(_forwarding_execute, task, events): task for task in tasks}
+                futures = {pool.submit(_forwarding_execute, task, events, os.getpid()): task for task in tasks}
                 for future in as_completed(futures):
                     task = futures[future]
                     try:
