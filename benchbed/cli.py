@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -103,9 +104,28 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def _show_component(registry, name: str) -> int:
+    import inspect
+    found = [r for r in registry.all() if r.name == name]
+    if not found:
+        known = sorted({r.name for r in registry.all()})
+        raise BenchbedError(f"no component named {name!r}{did_you_mean(name, known)}")
+    for reg in found:
+        print(f"{reg.kind} {reg.name}  ({reg.cls.__module__}.{reg.cls.__qualname__}, from {reg.source})")
+        print(textwrap.indent(inspect.cleandoc(reg.cls.__doc__ or "(no documentation)"), "    "))
+        print("    parameters:")
+        for field, info in reg.cls.Params.model_fields.items():
+            default = "required" if info.is_required() else repr(info.default)
+            print(f"      {info.alias or field} = {default}  {info.description or ''}")
+        print()
+    return 0
+
+
 def cmd_plugins(args: argparse.Namespace) -> int:
     from benchbed.plugins import get_registry
     registry = get_registry()
+    if args.name:
+        return _show_component(registry, args.name)
     if args.json:
         out = [{"plugin": s.plugin, "distribution": s.distribution, "version": s.version,
                 "registered": kinds} for s, kinds in registry.by_source().items()]
@@ -168,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     schema.set_defaults(func=cmd_schema)
 
     plugins = sub.add_parser("plugins", help="list plugins and what they registered")
+    plugins.add_argument("name", nargs="?", help="show one component's full documentation")
     plugins.add_argument("--verbose", "-v", action="store_true", help="with docs and params")
     plugins.add_argument("--json", action="store_true")
     plugins.set_defaults(func=cmd_plugins)

@@ -91,7 +91,7 @@ def _train_run(task: RunTask, built: BuiltRun, registry: Registry, run_dir: Path
 
 def _evaluate(task: RunTask, built: BuiltRun, registry: Registry, run_dir: Path,
               train_split: Split, test_split: Split, device: torch.device,
-              on_event: Callable[[dict], None]) -> dict[str, dict[str, float]]:
+              on_event: Callable[[dict], None]) -> tuple[dict[str, dict[str, float]], dict[str, str]]:
     evaluation = task.config.get("evaluation", {})
     corruption_specs = evaluation.get("corruptions", {})
     corruptions = {k: registry.create("corruption", spec) for k, spec in corruption_specs.items()}
@@ -106,22 +106,33 @@ def _evaluate(task: RunTask, built: BuiltRun, registry: Registry, run_dir: Path,
                       cache_dir=Path(task.cache_dir), corruptions=corruptions,
                       config=task.config, curves=read_curves(run_dir / "curves.csv"))
     values: dict[str, dict[str, float]] = {}
+    errors: dict[str, str] = {}
     for key, spec in evaluation.get("metrics", {}).items():
         mhash = metric_hash(spec, corruption_specs)
-        if mhash in done:
+        if mhash in done and "error" not in done[mhash]:
             values[key] = done[mhash]["values"]
             continue
         on_event({"event": "metric", "metric": key})
         started = time.perf_counter()
-        with torch.no_grad():
-            result = registry.create("metric", spec).evaluate(ctx)
+        try:
+            with torch.no_grad():
+                result = registry.create("metric", spec).evaluate(ctx)
+        except Exception as exc:  # one broken metric must not hide the others
+            if not isinstance(exc, BenchbedError):
+                _log(run_dir, traceback.format_exc())
+            errors[key] = f"{type(exc).__name__}: {exc}" if not isinstance(exc, BenchbedError) else str(exc)
+            done[mhash] = {"spec": spec, "values": {}, "figures": [], "error": errors[key],
+                           "seconds": round(time.perf_counter() - started, 3)}
+            write_json(run_dir / "metrics.json", done)
+            _log(run_dir, f"metric {key} ({spec['name']}) FAILED: {errors[key]}")
+            continue
         seconds = time.perf_counter() - started
         done[mhash] = {"spec": spec, "values": {k: float(v) for k, v in result.values.items()},
                        "figures": list(result.figures), "seconds": round(seconds, 3)}
         write_json(run_dir / "metrics.json", done)
         values[key] = done[mhash]["values"]
         _log(run_dir, f"metric {key} ({spec['name']}) in {seconds:.1f}s: {values[key]}")
-    return values
+    return values, errors
 
 
 def run_task(task: RunTask, on_event: Callable[[dict], None]) -> TaskOutcome:
@@ -155,7 +166,8 @@ def run_task(task: RunTask, on_event: Callable[[dict], None]) -> TaskOutcome:
         else:
             _log(run_dir, f"training {task.label} on {device}")
             _train_run(task, built, registry, run_dir, train_split, test_split, device, emit)
-        metrics = _evaluate(task, built, registry, run_dir, train_split, test_split, device, emit)
+        metrics, metric_errors = _evaluate(task, built, registry, run_dir, train_split, test_split,
+                                           device, emit)
     except RunDiverged as exc:
         # A checkpoint from a diverging run would only diverge again on retry.
         (run_dir / "checkpoint.pt").unlink(missing_ok=True)
@@ -170,7 +182,9 @@ def run_task(task: RunTask, on_event: Callable[[dict], None]) -> TaskOutcome:
     write_json(run_dir / "status.json", {"status": "finished", "reason": None,
                                          **_train_stats(run_dir)})
     emit({"event": "done", "status": "finished"})
-    return TaskOutcome(task.key, "finished", None, metrics, wall)
+    # Trained and evaluated; a failed metric is reported but leaves the run finished.
+    reason = "; ".join(f"metric {k} failed: {v}" for k, v in metric_errors.items()) or None
+    return TaskOutcome(task.key, "finished", reason, metrics, wall)
 
 
 def _train_stats(run_dir: Path) -> dict[str, Any]:

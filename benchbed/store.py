@@ -100,11 +100,26 @@ class Store:
         row = self._db.execute("SELECT status, reason FROM runs WHERE key=?", (key,)).fetchone()
         return (row[0], row[1]) if row else (None, None)
 
-    def missing_metrics(self, run: PlannedRun) -> list[str]:
+    def missing_metrics(self, run: PlannedRun, retry_failed: bool = False) -> list[str]:
+        """Metric keys not evaluated yet (and failed ones, with ``retry_failed``)."""
         done = read_json(self.run_dir(run.key) / "metrics.json", {}) or {}
         corruptions = run.evaluation.get("corruptions", {})
-        return [k for k, spec in run.evaluation.get("metrics", {}).items()
-                if metric_hash(spec, corruptions) not in done]
+        missing = []
+        for k, spec in run.evaluation.get("metrics", {}).items():
+            entry = done.get(metric_hash(spec, corruptions))
+            if entry is None or (retry_failed and "error" in entry):
+                missing.append(k)
+        return missing
+
+    def metric_errors(self, run: PlannedRun) -> dict[str, str]:
+        done = read_json(self.run_dir(run.key) / "metrics.json", {}) or {}
+        corruptions = run.evaluation.get("corruptions", {})
+        out = {}
+        for k, spec in run.evaluation.get("metrics", {}).items():
+            entry = done.get(metric_hash(spec, corruptions))
+            if entry is not None and "error" in entry:
+                out[k] = entry["error"]
+        return out
 
     def needs_work(self, run: PlannedRun, retry_failed: bool = False) -> bool:
         status, _ = self.status(run.key)
@@ -112,7 +127,7 @@ class Store:
             return retry_failed
         if status != "finished":
             return True
-        return bool(self.missing_metrics(run))
+        return bool(self.missing_metrics(run, retry_failed))
 
     def metric_values(self, run: PlannedRun) -> dict[str, dict[str, float]]:
         """This suite's metric keys -> values, for a run."""
@@ -121,7 +136,7 @@ class Store:
         out = {}
         for k, spec in run.evaluation.get("metrics", {}).items():
             entry = done.get(metric_hash(spec, corruptions))
-            if entry is not None:
+            if entry is not None and "error" not in entry:
                 out[k] = entry["values"]
         return out
 

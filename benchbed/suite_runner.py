@@ -113,8 +113,8 @@ def run_suite(path: Path, profile: str | None, store_root: Path, executor: dict[
                 progress.run_done(run.name, outcome.status, outcome.reason, outcome.wall_time)
                 if outcome.status == "finished":
                     report.finished += 1
-                else:
-                    report.failed.append((run.name, outcome.reason or "?"))
+                if outcome.reason:  # a failed run, or a finished one with a failed metric
+                    report.failed.append((run.name, outcome.reason))
         finally:
             progress.close()
         for run in runs:  # earlier failures still count against the exit code

@@ -50,8 +50,9 @@ class EventForwarder:
     """Sends a run's progress events to the driver's queue.
 
     Step events are buffered and sent at most every ``FLUSH_SECONDS``; every
-    other event (start, epoch, metric, done) goes at once with the buffer. A
-    lost queue (the driver went away) only silences progress, never the run.
+    other event (start, epoch, metric, done) goes at once with the buffer.
+    Sends are not awaited, and a lost queue (the driver went away) only
+    silences progress, never the run. Sends from one worker arrive in order.
     """
 
     def __init__(self, queue: Any):
@@ -67,7 +68,9 @@ class EventForwarder:
     def flush(self) -> None:
         if self.buffer and self.queue is not None:
             try:
-                self.queue.put_nowait_batch(self.buffer)
+                # Fire and forget: a task blocked in ray.get lends its CPU back to Ray,
+                # which then starts another worker process beside it (and reloads the data).
+                self.queue.actor.put_nowait_batch.remote(self.buffer)
             except Exception:  # progress is best effort
                 self.queue = None
         self.buffer = []
@@ -279,12 +282,16 @@ class RayExecutor(Executor):
     # -- submitting
 
     def _event_queue(self, ray: Any) -> Any:
-        """A queue actor on the driver's node (so losing a worker node keeps it)."""
+        """A queue actor pinned to the driver's node, so losing a worker node keeps it.
+
+        Pinned hard: a soft affinity was seen to land on other nodes now and
+        then, and the driver's node lives as long as the driver does.
+        """
         from ray.util.queue import Queue
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
         here = ray.get_runtime_context().get_node_id()
         return Queue(actor_options={"num_cpus": 0, "max_restarts": 0,
-                                    "scheduling_strategy": NodeAffinitySchedulingStrategy(here, soft=True)})
+                                    "scheduling_strategy": NodeAffinitySchedulingStrategy(here, soft=False)})
 
     def _write_probes(self, tasks: Sequence[RunTask]) -> dict[str, tuple[str, str]]:
         """One probe file per cache dir, with a fresh random token."""
