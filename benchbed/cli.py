@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import textwrap
 from pathlib import Path
@@ -48,9 +49,12 @@ def _validate_executor(spec: dict[str, Any]) -> None:
         err = exc.errors()[0]
         field = ".".join(map(str, err["loc"]))
         allowed = list(cls.Params.model_fields)
-        hint = did_you_mean(field, allowed) if err["type"] == "extra_forbidden" else ""
-        raise BenchbedError(f"executor {spec['name']!r} does not take option {field!r}: "
-                            f"{err['msg']}{hint} (options: {', '.join(allowed) or 'none'})") from None
+        if err["type"] == "extra_forbidden":
+            raise BenchbedError(f"executor {spec['name']!r} does not take option {field!r}"
+                                f"{did_you_mean(field, allowed)} (options: {', '.join(allowed) or 'none'})"
+                                ) from None
+        raise BenchbedError(f"executor {spec['name']!r}: option {field}={err.get('input')!r}: "
+                            f"{err['msg']}") from None
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -79,7 +83,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
     status = 0
     for file in args.suites:
         path = Path(file)
-        profiles, default = profile_names(path)
+        try:
+            profiles, _ = profile_names(path)
+        except BenchbedError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            status = 2
+            continue
         chosen = profiles if args.all_profiles and profiles else [args.profile]
         for profile in chosen:
             try:
@@ -87,6 +96,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
             except BenchbedError as exc:
                 print(f"error: {exc}", file=sys.stderr)
                 status = 2
+                if args.all_profiles and "profiles." not in str(exc):
+                    break  # the same problem in every profile: say it once
                 continue
             runs = plan(suite, get_registry())
             print(f"{path}: ok (profile {suite.profile or 'default'}): {len(suite.methods)} methods, "
@@ -204,6 +215,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `benchbed plugins | head` ends quietly
+    except (AttributeError, ValueError):
+        pass
+    try:
         if args.plugin:
             from benchbed.plugins import ENV_PLUGINS, configure
             # Worker processes load plugins from the environment.
@@ -215,8 +230,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("\ninterrupted: finished runs are kept and the current run has a checkpoint; "
-              "run the same command again to resume.", file=sys.stderr)
+        print("\ninterrupted: finished runs are kept, and an unfinished run resumes from its last "
+              "checkpoint (each epoch end, or every training.checkpoint_every steps) when you run "
+              "the same command again.", file=sys.stderr)
         return 130
 
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import math
 import operator
 import re
 import statistics
 from typing import Any
 
+from benchbed.selection import matches as _matches
 from benchbed.suite import Finding, Suite
 
 OPS = {"<=": operator.le, ">=": operator.ge, "<": operator.lt, ">": operator.gt}
@@ -15,6 +18,10 @@ COMPARISON = re.compile(rf"^\s*{TERM}\s*(<=|>=|<|>|~)\s*{TERM}\s*$")
 
 
 class BadComparison(ValueError):
+    pass
+
+
+class Ambiguous(ValueError):
     pass
 
 
@@ -40,18 +47,23 @@ def _term_value(term: str, finding: Finding, records: list[dict[str, Any]]) -> f
     except ValueError:
         pass
     method, _, dim = term.partition("@z=")
-    values = []
+    values: list[float] = []
+    settings: set[tuple[int, str]] = set()
     for r in records:
         if r["method"] != method or r["status"] != "finished":
             continue
         if dim and r["latent_dim"] != int(dim):
             continue
-        if any((r[k] if k in ("latent_dim", "seed") else r["grid"].get(k)) != v
-               for k, v in finding.where.items() if not (dim and k == "latent_dim")):
+        where = {k: v for k, v in finding.where.items() if not (dim and k == "latent_dim")}
+        if not _matches(r, where):
             continue
         value = r["metrics"].get(finding.metric, {}).get(finding.value)
-        if value is not None:
+        if value is not None and math.isfinite(value):
             values.append(value * finding.scale)
+            settings.add((r["latent_dim"], json.dumps(r["grid"], sort_keys=True)))
+    if len(settings) > 1:
+        raise Ambiguous(f"{term} pools runs of {len(settings)} different latent sizes or grid values; "
+                        "pin one with `where` or `@z=`")
     return statistics.fmean(values) if values else None
 
 
@@ -59,10 +71,17 @@ def verdict(finding: Finding, records: list[dict[str, Any]]) -> tuple[str, list[
     shown, outcomes = [], []
     for comparison in finding.holds:
         left, op, right = parse(comparison)
-        a, b = _term_value(left, finding, records), _term_value(right, finding, records)
+        try:
+            a, b = _term_value(left, finding, records), _term_value(right, finding, records)
+        except Ambiguous as exc:
+            return "not checked", [str(exc)]
         if a is None or b is None:
-            return "not run", [f"{comparison}: no finished runs for "
-                               f"{left if a is None else right}"]
+            missing = left if a is None else right
+            reported = sorted({k for r in records for k in r["metrics"].get(finding.metric, {})})
+            if reported and finding.value not in reported:
+                return "not checked", [f"metric {finding.metric!r} reports no value {finding.value!r} "
+                                       f"(it reports: {', '.join(reported)})"]
+            return "not run", [f"{comparison}: no finished runs for {missing}"]
         ok = abs(a - b) <= finding.tolerance if op == "~" else OPS[op](a, b)
         outcomes.append(ok)
         d = finding.digits

@@ -14,6 +14,7 @@ import copy
 import hashlib
 import itertools
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,8 +60,14 @@ class PlannedRun:
 
     @property
     def slug(self) -> str:
-        extra = "".join(f"__{k.replace('.', '-')}={v}" for k, v in self.grid.items())
+        """A file-name-safe name for the run, unique within its suite."""
+        extra = "".join(f"__{_safe(k)}={_safe(v)}" for k, v in self.grid.items())
         return f"{self.method}__z{self.latent_dim}__s{self.seed}{extra}"
+
+
+def _safe(value: Any) -> str:
+    return re.sub(r"[^A-Za-z0-9_.=+-]", "-", str(value).replace(".", "-") if isinstance(value, str)
+                  else str(value))
 
 
 class PlanError(BenchbedError):
@@ -79,10 +86,22 @@ def _set_path(target: dict[str, Any], path: list[str], value: Any) -> None:
     target[path[-1]] = value
 
 
+def merge_dicts(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Nested dicts merge key by key (a method's ``optimiser: {lr: ...}`` keeps
+    the suite's optimiser name); anything else replaces."""
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge_dicts(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
 def code_versions(registry: Registry, method: dict[str, Any]) -> dict[str, str]:
     """Versions of the distributions that provide this method's components."""
-    from benchbed import __version__
-    versions = {"benchbed": __version__}
+    from benchbed import RESULTS_VERSION
+    versions = {"benchbed": RESULTS_VERSION}
     for slot in SLOTS:
         ref = method.get(slot)
         if ref:
@@ -100,7 +119,7 @@ def resolve_method(suite: Suite, key: str, registry: Registry,
     objective_cls = registry.get("objective", method["objective"]["name"]).cls
     if method["divergence"] is None and objective_cls.default_divergence is not None:
         method["divergence"] = copy.deepcopy(dict(objective_cls.default_divergence))
-    training = {**suite.training.model_dump(mode="json"), **spec.training}
+    training = merge_dicts(suite.training.model_dump(mode="json"), spec.training)
     for dotted_path, value in grid_params.items():
         head, *rest = dotted_path.split(".")
         if head == "training" and rest:
@@ -167,7 +186,13 @@ def plan(suite: Suite, registry: Registry) -> list[PlannedRun]:
             for seed in suite.grid.seed:
                 for values in grid_values:
                     grid = dict(zip(grid_names, values))
-                    method, training = resolve_method(suite, method_key, registry, grid)
+                    try:
+                        method, training = resolve_method(suite, method_key, registry, grid)
+                    except PlanError as exc:
+                        if not grid:
+                            raise
+                        resolve_method(suite, method_key, registry, {})  # fine without the grid?
+                        raise PlanError(("grid", "params"), f"with {grid}: {exc}") from None
                     keyed_training = {k: v for k, v in training.items() if k not in NOT_IN_KEY}
                     config = {
                         "dataset": dataset,

@@ -184,9 +184,19 @@ def load_registry(extra_modules: Iterable[str] = (), autoload: bool | None = Non
                                       f"which is not a subclass of {_base.__module__}.{_base.__name__}")
                 if not isinstance(name, str) or not name:
                     raise PluginError(f"{_source} registered a {_kind} with a bad name {name!r}")
+                if cls.Params.model_config.get("extra") != "forbid":
+                    raise PluginError(f"{_source}: {_kind} {name!r} has a Params model that accepts "
+                                      "unknown keys; subclass benchbed.components.Params so typos "
+                                      "in suites are caught")
                 registry.add(Registration(_kind, name, cls, _source))
 
-            impl.function(register=register)
+            try:
+                impl.function(register=register)
+            except PluginError:
+                raise
+            except Exception as exc:  # a broken plugin must say who it is
+                raise PluginError(f"plugin {source} failed in {hook_name}: "
+                                  f"{type(exc).__name__}: {exc}") from exc
     return registry
 
 

@@ -81,7 +81,8 @@ class RichProgress(PlainProgress):
                                  TextColumn("{task.fields[detail]}"), TimeRemainingColumn(),
                                  console=self.console, transient=False)
         self.suite_task = None
-        self.run_tasks: dict[str, Any] = {}
+        self.run_tasks: dict[str, Any] = {}  # run key -> rich task id
+        self.run_labels: dict[str, str] = {}  # run key -> label
 
     def say(self, text: str) -> None:
         self.console.log(text)
@@ -95,6 +96,7 @@ class RichProgress(PlainProgress):
         key, label, kind = event.get("key"), event.get("label", ""), event.get("event")
         if kind == "start" and key not in self.run_tasks:
             self.run_tasks[key] = self.progress.add_task(f"  {label}", total=None, detail="starting")
+            self.run_labels[key] = label
         task = self.run_tasks.get(key)
         if task is None:
             return
@@ -108,10 +110,10 @@ class RichProgress(PlainProgress):
             self.progress.update(task, detail=f"evaluating {event['metric']}")
 
     def run_done(self, label: str, status: str, reason: str | None, seconds: float) -> None:
-        key = next((k for k, t in self.run_tasks.items()
-                    if self.progress.tasks[t].description.strip() == label), None)
+        key = next((k for k, name in self.run_labels.items() if name == label), None)
         if key is not None:
             self.progress.remove_task(self.run_tasks.pop(key))
+            del self.run_labels[key]
         super().run_done(label, status, reason, seconds)
         self.progress.update(self.suite_task, completed=self.done,
                              detail=f"{self.failed} failed" if self.failed else "")

@@ -85,7 +85,12 @@ def export_run(run: PlannedRun, store: Store, leaderboard_dir: Path, name: str,
         return False
     rdir = records_dir(leaderboard_dir, name)
     rdir.mkdir(parents=True, exist_ok=True)
-    write_json(rdir / f"{run.slug}.json", record)
+    target = rdir / f"{run.slug}.json"
+    previous = read_json(target)
+    if (record["status"] == "failed" and previous and previous.get("run_key") == run.key
+            and previous.get("status") == "finished"):
+        return False  # a local failure never replaces a published finished run
+    write_json(target, record)
     if with_figures:
         target = figures_dir(leaderboard_dir, name) / run.slug
         for rel in record["figures"]:

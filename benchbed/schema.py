@@ -14,14 +14,14 @@ from benchbed.suite import Suite
 def _component_schemas(registry: Registry) -> tuple[dict[str, list[dict]], dict[str, Any]]:
     """Per kind, one schema per component: ``name`` const plus its params."""
     entries = list(registry.all())
-    _, top = models_json_schema([(r.cls.Params, "validation") for r in entries],
-                                ref_template="#/$defs/{model}")
+    # Many plugins call their model "Params": map each class to its own $ref.
+    refs, top = models_json_schema([(r.cls.Params, "validation") for r in entries],
+                                   ref_template="#/$defs/{model}")
     defs = top.get("$defs", {})
     by_kind: dict[str, list[dict]] = {}
     for reg in entries:
-        ref_name = next((k for k, v in defs.items() if v.get("title") == reg.cls.Params.__name__
-                         and k.endswith(reg.cls.Params.__name__)), None)
-        params = dict(defs.get(ref_name, {"type": "object", "properties": {}}))
+        ref = refs[(reg.cls.Params, "validation")]["$ref"]
+        params = dict(defs.get(ref.rsplit("/", 1)[-1], {"type": "object", "properties": {}}))
         properties = {"name": {"const": reg.name, "description": reg.cls.summary()},
                       **params.get("properties", {})}
         schema = {"type": "object", "title": f"{reg.kind} {reg.name}", "properties": properties,

@@ -13,7 +13,11 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+import re
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator, model_validator
+
+KEY_PATTERN = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
 class Spec(BaseModel):
@@ -68,8 +72,8 @@ class Method(Spec):
                                      description="overrides of the suite's training section")
     dataset: ComponentRef | None = kind_field(
         "dataset", None, "this method's dataset (default: the suite's), e.g. CelebA beside MNIST")
-    latent_dims: list[int] | None = Field(
-        None, description="this method's latent sizes (default: the grid's)")
+    latent_dims: list[PositiveInt] | None = Field(
+        None, min_length=1, description="this method's latent sizes (default: the grid's)")
     metrics: list[str] | None = Field(
         None, description="metric keys evaluated for this method (default: all)")
     enabled: bool = Field(True, description="false: not planned (a profile can switch methods off)")
@@ -90,7 +94,8 @@ class Training(Spec):
     steps: int | None = Field(None, gt=0, description="optimiser steps (instead of epochs)")
     batch_size: int = Field(100, gt=0)
     optimiser: Optimiser = Field(default_factory=Optimiser)
-    device: str = Field("auto", description="'auto' (CUDA when present), 'cpu', 'cuda' or 'cuda:N'")
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$",
+                        description="'auto' (CUDA when present), 'cpu', 'cuda', 'cuda:N' or 'mps'")
     train_subset: int | None = Field(None, gt=0, description="use only the first N training examples")
     corruption: str | None = Field(None, description="a corruption condition applied to training inputs")
     checkpoint_every: int | None = Field(
@@ -111,7 +116,7 @@ class Training(Spec):
 class Grid(Spec):
     """The runs: every combination of these, for every method."""
 
-    latent_dim: list[int] = Field(description="latent sizes")
+    latent_dim: list[PositiveInt] = Field(description="latent sizes")
     seed: list[int] = Field(default_factory=lambda: [0], description="seeds")
     params: dict[str, list[Any]] = Field(
         default_factory=dict,
@@ -125,6 +130,14 @@ class Grid(Spec):
             raise ValueError("must list at least one value")
         if len(set(v)) != len(v):
             raise ValueError("values must be distinct")
+        return v
+
+    @field_validator("params")
+    @classmethod
+    def _params_non_empty(cls, v: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        for key, values in v.items():
+            if not values:
+                raise ValueError(f"{key!r} must list at least one value")
         return v
 
 
@@ -214,6 +227,15 @@ class Suite(Spec):
     def _some_methods(cls, v: dict[str, Method]) -> dict[str, Method]:
         if not v:
             raise ValueError("a suite needs at least one method")
+        return v
+
+    @field_validator("methods", "metrics", "corruptions")
+    @classmethod
+    def _keys_are_names(cls, v: dict[str, Any]) -> dict[str, Any]:
+        # Keys become file names (records, figures): keep them plain.
+        for key in v:
+            if not KEY_PATTERN.match(str(key)):
+                raise ValueError(f"key {key!r} may use only letters, digits, '_', '.' and '-'")
         return v
 
     @field_validator("corruptions")

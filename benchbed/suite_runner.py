@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from benchbed.deviations import deviations_for
-from benchbed.leaderboard import render
+from benchbed.errors import BenchbedError, did_you_mean
+from benchbed.leaderboard import record_slug, render
 from benchbed.plan import PlannedRun, plan
 from benchbed.plugins import get_registry
 from benchbed.progress import PlainProgress
@@ -30,9 +31,16 @@ class SuiteReport:
     seconds: float = 0.0
 
 
-def _command(path: Path, profile: str | None, default: str | None) -> str:
+def _command(path: Path, profile: str | None, default: str | None, leaderboard_dir: Path) -> str:
+    """The suite path as seen from the folder holding leaderboards/ (the
+    repository root), so the page does not depend on how the path was typed."""
+    base = leaderboard_dir.resolve().parent
+    try:
+        shown = path.resolve().relative_to(base).as_posix()
+    except ValueError:
+        shown = path.resolve().as_posix()
     flag = f" --profile {profile}" if profile and profile != default else ""
-    return f"{path}{flag}"
+    return f"{shown}{flag}"
 
 
 def write_leaderboard(path: Path, profile: str | None, leaderboard_dir: Path,
@@ -42,22 +50,22 @@ def write_leaderboard(path: Path, profile: str | None, leaderboard_dir: Path,
         suite, _ = load_suite(path, profile)
     _, default = profile_names(path)
     name = publish_name(suite.name, suite.profile, default)
-    planned = {(r.slug, r.key) for r in plan(suite, get_registry())}
-    records = [r for r in load_records(leaderboard_dir, name)
-               if (_slug(r), r["run_key"]) in planned]
+    planned = {r.slug: r.key for r in plan(suite, get_registry())}
+    records, stale = [], []
+    for record in load_records(leaderboard_dir, name):
+        slug = record_slug(record)
+        if planned.get(slug) == record["run_key"]:
+            records.append(record)
+        elif slug in planned:
+            stale.append(slug)
     target = leaderboard_dir / f"{name}.md"
-    args = _command(path, suite.profile, default)
+    args = _command(path, suite.profile, default, leaderboard_dir)
     text = render(suite, records, figure_root=f"{name}/figures",
                   deviations=deviations_for(path, suite), run_command=f"benchbed run {args}",
-                  leaderboard_command=f"benchbed leaderboard {args}")
+                  leaderboard_command=f"benchbed leaderboard {args}", stale=sorted(stale))
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(text)
     return target
-
-
-def _slug(record: dict[str, Any]) -> str:
-    extra = "".join(f"__{k.replace('.', '-')}={v}" for k, v in record["grid"].items())
-    return f"{record['method']}__z{record['latent_dim']}__s{record['seed']}{extra}"
 
 
 def _published_complete(run: PlannedRun, record: dict[str, Any] | None) -> bool:
@@ -77,6 +85,11 @@ def run_suite(path: Path, profile: str | None, store_root: Path, executor: dict[
     suite, _ = load_suite(path, profile, registry)
     runs = plan(suite, registry)
     if only:
+        unknown = [m for m in only if m not in suite.methods]
+        if unknown:
+            raise BenchbedError(f"--only: unknown method {unknown[0]!r}"
+                                f"{did_you_mean(unknown[0], list(suite.methods))}"
+                                f" (methods: {', '.join(suite.methods)})")
         runs = [r for r in runs if r.method in only]
     store = Store(store_root)
     _, default = profile_names(path)
@@ -85,7 +98,9 @@ def run_suite(path: Path, profile: str | None, store_root: Path, executor: dict[
     try:
         todo = [r for r in runs if store.needs_work(r, retry_failed)
                 and not _published_complete(r, published.get(r.key))]
-        report = SuiteReport(total=len(runs), skipped=len(runs) - len(todo))
+        todo_keys = {r.key for r in todo}
+        earlier_failures = [r for r in runs if r.key not in todo_keys and store.status(r.key)[0] == "failed"]
+        report = SuiteReport(total=len(runs), skipped=len(runs) - len(todo) - len(earlier_failures))
         runner = registry.create("executor", executor)
         threads = runner.threads_per_task()
         by_key: dict[str, PlannedRun] = {}
@@ -96,7 +111,6 @@ def run_suite(path: Path, profile: str | None, store_root: Path, executor: dict[
             tasks.append(RunTask(key=run.key, config={**run.config, "evaluation": run.evaluation},
                                  run_dir=str(folder.resolve()), cache_dir=str(store.cache_dir.resolve()),
                                  threads=threads, label=run.name))
-        todo_keys = {r.key for r in todo}
         for run in runs:
             if run.key not in todo_keys:
                 store.prepare(run)  # keeps the suite -> run map current
@@ -105,6 +119,10 @@ def run_suite(path: Path, profile: str | None, store_root: Path, executor: dict[
         try:
             for outcome in runner.run(tasks, progress.on_event):
                 run = by_key[outcome.key]
+                if outcome.status == "skipped":  # e.g. another driver holds the run
+                    progress.run_done(run.name, "skipped", outcome.reason, outcome.wall_time)
+                    report.failed.append((run.name, f"skipped: {outcome.reason}"))
+                    continue
                 if outcome.archive is not None:
                     unpack_dir(outcome.archive, store.run_dir(run.key))
                 store.record(run, outcome.status, outcome.reason, outcome.wall_time)
@@ -117,10 +135,9 @@ def run_suite(path: Path, profile: str | None, store_root: Path, executor: dict[
                     report.failed.append((run.name, outcome.reason))
         finally:
             progress.close()
-        for run in runs:  # earlier failures still count against the exit code
-            status, reason = store.status(run.key)
-            if run.key not in todo_keys and status == "failed":
-                report.failed.append((run.name, f"{reason} (earlier run; --retry-failed retries it)"))
+        for run in earlier_failures:  # they still count against the exit code
+            reason = store.status(run.key)[1]
+            report.failed.append((run.name, f"{reason} (earlier run; --retry-failed retries it)"))
         export(runs, store, leaderboard_dir, name)
         report.leaderboard = write_leaderboard(path, profile, leaderboard_dir, suite)
     finally:

@@ -49,13 +49,19 @@ class SuiteSyntaxError(BenchbedError):
 def _construct(node: yaml.Node, path: Path_, file: str, locs: Locations,
                constructor: yaml.constructor.SafeConstructor) -> Any:
     if isinstance(node, yaml.MappingNode):
-        constructor.flatten_mapping(node)  # resolves '<<' merge keys
-        out: dict[Any, Any] = {}
-        for key_node, value_node in node.value:
-            key = constructor.construct_object(key_node, deep=True)
-            if key in out:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:  # duplicates among the keys written here
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = _key(key_node, path, file, constructor)
+            if key in seen:
                 raise SuiteSyntaxError(f"{file}:{key_node.start_mark.line + 1}: "
                                        f"{'.'.join(map(str, path + (key,)))}: duplicate key {key!r}")
+            seen.add(key)
+        constructor.flatten_mapping(node)  # '<<' merge keys first, so written keys win
+        out: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            key = _key(key_node, path, file, constructor)
             locs[path + (key,)] = Location(file, key_node.start_mark.line + 1)
             out[key] = _construct(value_node, path + (key,), file, locs, constructor)
         return out
@@ -68,13 +74,26 @@ def _construct(node: yaml.Node, path: Path_, file: str, locs: Locations,
     return constructor.construct_object(node, deep=True)
 
 
+def _key(node: yaml.Node, path: Path_, file: str, constructor: yaml.constructor.SafeConstructor) -> Any:
+    key = constructor.construct_object(node, deep=True)
+    try:
+        hash(key)
+    except TypeError:
+        raise SuiteSyntaxError(f"{file}:{node.start_mark.line + 1}: "
+                               f"{'.'.join(map(str, path)) or '(suite)'}: a key must be a plain "
+                               f"value, not {type(key).__name__}") from None
+    return key
+
+
 def read_yaml(path: Path) -> tuple[Any, Locations]:
     """Parse one YAML file into data plus the location of every value."""
     file = str(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise BenchbedError(f"{file}: cannot read suite: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise SuiteSyntaxError(f"{file}: not UTF-8 text (byte {exc.start}): save the suite as UTF-8") from None
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
@@ -86,7 +105,12 @@ def read_yaml(path: Path) -> tuple[Any, Locations]:
     if node is None:
         raise SuiteSyntaxError(f"{file}:1: the suite file is empty")
     locs[()] = Location(file, 1)
-    data = _construct(node, (), file, locs, yaml.constructor.SafeConstructor())
+    try:
+        data = _construct(node, (), file, locs, yaml.constructor.SafeConstructor())
+    except yaml.YAMLError as exc:  # e.g. a !!python tag, which safe loading refuses
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{file}:{mark.line + 1}" if mark else file
+        raise SuiteSyntaxError(f"{where}: {getattr(exc, 'problem', None) or exc}") from None
     if not isinstance(data, dict):
         raise SuiteSyntaxError(f"{file}:1: a suite is a mapping of keys, not {type(data).__name__}")
     return data, locs
@@ -97,8 +121,8 @@ def deep_merge(base: Any, override: Any, base_locs: Locations, over_locs: Locati
     """Dicts merge key by key; anything else in ``override`` replaces. A
     component given another ``name`` replaces the old one whole, since its
     parameters belong to the old component."""
-    renamed = (isinstance(base, dict) and isinstance(override, dict) and "name" in override
-               and "name" in base and override["name"] != base["name"])
+    renamed = (bool(path) and isinstance(base, dict) and isinstance(override, dict)
+               and "name" in override and "name" in base and override["name"] != base["name"])
     if isinstance(base, dict) and isinstance(override, dict) and not renamed:
         merged = dict(base)
         locs = Locations({p: l for p, l in base_locs.items()})

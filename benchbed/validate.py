@@ -25,6 +25,7 @@ from benchbed.findings import parse as parse_comparison
 from benchbed.plugins import Registry, get_registry
 from benchbed.suite import ComponentRef, Suite, Training
 from benchbed.suite_source import Locations, apply_profile, load_raw
+from benchbed.plan import merge_dicts
 
 
 @dataclass(frozen=True)
@@ -177,6 +178,7 @@ def check_references(suite: Suite, registry: Registry, locs: Locations) -> list[
     conditions = ["clean", *suite.corruptions]
     metric_keys = list(suite.metrics)
     method_keys = list(suite.methods)
+    training_sets: list = []
 
     for key, ref in suite.metrics.items():
         for i, cond in enumerate(ref.params.get("conditions") or []):
@@ -201,31 +203,46 @@ def check_references(suite: Suite, registry: Registry, locs: Locations) -> list[
                                          f"architecture {ref.name!r} builds no {need} "
                                          f"(it provides: {', '.join(sorted(cls.provides))})"))
         if method.training:
-            merged = {**suite.training.model_dump(), **method.training}
+            merged = merge_dicts(suite.training.model_dump(), method.training)
             try:
-                Training.model_validate(merged)
+                training = Training.model_validate(merged)
             except ValidationError as exc:
                 problems += convert_errors(exc, Training, ("methods", key, "training"), locs)
+            else:
+                training_sets.append((("methods", key, "training"), training, key))
+        else:
+            training_sets.append((("training",), suite.training, key))
 
-    training_sets = [(("training",), suite.training)]
-    for i, name in enumerate(suite.training.track):
-        if name not in metric_keys:
-            problems.append(_problem(locs, ("training", "track", i),
-                                     f"unknown metric {name!r}{did_you_mean(name, metric_keys)}"))
-            continue
-        try:
-            cls = registry.get("metric", suite.metrics[name].name).cls
-        except UnknownComponent:
-            continue
-        if not cls.trackable:
-            problems.append(_problem(locs, ("training", "track", i),
-                                     f"metric {name!r} ({suite.metrics[name].name}) cannot be "
-                                     "tracked during training"))
-    for path, training in training_sets:
+    for path, training, method_key in training_sets:
+        own = suite.methods[method_key].training
+
+        def at(field: str) -> tuple[Any, ...]:
+            # A setting is reported where it is written: the method's section or the suite's.
+            return (path if field in own else ("training",)) + (field,)
+
         if training.corruption is not None and training.corruption not in suite.corruptions:
-            problems.append(_problem(locs, path + ("corruption",),
+            problems.append(_problem(locs, at("corruption"),
                                      f"unknown condition {training.corruption!r}"
                                      f"{did_you_mean(training.corruption, list(suite.corruptions))}"))
+        evaluated = suite.methods[method_key].metrics
+        for i, name in enumerate(training.track):
+            where = at("track") + (i,)
+            if name not in metric_keys:
+                problems.append(_problem(locs, where,
+                                         f"unknown metric {name!r}{did_you_mean(name, metric_keys)}"))
+            elif evaluated is not None and name not in evaluated:
+                problems.append(_problem(locs, where,
+                                         f"tracks metric {name!r}, which method {method_key!r} does "
+                                         f"not evaluate (its metrics: {', '.join(evaluated)})"))
+            else:
+                try:
+                    cls = registry.get("metric", suite.metrics[name].name).cls
+                except UnknownComponent:
+                    continue
+                if not cls.trackable:
+                    problems.append(_problem(locs, where,
+                                             f"metric {name!r} ({suite.metrics[name].name}) cannot "
+                                             "be tracked during training"))
 
     grid_keys = ["latent_dim", "seed", *suite.grid.params]
     for t, table in enumerate(suite.leaderboards):
@@ -251,6 +268,11 @@ def check_references(suite: Suite, registry: Registry, locs: Locations) -> list[
                                              f"unknown method {m!r}{did_you_mean(m, method_keys)}"))
     for f, finding in enumerate(suite.findings):
         base = ("findings", f)
+        for k in finding.where:
+            if k not in grid_keys:
+                problems.append(_problem(locs, base + ("where", k),
+                                         f"unknown grid key {k!r}{did_you_mean(k, grid_keys)}"
+                                         f" (grid keys: {', '.join(grid_keys)})"))
         if finding.metric not in metric_keys:
             problems.append(_problem(locs, base + ("metric",),
                                      f"unknown metric {finding.metric!r}"
@@ -290,5 +312,5 @@ def load_suite(path: str | Path, profile: str | None = None,
     if not problems:
         problems += plan_problems(suite, registry, locs)
     if problems:
-        raise SuiteInvalid(str(path), problems)
+        raise SuiteInvalid(str(path), list(dict.fromkeys(problems)))  # one line per problem
     return suite, locs

@@ -2,20 +2,37 @@
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import queue
+import signal
 import threading
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from collections import deque
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from typing import Callable, Iterator, Sequence
+from multiprocessing.connection import wait as wait_for_sentinels
+from multiprocessing.managers import SyncManager
+from typing import Any, Callable, Iterator, Sequence
 
 from pydantic import Field
 
 from benchbed import hookimpl
 from benchbed.components import Executor, Params
 from benchbed.tasks import RunTask, TaskOutcome, execute
+
+# A worker tells the driver it has begun a task (not forwarded to on_event), so
+# the driver knows which tasks were really running when a worker died.
+_BEGAN = "_local_executor_began"
+
+
+def available_cores() -> int:
+    """Cores this process may run on (its CPU affinity; cgroup/taskset aware)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not on Linux
+        return max(1, os.cpu_count() or 1)
 
 
 def _exit_with_parent(parent: int) -> None:
@@ -26,14 +43,66 @@ def _exit_with_parent(parent: int) -> None:
             os._exit(1)
 
 
-_watching: list[int] = []  # the parent this worker process already watches
+def _ignore_sigint() -> None:
+    # Ctrl-C reaches the whole process group; only the driver handles it (it
+    # stops the workers), so workers print no KeyboardInterrupt tracebacks.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _forwarding_execute(task: RunTask, events: "queue.Queue", parent: int) -> TaskOutcome:
-    if not _watching:
-        _watching.append(parent)
-        threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
-    return execute(task, events.put)
+def _init_worker(parent: int) -> None:
+    _ignore_sigint()
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
+
+
+def _forwarding_execute(task: RunTask, events: "queue.Queue") -> TaskOutcome:
+    def forward(event: dict) -> None:
+        try:
+            events.put(event)
+        except Exception:  # progress is best-effort; the run goes on without it
+            pass
+
+    # Synchronous (a manager round trip): once a worker dies, the driver finds
+    # this in the queue for every task the worker had begun.
+    forward({"event": _BEGAN, "key": task.key, "pid": os.getpid()})
+    return execute(task, forward)
+
+
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """Ignore Ctrl-C for a moment (main thread only): processes started now
+    inherit SIG_IGN from their first instruction, and cleanup is not cut short."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _stop_pool(pool: ProcessPoolExecutor, timeout: float = 5.0) -> None:
+    """Cancel queued tasks and end the workers now (in-flight runs keep their
+    last checkpoint and resume next time)."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        with contextlib.suppress(Exception):
+            process.terminate()
+    # Wait on sentinels, not join(): the pool's own thread reaps these processes.
+    deadline = time.monotonic() + timeout
+    alive = [p for p in processes if p.sentinel is not None]
+    while alive and time.monotonic() < deadline:
+        ended = set(wait_for_sentinels([p.sentinel for p in alive], deadline - time.monotonic()))
+        alive = [p for p in alive if p.sentinel not in ended]
+    for process in alive:
+        with contextlib.suppress(Exception):
+            process.kill()
+
+
+def _broke(future: Future) -> bool:
+    """The future failed because its pool broke (a worker process died)."""
+    return future.cancelled() or (future.done() and isinstance(future.exception(), BrokenProcessPool))
 
 
 class LocalExecutor(Executor):
@@ -44,14 +113,23 @@ class LocalExecutor(Executor):
     runs) runs them side by side; each run gets ``cores // jobs`` torch
     threads. Progress events travel back through a queue.
 
-    Params: ``jobs`` (parallel runs, default 1).
+    Ctrl-C stops the workers at once and starts no queued run (interrupted
+    runs resume from their last checkpoint next time). A worker that dies
+    (killed, out of memory) is replaced and its run retried; a run whose
+    worker died more than ``max_worker_deaths`` times is reported failed.
+
+    Params: ``jobs`` (parallel runs, default 1), ``max_worker_deaths``
+    (retries of a run whose worker died, default 2).
     """
 
     class Params(Params):
         jobs: int = Field(1, ge=1, description="runs in parallel on this machine")
+        max_worker_deaths: int = Field(
+            2, ge=0, description="retries of a run whose worker process died (killed, out of "
+                                 "memory) before it is reported failed")
 
     def threads_per_task(self) -> int:
-        return max(1, (os.cpu_count() or 1) // self.params.jobs)
+        return max(1, available_cores() // self.params.jobs)
 
     def run(self, tasks: Sequence[RunTask],
             on_event: Callable[[dict], None]) -> Iterator[TaskOutcome]:
@@ -59,35 +137,104 @@ class LocalExecutor(Executor):
             for task in tasks:
                 yield execute(task, on_event)
             return
+        yield from self._run_pool(list(tasks), on_event)
+
+    def _new_pool(self, context: Any) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(max_workers=self.params.jobs, mp_context=context,
+                                   initializer=_init_worker, initargs=(os.getpid(),))
+
+    def _run_pool(self, tasks: list[RunTask],
+                  on_event: Callable[[dict], None]) -> Iterator[TaskOutcome]:
         context = multiprocessing.get_context("spawn")
-        manager = context.Manager()
+        manager = SyncManager(ctx=context)
+        with _sigint_ignored():
+            manager.start(_ignore_sigint)
         events = manager.Queue()
-        stop = threading.Event()
+        began: set[str] = set()  # tasks whose current attempt a worker has begun
+        markers_lost = False  # the event queue broke: who began what is unknown
 
         def drain() -> None:
-            while not stop.is_set():
+            nonlocal markers_lost
+            while True:
                 try:
-                    on_event(events.get(timeout=0.2))
+                    event = events.get_nowait()
                 except queue.Empty:
-                    continue
-                except (EOFError, OSError):
                     return
+                except Exception:  # the manager is gone (EOFError, OSError, ...)
+                    markers_lost = True
+                    return
+                if event.get("event") == _BEGAN:
+                    began.add(event["key"])
+                else:
+                    on_event(event)
 
-        drainer = threading.Thread(target=drain, daemon=True)
-        drainer.start()
+        todo = deque(tasks)  # not handed to a pool yet
+        running: dict[Future, RunTask] = {}
+        deaths: dict[str, int] = {}
+        pool: ProcessPoolExecutor | None = None
         try:
-            with ProcessPoolExecutor(max_workers=self.params.jobs, mp_context=context) as pool:
-                futures = {pool.submit(_forwarding_execute, task, events, os.getpid()): task for task in tasks}
-                for future in as_completed(futures):
-                    task = futures[future]
+            while todo or running:
+                if pool is None:
+                    pool = self._new_pool(context)
+                # Hand out only as many tasks as there are workers: the rest stay
+                # here, so an interrupt or a broken pool never touches them.
+                while todo and len(running) < self.params.jobs:
+                    task = todo.popleft()
+                    began.discard(task.key)
+                    with _sigint_ignored():  # workers are spawned here
+                        running[pool.submit(_forwarding_execute, task, events)] = task
+                done, _ = wait(list(running), timeout=0.2, return_when=FIRST_COMPLETED)
+                drain()
+                if any(_broke(f) for f in done):
+                    # A worker died; the pool fails every in-flight future. Wait
+                    # for the pool to end its workers, then see who had begun.
+                    with _sigint_ignored():
+                        pool.shutdown(wait=True, cancel_futures=True)
+                    pool = None
+                    drain()
+                    done = set(running)
+                outcomes, died = [], []
+                for future in [f for f in running if f in done]:  # in hand-out order
+                    task = running.pop(future)
+                    if not future.done() or _broke(future):
+                        future.cancel()
+                        died.append(task)
+                        continue
                     try:
-                        yield future.result()
-                    except BrokenProcessPool:
-                        yield TaskOutcome(task.key, "failed", "worker process died (killed or out of memory)")
+                        outcomes.append(future.result())
+                    except Exception as exc:  # the worker could not run or return the task
+                        outcomes.append(TaskOutcome(task.key, "failed", f"{type(exc).__name__}: {exc}"))
+                retry = []
+                for task in died:
+                    if task.key not in began and not markers_lost:
+                        retry.append(task)  # never started: no attempt to count
+                        continue
+                    # Any in-flight task may have been the one that killed the pool.
+                    deaths[task.key] = deaths.get(task.key, 0) + 1
+                    if deaths[task.key] > self.params.max_worker_deaths:
+                        outcomes.append(TaskOutcome(
+                            task.key, "failed",
+                            f"worker process died {deaths[task.key]} times (killed or out of memory)"))
+                    else:
+                        retry.append(task)
+                        on_event({"event": "worker_died", "key": task.key, "label": task.label,
+                                  "deaths": deaths[task.key]})
+                todo.extendleft(reversed(retry))
+                for outcome in outcomes:
+                    yield outcome
         finally:
-            stop.set()
-            drainer.join(timeout=2)
-            manager.shutdown()
+            # Normal end, Ctrl-C (KeyboardInterrupt here or GeneratorExit when the
+            # caller stops), or an error: nothing queued may start after this.
+            with _sigint_ignored():
+                if pool is not None:
+                    if running or todo:
+                        _stop_pool(pool)
+                    else:
+                        pool.shutdown(wait=True)
+                with contextlib.suppress(Exception):
+                    drain()
+                with contextlib.suppress(Exception):
+                    manager.shutdown()
 
 
 @hookimpl

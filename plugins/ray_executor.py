@@ -109,7 +109,8 @@ def run_on_worker(task: RunTask, shared: bool | tuple[str, str], seed: bytes | N
     for runs that resume on a machine that cannot see it.
     """
     forward = EventForwarder(queue)
-    forward({"key": task.key, "label": task.label, "event": "placed", "node": socket.gethostname()})
+    forward({"key": task.key, "label": task.label, "event": "placed", "node": socket.gethostname(),
+             "pid": os.getpid()})
     try:
         in_place = sees_driver_files(shared) if isinstance(shared, tuple) else shared
         if in_place:

@@ -115,3 +115,20 @@ def test_profile_differences_name_each_changed_field(write_suite):
     assert "`training.epochs`: 3 here; 100 in the paper protocol" in lines
     assert "`methods.{a,b}.encoder.hidden`: [8] here; the default in the paper protocol" in lines
     assert profile_differences(path, "paper") == []
+
+
+def test_runs_that_differ_in_a_grid_value_are_never_pooled():
+    rows = [dict(record("a", s, 80.0 + s), grid={"training.optimiser.lr": lr}, slug=f"a{s}{lr}")
+            for s in (0, 1) for lr in (0.001, 0.01)]
+    text = render(SUITE, rows, "f", [], "r", "l")
+    lines = [line for line in text.splitlines() if line.startswith("| A ")]
+    assert len(lines) == 2  # one row per learning rate, each over its two seeds
+    assert all("80.50" in line and "± 0.71 (n=2)" in line for line in lines)
+    assert "training.optimiser.lr" in text
+
+
+def test_a_column_naming_a_value_the_metric_lacks_says_what_it_reports():
+    suite = SUITE.model_copy(deep=True)
+    suite.leaderboards[0].columns[0].value = "acuracy/clean"
+    text = render(suite, records(), "f", [], "r", "l")
+    assert "reports no value 'acuracy/clean' (it reports: accuracy/clean)" in text

@@ -51,3 +51,15 @@ def test_the_terminal_display_tracks_the_current_run_and_the_suite():
     assert progress.progress.tasks[progress.suite_task].completed == 1
     assert not progress.run_tasks
     progress.close()
+
+
+def test_the_terminal_display_survives_many_runs():
+    progress = RichProgress()
+    progress.console.file = io.StringIO()
+    progress.start(3, 0, "suite")
+    for n in range(3):
+        key, label = f"k{n}", f"run {n}"
+        progress.on_event({"key": key, "label": label, "event": "start", "resume": False})
+        progress.run_done(label, "finished", None, 1.0)
+    assert progress.progress.tasks[progress.suite_task].completed == 3
+    progress.close()

@@ -11,6 +11,7 @@ executor forwards to them.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -291,18 +292,49 @@ def test_a_resumed_run_gets_its_checkpoint_on_a_worker_that_does_not_share_files
     assert json.loads((folder / "status.json").read_text())["status"] == "finished"
 
 
+# The tiny suite (2 epochs of 28 steps) with objectives that sleep PAUSE_A / PAUSE_B s a step.
 SLOW_SUITE = TINY_SUITE.replace("objective: {name: elbo}", "objective: {name: sleepy_elbo, pause: PAUSE_A}") \
-    .replace("objective: {name: vimae}", "objective: {name: sleepy_elbo, pause: PAUSE_B}") \
-    .replace("training: {epochs: 2, batch_size: 50}", "training: {epochs: 3, batch_size: 50}")
+    .replace("objective: {name: vimae}", "objective: {name: sleepy_elbo, pause: PAUSE_B}")
+
+
+def test_runs_on_one_cpu_workers_never_lend_their_cpu_to_extra_workers(write_suite, tmp_path, cluster,
+                                                                      with_plugin):
+    """A task that blocked on Ray (e.g. waiting to send progress) would hand its CPU
+    back and Ray would start more worker processes than CPUs, each loading the data."""
+    from benchbed.progress import PlainProgress
+    from benchbed.suite_runner import run_suite
+
+    class Recorder(PlainProgress):
+        def __init__(self):
+            super().__init__(io.StringIO())
+            self.events = []
+
+        def on_event(self, event):
+            self.events.append(event)
+
+    # Four runs of 56 steps x 0.1 s on two one-CPU nodes.
+    suite = write_suite(SLOW_SUITE.replace("PAUSE_A", "0.1").replace("PAUSE_B", "0.11")
+                        .replace("seed: [0]", "seed: [0, 1]"))
+    progress = Recorder()
+    report = run_suite(suite, None, tmp_path / "store", {"name": "ray", "address": cluster.address},
+                       progress, tmp_path / "boards")
+    assert report.finished == 4 and not report.failed
+    placed = [e for e in progress.events if e.get("event") == "placed"]
+    assert len(placed) == 4
+    assert len({e["pid"] for e in placed}) <= 2, placed
+    # Progress reached the driver in order for each run: start, epochs, done.
+    for key in {e["key"] for e in placed}:
+        kinds = [e["event"] for e in progress.events if e.get("key") == key and e["event"] != "step"]
+        assert kinds == ["placed", "start", "epoch", "epoch", "metric", "done"], kinds
 
 
 def test_killing_a_worker_node_mid_run_still_finishes_every_run(write_suite, tmp_path, cluster):
-    # Two runs of ~8 s (84 steps x ~0.1 s), one per worker node.
-    suite = write_suite(SLOW_SUITE.replace("PAUSE_A", "0.1").replace("PAUSE_B", "0.11"))
+    # Two runs of ~8 s (56 steps x ~0.15 s), one per worker node.
+    suite = write_suite(SLOW_SUITE.replace("PAUSE_A", "0.15").replace("PAUSE_B", "0.16"))
     store = tmp_path / "store"
     driver = Driver(driver_command(suite, store, cluster.address))
     # Both runs past their first epoch (checkpointed in the shared store), one on each node.
-    driver.wait_for(lambda lines: count(lines, "epoch 1/3") == 2)
+    driver.wait_for(lambda lines: count(lines, "epoch 1/2") == 2)
     victim = next(iter(cluster.worker_nodes))
     cluster.remove_node(victim, allow_graceful=False)  # raylet, workers and all
     try:
@@ -323,7 +355,7 @@ def test_killing_a_worker_node_mid_run_still_finishes_every_run(write_suite, tmp
 
 
 def test_killing_the_driver_and_running_again_does_only_the_missing_runs(write_suite, tmp_path, cluster):
-    # A quick run and a slow one (84 steps x 0.1 s): kill the driver once the quick one is recorded.
+    # A quick run and a slow one (56 steps x 0.1 s): kill the driver once the quick one is recorded.
     suite = write_suite(SLOW_SUITE.replace("PAUSE_A", "0").replace("PAUSE_B", "0.1"))
     store = tmp_path / "store"
     cmd = driver_command(suite, store, cluster.address, "shared_filesystem=false")

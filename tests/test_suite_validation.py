@@ -147,3 +147,81 @@ def test_schema_lists_every_component_with_its_parameters(capsys):
     text = json.dumps(schema)
     assert '"const": "mmd"' in text and '"const": "vimae"' in text
     assert "extends" in schema["properties"] and "profiles" in schema["properties"]
+
+
+def test_the_repositorys_suites_validate_against_the_printed_schema(capsys):
+    jsonschema = __import__("jsonschema")
+    import yaml
+
+    from conftest import REPO
+    assert main(["schema"]) == 0
+    schema = json.loads(capsys.readouterr().out)
+    validator = jsonschema.Draft202012Validator(schema)
+    for path in sorted((REPO / "suites").glob("*.yaml")):
+        errors = [e.message for e in validator.iter_errors(yaml.safe_load(path.read_text()))]
+        assert errors == [], (path.name, errors[:3])
+
+    def find(node, title):
+        if isinstance(node, dict):
+            if node.get("title") == title:
+                return node
+            node = list(node.values())
+        if isinstance(node, list):
+            return next((f for f in (find(n, title) for n in node) if f), None)
+        return None
+
+    beta = find(schema, "objective beta_vae")
+    assert "beta" in beta["properties"] and "hidden" not in beta["properties"]
+
+
+def test_a_child_suite_may_rename_itself_and_keep_its_base(write_suite):
+    write_suite(TINY_SUITE, "base.yaml")
+    child = write_suite("extends: base.yaml\nname: renamed\nprofiles:\n  small: {name: renamed-small}\n",
+                        "child.yaml")
+    suite, _ = load_suite(child)
+    assert suite.name == "renamed" and list(suite.methods) == ["elbo", "vimae_n"]
+    assert load_suite(child, "small")[0].name == "renamed-small"
+
+
+def test_yaml_merge_keys_let_written_keys_win(write_suite):
+    path = write_suite(TINY_SUITE.replace(
+        "  vimae_n:\n    label: VIMAE-n\n    objective: {name: vimae}",
+        "  vimae_n: &base\n    label: VIMAE-n\n    objective: {name: vimae}") + """
+  # appended to methods via a second document section below
+""")
+    text = path.read_text().replace("grid:", "  beta:\n    <<: *base\n    objective: {name: beta_vae, beta: 10}\ngrid:", 1)
+    path.write_text(text)
+    suite, _ = load_suite(path)
+    assert suite.methods["beta"].objective.name == "beta_vae"
+    assert suite.methods["beta"].encoder.name == "mlp"
+
+
+def test_a_method_training_override_merges_into_the_suites_optimiser(write_suite):
+    path = write_suite(TINY_SUITE.replace(
+        "training: {epochs: 2, batch_size: 50}",
+        "training: {epochs: 2, batch_size: 50, optimiser: {name: sgd, lr: 0.1, momentum: 0.9}}")
+        .replace("objective: {name: elbo}", "objective: {name: elbo}\n    training: {optimiser: {lr: 0.01}}"))
+    from benchbed.plan import plan
+    from benchbed.plugins import get_registry
+    suite, _ = load_suite(path)
+    elbo = next(r for r in plan(suite, get_registry()) if r.method == "elbo")
+    assert elbo.config["training"]["optimiser"] == {**elbo.config["training"]["optimiser"],
+                                                    "name": "sgd", "lr": 0.01, "momentum": 0.9}
+
+
+def test_bad_yaml_of_every_kind_is_a_message_not_a_traceback(write_suite, capsys):
+    bad = write_suite("name: x\n", "bad.yaml")
+    bad.write_bytes(b"name: \xff\xfe\n")
+    tag = write_suite("name: !!python/object:os.system x\n", "tag.yaml")
+    key = write_suite("? [a, b]\n: 1\n", "key.yaml")
+    assert main(["validate", str(bad), str(tag), str(key), "missing.yaml"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert "not UTF-8" in err and "tag.yaml:1" in err and "key.yaml:1" in err and "missing.yaml" in err
+
+
+def test_method_keys_must_be_plain_names_and_latent_sizes_positive(write_suite):
+    path = write_suite(TINY_SUITE.replace("  vimae_n:", "  'vimae/n':").replace("latent_dim: [2]", "latent_dim: [0]"))
+    problems = problems_of(path)
+    assert any("methods" in p and "'vimae/n'" in p for p in problems)
+    assert any("grid.latent_dim[0]" in p for p in problems)
