@@ -214,10 +214,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `benchbed plugins | head` ends quietly
-    except (AttributeError, ValueError):
-        pass
+    if args.command != "run":
+        # `benchbed plugins | head` ends quietly. Not for `run`: there a worker's
+        # closed pipe must raise, not kill the driver without a word.
+        try:
+            signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+        except (AttributeError, ValueError):
+            pass
     try:
         if args.plugin:
             from benchbed.plugins import ENV_PLUGINS, configure

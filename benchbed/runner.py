@@ -135,8 +135,35 @@ def _evaluate(task: RunTask, built: BuiltRun, registry: Registry, run_dir: Path,
     return values, errors
 
 
+LOCK = ".lock"
+
+
 def run_task(task: RunTask, on_event: Callable[[dict], None]) -> TaskOutcome:
-    """Train and evaluate one run; every failure becomes a ``failed`` outcome."""
+    """Train and evaluate one run; every failure becomes a ``failed`` outcome.
+
+    The run folder is locked meanwhile (``.lock``, an exclusive flock, freed
+    by the kernel however the process ends); a run another process is already
+    running is ``skipped``, untouched.
+    """
+    import fcntl
+    import os
+
+    run_dir = Path(task.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lock = os.open(run_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return TaskOutcome(task.key, "skipped", "another process is running this run")
+        except OSError:  # a filesystem without flock: run unlocked, as before
+            pass
+        return _run_task_locked(task, on_event)
+    finally:
+        os.close(lock)  # releases the lock
+
+
+def _run_task_locked(task: RunTask, on_event: Callable[[dict], None]) -> TaskOutcome:
     started = time.perf_counter()
     configure_torch(task.threads)
     run_dir = Path(task.run_dir)

@@ -65,10 +65,24 @@ def read_json(path: Path, default: Any = None) -> Any:
 
 
 def write_json(path: Path, value: Any) -> None:
-    """Atomic: a killed writer never leaves half a file."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(value, indent=2, sort_keys=True, default=str) + "\n")
-    tmp.replace(path)
+    """Atomic: a killed writer never leaves half a file, and concurrent
+    writers (two drivers, a driver and a worker) each use their own temp file,
+    next to ``path`` so that os.replace is atomic."""
+    import os
+    import uuid
+
+    text = json.dumps(value, indent=2, sort_keys=True, default=str) + "\n"
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp")
+    try:
+        with open(tmp, "x") as handle:  # "x": a fresh file, with the usual permissions
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
 
 
 class Store:

@@ -27,7 +27,9 @@ class RunTask:
 @dataclass
 class TaskOutcome:
     key: str
-    status: Literal["finished", "failed"]
+    # "skipped": another process holds the run folder's lock and is running it;
+    # nothing was done and nothing should be recorded.
+    status: Literal["finished", "failed", "skipped"]
     reason: str | None = None
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)
     wall_time: float = 0.0
@@ -54,3 +56,25 @@ def unpack_dir(archive: bytes, path: str | Path) -> None:
     Path(path).mkdir(parents=True, exist_ok=True)
     with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as tar:
         tar.extractall(str(path), filter="data")
+
+
+def watch_parent(parent: int) -> None:
+    """Initializer for an executor's helper processes (pool workers, a queue
+    manager): Ctrl-C is the driver's to handle (it reaches the whole process
+    group), and the process ends when the driver does, even one that was
+    killed (its run resumes next time). Light: imports no torch."""
+    import signal
+    import threading
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_exit_when_orphaned, args=(parent,), daemon=True).start()
+
+
+def _exit_when_orphaned(parent: int) -> None:
+    import os
+    import time
+
+    while True:
+        time.sleep(1.0)
+        if os.getppid() != parent:
+            os._exit(1)

@@ -8,7 +8,9 @@ so the harness costs about what a hand-written PyTorch loop costs; see
 from __future__ import annotations
 
 import math
+import os
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -93,6 +95,7 @@ def train(model: Autoencoder, objective: Objective, x_train: Tensor, train_view:
 
     result = TrainResult()
     start_epoch, start_batch, step = 0, 0, 0
+    resumed_generator: Tensor | None = None  # the epoch generator's state, mid-epoch
     checkpoint_path = run_dir / CHECKPOINT
     if checkpoint_path.exists():
         state = torch.load(checkpoint_path, map_location=device, weights_only=True)
@@ -104,7 +107,14 @@ def train(model: Autoencoder, objective: Objective, x_train: Tensor, train_view:
         start_epoch, start_batch, step = state["epoch"], state["batch"], state["step"]
         result.curves = list(state["curves"])
         result.seconds = float(state["seconds"])
-        torch.set_rng_state(state["rng"])
+        # RNG states must be CPU byte tensors (map_location may have moved them).
+        torch.set_rng_state(state["rng"].cpu())
+        if state.get("cuda_rng") is not None and torch.cuda.is_available():
+            cuda_states = [s.cpu() for s in state["cuda_rng"]]
+            if len(cuda_states) == torch.cuda.device_count():
+                torch.cuda.set_rng_state_all(cuda_states)
+        if state.get("generator") is not None:  # absent in older checkpoints
+            resumed_generator = state["generator"].cpu()
         on_event({"event": "resumed", "step": step, "epoch": start_epoch})
 
     def save_checkpoint(epoch: int, batch: int) -> None:
@@ -114,10 +124,21 @@ def train(model: Autoencoder, objective: Objective, x_train: Tensor, train_view:
             "adversaries": [o.state_dict() for o in adv_optimisers],
             "epoch": epoch, "batch": batch, "step": step, "curves": result.curves,
             "seconds": result.seconds + (time.perf_counter() - started), "rng": torch.get_rng_state(),
+            # The epoch generator also feeds the training corruption batch by
+            # batch, so a mid-epoch resume needs its state, not a fresh one.
+            "generator": generator.get_state(),
+            # Only when this process uses CUDA (else nothing drew from it, and
+            # asking would start a CUDA context in every CPU worker).
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None,
         }
-        tmp = checkpoint_path.with_suffix(".tmp")
-        torch.save(state, tmp)
-        tmp.replace(checkpoint_path)
+        # A temp name of our own: two processes on one run never share one.
+        tmp = checkpoint_path.with_name(f"{CHECKPOINT}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp")
+        try:
+            torch.save(state, tmp)
+            os.replace(tmp, checkpoint_path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
 
     def check_finite(where: str, value: Tensor) -> None:
         if not torch.isfinite(value).all():
@@ -134,6 +155,9 @@ def train(model: Autoencoder, objective: Objective, x_train: Tensor, train_view:
         # moved to the device once, not batch by batch.
         x_epoch = train_view(x_train, generator).to(device)
         first = start_batch if epoch == start_epoch else 0
+        if first and resumed_generator is not None:
+            # Mid-epoch: the corruption draws go on where the checkpoint left them.
+            generator.set_state(resumed_generator)
         for batch in range(first, schedule.batches_per_epoch):
             xb = x_epoch[order[batch * batch_size:(batch + 1) * batch_size]]
             if corruption is not None:

@@ -20,7 +20,8 @@ from pydantic import Field
 
 from benchbed import hookimpl
 from benchbed.components import Executor, Params
-from benchbed.tasks import RunTask, TaskOutcome, execute
+from benchbed.errors import BenchbedError
+from benchbed.tasks import RunTask, TaskOutcome, execute, watch_parent
 
 # A worker tells the driver it has begun a task (not forwarded to on_event), so
 # the driver knows which tasks were really running when a worker died.
@@ -33,25 +34,6 @@ def available_cores() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):  # not on Linux
         return max(1, os.cpu_count() or 1)
-
-
-def _exit_with_parent(parent: int) -> None:
-    """A worker whose driver was killed stops too (its run resumes next time)."""
-    while True:
-        time.sleep(1.0)
-        if os.getppid() != parent:
-            os._exit(1)
-
-
-def _ignore_sigint() -> None:
-    # Ctrl-C reaches the whole process group; only the driver handles it (it
-    # stops the workers), so workers print no KeyboardInterrupt tracebacks.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def _init_worker(parent: int) -> None:
-    _ignore_sigint()
-    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
 
 
 def _forwarding_execute(task: RunTask, events: "queue.Queue") -> TaskOutcome:
@@ -79,6 +61,21 @@ def _sigint_ignored() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+@contextlib.contextmanager
+def _sigpipe_ignored() -> Iterator[None]:
+    """Python's default (EPIPE raises BrokenPipeError) while a pool runs: with
+    SIGPIPE at SIG_DFL, writing to the pipe of a worker that just died (the
+    pool's call queue, the event manager) would kill the driver silently."""
+    if not hasattr(signal, "SIGPIPE") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGPIPE, previous)
 
 
 def _stop_pool(pool: ProcessPoolExecutor, timeout: float = 5.0) -> None:
@@ -137,18 +134,20 @@ class LocalExecutor(Executor):
             for task in tasks:
                 yield execute(task, on_event)
             return
-        yield from self._run_pool(list(tasks), on_event)
+        with _sigpipe_ignored():
+            yield from self._run_pool(list(tasks), on_event)
 
     def _new_pool(self, context: Any) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(max_workers=self.params.jobs, mp_context=context,
-                                   initializer=_init_worker, initargs=(os.getpid(),))
+                                   initializer=watch_parent, initargs=(os.getpid(),))
 
     def _run_pool(self, tasks: list[RunTask],
                   on_event: Callable[[dict], None]) -> Iterator[TaskOutcome]:
         context = multiprocessing.get_context("spawn")
         manager = SyncManager(ctx=context)
         with _sigint_ignored():
-            manager.start(_ignore_sigint)
+            # watch_parent (not defined here): the manager imports no torch.
+            manager.start(watch_parent, (os.getpid(),))
         events = manager.Queue()
         began: set[str] = set()  # tasks whose current attempt a worker has begun
         markers_lost = False  # the event queue broke: who began what is unknown
@@ -171,6 +170,7 @@ class LocalExecutor(Executor):
         todo = deque(tasks)  # not handed to a pool yet
         running: dict[Future, RunTask] = {}
         deaths: dict[str, int] = {}
+        idle_breaks = 0  # pools broken in a row before any of their tasks began
         pool: ProcessPoolExecutor | None = None
         try:
             while todo or running:
@@ -178,19 +178,27 @@ class LocalExecutor(Executor):
                     pool = self._new_pool(context)
                 # Hand out only as many tasks as there are workers: the rest stay
                 # here, so an interrupt or a broken pool never touches them.
+                broken = False
                 while todo and len(running) < self.params.jobs:
                     task = todo.popleft()
                     began.discard(task.key)
-                    with _sigint_ignored():  # workers are spawned here
-                        running[pool.submit(_forwarding_execute, task, events)] = task
-                done, _ = wait(list(running), timeout=0.2, return_when=FIRST_COMPLETED)
+                    try:
+                        with _sigint_ignored():  # workers are spawned here
+                            running[pool.submit(_forwarding_execute, task, events)] = task
+                    except BrokenProcessPool:  # a worker died since the last look
+                        todo.appendleft(task)
+                        broken = True
+                        break
+                done, _ = wait(list(running), timeout=0 if broken else 0.2,
+                               return_when=FIRST_COMPLETED)
                 drain()
-                if any(_broke(f) for f in done):
-                    # A worker died; the pool fails every in-flight future. Wait
-                    # for the pool to end its workers, then see who had begun.
-                    with _sigint_ignored():
-                        pool.shutdown(wait=True, cancel_futures=True)
+                if broken or any(_broke(f) for f in done):
+                    # A worker died, and the pool fails every in-flight future.
+                    # End all its workers (so every marker of a task they began
+                    # is in the queue), then see who had begun.
+                    _stop_pool(pool)
                     pool = None
+                    wait(list(running), timeout=5)
                     drain()
                     done = set(running)
                 outcomes, died = [], []
@@ -204,6 +212,12 @@ class LocalExecutor(Executor):
                         outcomes.append(future.result())
                     except Exception as exc:  # the worker could not run or return the task
                         outcomes.append(TaskOutcome(task.key, "failed", f"{type(exc).__name__}: {exc}"))
+                if died and not markers_lost and not began & {t.key for t in died}:
+                    # Workers die before they begin anything (a broken environment,
+                    # say): retrying would loop for ever, and no run is to blame.
+                    idle_breaks += 1
+                elif outcomes or died:
+                    idle_breaks = 0
                 retry = []
                 for task in died:
                     if task.key not in began and not markers_lost:
@@ -222,6 +236,10 @@ class LocalExecutor(Executor):
                 todo.extendleft(reversed(retry))
                 for outcome in outcomes:
                     yield outcome
+                if idle_breaks > self.params.max_worker_deaths:
+                    raise BenchbedError(
+                        f"worker processes died {idle_breaks} time(s) in a row before beginning "
+                        "a run (killed, out of memory, or unable to start); no run was failed")
         finally:
             # Normal end, Ctrl-C (KeyboardInterrupt here or GeneratorExit when the
             # caller stops), or an error: nothing queued may start after this.
@@ -231,8 +249,6 @@ class LocalExecutor(Executor):
                         _stop_pool(pool)
                     else:
                         pool.shutdown(wait=True)
-                with contextlib.suppress(Exception):
-                    drain()
                 with contextlib.suppress(Exception):
                     manager.shutdown()
 

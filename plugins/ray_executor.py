@@ -146,9 +146,12 @@ def archive_files(archive: bytes) -> set[str]:
         return {os.path.normpath(m.name) for m in tar.getmembers() if m.isfile()}
 
 
+NOT_STATE = {"config.json", ".lock"}  # what every prepared (or once locked) run folder holds
+
+
 def has_state(run_dir: Path) -> bool:
-    """Whether a run folder holds anything a worker needs (more than config.json)."""
-    return run_dir.is_dir() and any(p.name != "config.json" for p in run_dir.iterdir())
+    """Whether a run folder holds anything a worker needs (a checkpoint, weights, metrics, logs)."""
+    return run_dir.is_dir() and any(p.name not in NOT_STATE for p in run_dir.iterdir())
 
 
 class ClusterTally:
@@ -221,7 +224,7 @@ class RayExecutor(Executor):
         memory: ByteSize | None = Field(
             None, description="memory each run requests from the scheduler, e.g. '4GiB' (none: no request)")
         resources: dict[str, float] = Field(
-            default_factory=dict, description="custom Ray resources each run requests, e.g. {'bigmem': 1}")
+            {}, description="custom Ray resources each run requests, e.g. {'bigmem': 1}")
         max_retries: int = Field(
             3, ge=-1, description="re-runs of a task whose worker or node died (-1: forever)")
         shared_filesystem: bool | Literal["auto"] = Field(
@@ -270,7 +273,9 @@ class RayExecutor(Executor):
             ray.init(**kwargs)
         except Exception as exc:  # Ray raises ConnectionError, RuntimeError, ValueError...
             where = f"the Ray cluster at {address}" if address else "a local Ray cluster"
-            raise BenchbedError(f"could not connect to {where}: {type(exc).__name__}: {exc}") from None
+            hint = (" (is it running? If it uses token authentication, set RAY_AUTH_MODE=token and "
+                    "give this machine its token: ~/.ray/auth_token or RAY_AUTH_TOKEN)" if address else "")
+            raise BenchbedError(f"could not connect to {where}: {type(exc).__name__}: {exc}{hint}") from None
         return True
 
     def _cluster_size(self, ray: Any) -> tuple[int | None, float | None]:
@@ -381,6 +386,7 @@ class RayExecutor(Executor):
                 if time.monotonic() - last_status >= self.params.status_every:
                     on_event(tally.event(*self._cluster_size(ray)))
                     last_status = time.monotonic()
+            time.sleep(0.2)  # workers' last sends are not awaited: let them land
             self._drain(queue, tally, on_event)
             on_event(tally.event(*self._cluster_size(ray)))
         finally:

@@ -64,3 +64,76 @@ class DieOnceAt(Objective):
 def register_objectives(register):
     register("explode_at", ExplodeAt)
     register("die_once_at", DieOnceAt)
+
+
+# -- for tests/test_executor_robustness.py
+
+
+def _elbo(model, x) -> Loss:
+    codes = model.codes(x)
+    kl = codes.posterior.kl_to_standard_normal().mean()
+    rec = model.decoder.log_prob(x, codes.z).mean()
+    return Loss(kl - rec, {"rec": float(rec.detach()), "kl": float(kl.detach())}, codes)
+
+
+class SlowElbo(Objective):
+    """The ELBO, sleeping ``sleep`` seconds each step (a run long enough to
+    interrupt or kill); the process training it leaves an empty file named
+    by its pid in ``pid_dir``."""
+
+    class Params(Params):
+        sleep: float = Field(0.05, ge=0)
+        pid_dir: str | None = None
+
+    def loss(self, model, x):
+        if self.params.pid_dir:
+            Path(self.params.pid_dir, str(os.getpid())).touch()
+        import time
+        time.sleep(self.params.sleep)
+        return _elbo(model, x)
+
+
+class DieAt(Objective):
+    """The ELBO, but the process dies (as if killed) at step ``step``, every time."""
+
+    class Params(Params):
+        step: int = Field(1, ge=1)
+
+    def __init__(self, params=None, **kw):
+        super().__init__(params, **kw)
+        self.register_buffer("seen", torch.zeros((), dtype=torch.long))
+
+    def loss(self, model, x):
+        self.seen += 1
+        if int(self.seen) == self.params.step:
+            os._exit(9)
+        return _elbo(model, x)
+
+
+class InterruptOnceAt(Objective):
+    """The ELBO, but the first time it reaches ``step`` it raises
+    KeyboardInterrupt (Ctrl-C, in-process), leaving a marker so the second
+    attempt runs through."""
+
+    class Params(Params):
+        step: int = Field(30, ge=1)
+        marker: str
+
+    def __init__(self, params=None, **kw):
+        super().__init__(params, **kw)
+        self.register_buffer("seen", torch.zeros((), dtype=torch.long))
+
+    def loss(self, model, x):
+        self.seen += 1
+        marker = Path(self.params.marker)
+        if int(self.seen) == self.params.step and not marker.exists():
+            marker.write_text("interrupted")
+            raise KeyboardInterrupt
+        return _elbo(model, x)
+
+
+@hookimpl(specname="register_objectives")
+def register_robustness_objectives(register):
+    register("slow_elbo", SlowElbo)
+    register("die_at", DieAt)
+    register("interrupt_once_at", InterruptOnceAt)

@@ -120,3 +120,35 @@ def test_plugins_command_lists_distribution_version_and_registrations(tmp_path, 
     for kind in ("objective", "divergence", "prior", "architecture", "corruption", "metric",
                  "dataset", "executor"):
         assert f"  {kind}: " in out, kind
+
+
+def test_a_hook_that_raises_is_reported_with_the_plugin_name(tmp_path, monkeypatch, reload_after):
+    (tmp_path / "raising_plugin.py").write_text(textwrap.dedent('''
+        from benchbed import hookimpl
+        @hookimpl
+        def register_metrics(register):
+            raise RuntimeError("boom")
+    '''))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(PluginError) as info:
+        plugins.load_registry(extra_modules=["raising_plugin"])
+    assert "raising_plugin" in str(info.value) and "register_metrics" in str(info.value)
+    assert "boom" in str(info.value)
+
+
+def test_params_that_would_accept_typos_are_refused(tmp_path, monkeypatch, reload_after):
+    (tmp_path / "lax_plugin.py").write_text(textwrap.dedent('''
+        from pydantic import BaseModel
+        from benchbed import hookimpl
+        from benchbed.components import Prior
+        class Lax(Prior):
+            class Params(BaseModel):
+                scale: float = 1.0
+        @hookimpl
+        def register_priors(register):
+            register("lax", Lax)
+    '''))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(PluginError) as info:
+        plugins.load_registry(extra_modules=["lax_plugin"])
+    assert "prior 'lax'" in str(info.value) and "benchbed.components.Params" in str(info.value)

@@ -87,16 +87,22 @@ def cluster():
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(TESTS), saved.get("PYTHONPATH")) if p)
     os.environ["RAY_AUTH_MODE"] = "disabled"  # a throwaway cluster: no token files
     temp = tempfile.mkdtemp(prefix="bbray", dir="/tmp")  # short: raylet socket paths are limited
+    # Cluster() writes the head's address under $RAY_TMPDIR/ray whatever temp_dir
+    # says, and fails where that folder does not exist yet (a fresh machine).
+    os.environ["RAY_TMPDIR"] = temp
+    os.makedirs(os.path.join(temp, "ray"), exist_ok=True)
     store = {"object_store_memory": 100 * MB}
-    made = Cluster(initialize_head=True, head_node_args={
-        "num_cpus": 0, "include_dashboard": False, "temp_dir": temp, **store})
+    made = None
     try:
+        made = Cluster(initialize_head=True, head_node_args={
+            "num_cpus": 0, "include_dashboard": False, "temp_dir": temp, **store})
         for _ in range(2):
             made.add_node(num_cpus=1, **store)
         made.store_args = store
         yield made
     finally:
-        made.shutdown()
+        if made is not None:
+            made.shutdown()
         os.environ.clear()
         os.environ.update(saved)
         shutil.rmtree(temp, ignore_errors=True)
@@ -154,15 +160,19 @@ class Driver:
     def wait_for(self, predicate, timeout: float = 120) -> None:
         deadline = time.monotonic() + timeout
         while not predicate(self.lines):
-            assert self.proc.poll() is None, "".join(self.lines)
-            assert time.monotonic() < deadline, "".join(self.lines)
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.proc.kill()
+                pytest.fail("the driver ended or stalled:\n" + "".join(self.lines))
             time.sleep(0.1)
 
     def finish(self, timeout: float = 180) -> tuple[int, str, str]:
-        out = self.proc.stdout.read()
-        code = self.proc.wait(timeout=timeout)
+        try:
+            code = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            raise
         self.reader.join(timeout=5)
-        return code, out, "".join(self.lines)
+        return code, self.proc.stdout.read(), "".join(self.lines)
 
 
 def count(lines: list[str], text: str) -> int:
@@ -181,19 +191,18 @@ def test_without_ray_installed_the_ray_executor_says_how_to_install_it(tiny_suit
     assert "pip install 'benchbed[ray]'" in capsys.readouterr().err
 
 
-def test_ray_executor_options_are_validated_and_set_the_torch_threads():
+def test_ray_executor_options_are_validated_and_set_the_torch_threads(tiny_suite, tmp_path, capsys):
     from benchbed.plugins import get_registry
-    from benchbed.errors import BenchbedError
-    from benchbed.cli import _validate_executor
 
     executor = get_registry().create("executor", {"name": "ray", "num_cpus": 2, "memory": "2GiB"})
     assert executor.threads_per_task() == 2
     assert int(executor.params.memory) == 2 * 1024 ** 3
     assert get_registry().create("executor", {"name": "ray", "num_cpus": 0.5}).threads_per_task() == 1
-    with pytest.raises(BenchbedError, match="num_cpu"):
-        _validate_executor({"name": "ray", "num_cpu": 2})
-    with pytest.raises(BenchbedError, match="greater than 0"):
-        _validate_executor({"name": "ray", "num_cpus": 0})
+    where = ["--store", str(tmp_path / "s"), "--leaderboards", str(tmp_path / "b")]
+    assert run_cli(str(tiny_suite), "--executor", "ray", "--executor-opt", "num_cpu=2", *where) == 2
+    assert "does not take option 'num_cpu'" in capsys.readouterr().err
+    assert run_cli(str(tiny_suite), "--executor", "ray", "--executor-opt", "num_cpus=0", *where) == 2
+    assert "greater than 0" in capsys.readouterr().err
 
 
 def _tiny_task(tmp_path: Path):
