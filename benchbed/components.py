@@ -216,7 +216,14 @@ class Decoder(nn.Module):
     ``log_prob(x, z)`` returns log p(x|z) summed over pixels, one value per
     row (nats); ``sample(z)`` draws x ~ p(x|z); ``mean(z)`` is the picture to
     show for a code (the mean, or a greedy decode for autoregressive ones).
+
+    ``shows_samples``: True where E[x|z] is intractable (autoregressive
+    decoders). Ancestral samples and Markov-chain states are then draws
+    x ~ p(x|z), as the papers show them, not ``mean(z)``: a greedy decode of
+    a PixelCNN is mostly blank, and a classifier would see one class.
     """
+
+    shows_samples: bool = False
 
     def log_prob(self, x: Tensor, z: Tensor) -> Tensor:  # pragma: no cover
         raise NotImplementedError

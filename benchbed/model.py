@@ -38,8 +38,11 @@ class Autoencoder(nn.Module):
 
     @torch.no_grad()
     def sample_prior(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        """Ancestral sampling: z ~ p(z), x ~ p(x|z); returns the decoder mean of x."""
+        """Ancestral sampling: z ~ p(z), x ~ p(x|z); returns the decoder mean of x,
+        or the draw x itself where the decoder ``shows_samples``."""
         z = self.prior.sample(n, self.latent_dim, generator=generator, device=self.device)
+        if self.decoder.shows_samples:
+            return self.decoder.sample(z, generator=generator)
         return self.decoder.mean(z)
 
     @torch.no_grad()
@@ -47,8 +50,9 @@ class Autoencoder(nn.Module):
                      keep_every: int = 1) -> list[Tensor]:
         """InfoVAE Proposition 1: z ~ q(z|x), x ~ p(x|z), repeated ``steps`` times.
 
-        Returns the chain's states (decoder means, for display) every
-        ``keep_every`` steps, starting with x0.
+        Returns the chain's states every ``keep_every`` steps, starting with
+        x0: decoder means for display, or the states x_t themselves where the
+        decoder ``shows_samples``.
         """
         states = [x0]
         x = x0
@@ -56,5 +60,5 @@ class Autoencoder(nn.Module):
             z = self.encoder(x).rsample(generator)
             x = self.decoder.sample(z, generator=generator)
             if t % keep_every == 0 or t == steps:
-                states.append(self.decoder.mean(z))
+                states.append(x if self.decoder.shows_samples else self.decoder.mean(z))
         return states

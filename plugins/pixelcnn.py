@@ -62,6 +62,8 @@ class ConditionalPixelCNNDecoder(Decoder):
         self.latent_dim = latent_dim
         self.mean_decode = mean_decode
         self.mean_seed = mean_seed
+        # Samples and chains show draws unless greedy pictures are asked for.
+        self.shows_samples = mean_decode == "sample"
         convs = [MaskedConv2d(shape[0], channels, first_kernel_size, "A")]
         convs += [MaskedConv2d(channels, channels, kernel_size, "B") for _ in range(n_layers - 1)]
         self.convs = nn.ModuleList(convs)
@@ -137,7 +139,8 @@ class PixelCNN(Architecture):
         kernel_size: int = Field(3, gt=0, description="kernel of the mask-B layers (odd)")
         first_kernel_size: int = Field(7, gt=0, description="kernel of the mask-A input layer (odd)")
         mean_decode: Literal["greedy", "sample"] = Field(
-            "greedy", description="what mean(z) shows: greedy decode or a seeded sample")
+            "sample", description="what mean(z) shows: a seeded sample (and ancestral samples and "
+                                  "chains are draws), or the greedy decode (mostly blank)")
         mean_seed: int = Field(0, description="seed of mean(z) when mean_decode is 'sample'")
 
         @field_validator("kernel_size", "first_kernel_size")

@@ -184,7 +184,7 @@ def test_sampling_follows_the_autoregressive_logits_it_scores():
 
 
 def test_mean_is_the_greedy_decode_or_a_seeded_sample():
-    greedy = small_decoder(5)
+    greedy = small_decoder(5, mean_decode="greedy")
     with torch.no_grad():
         for p in greedy.parameters():
             p.zero_()
@@ -196,6 +196,37 @@ def test_mean_is_the_greedy_decode_or_a_seeded_sample():
     m1, m2 = seeded.mean(z), seeded.mean(z)
     assert torch.equal(m1, m2)
     assert torch.equal(m1, seeded.sample(z, generator=torch.Generator().manual_seed(3)))
+
+
+def test_ancestral_samples_and_chain_states_are_draws_not_greedy_decodes():
+    """E[x|z] is intractable for a PixelCNN and its greedy decode is mostly
+    blank, so ancestral samples (class_ce, FID, sample grids) and InfoVAE's
+    Markov chain show draws x ~ p(x|z), made with the caller's generator."""
+    from benchbed.distributions import DeterministicPosterior
+    from benchbed.model import Autoencoder
+    from benchbed_plugins.priors import NormalPrior
+
+    decoder = small_decoder(5).float()
+    assert decoder.shows_samples and not small_decoder(5, mean_decode="greedy").shows_samples
+
+    class Identity(torch.nn.Module):  # x -> a fixed code, so the chain is easy to replay
+        latent_dim = LATENT
+
+        def forward(self, x):
+            return DeterministicPosterior(x.flatten(1)[:, :LATENT])
+
+    model = Autoencoder(Identity(), decoder, NormalPrior(), LATENT)
+    drawn = model.sample_prior(4, generator=torch.Generator().manual_seed(7))
+    replay = torch.Generator().manual_seed(7)
+    z = NormalPrior().sample(4, LATENT, generator=replay)
+    assert torch.equal(drawn, decoder.sample(z, generator=replay))
+
+    x0 = torch.zeros(3, 1, 5, 5)
+    states = model.markov_chain(x0, 2, generator=torch.Generator().manual_seed(1))
+    replay = torch.Generator().manual_seed(1)
+    x1 = decoder.sample(x0.flatten(1)[:, :LATENT], generator=replay)
+    x2 = decoder.sample(x1.flatten(1)[:, :LATENT], generator=replay)
+    assert [torch.equal(a, b) for a, b in zip(states, [x0, x1, x2])] == [True, True, True]
 
 
 # ------------------------------------------------------------------- contract
