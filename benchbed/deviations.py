@@ -29,7 +29,65 @@ def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def _show(value: Any) -> str:
-    return "the default" if value is None else json.dumps(value, default=str)
+    return json.dumps(value, default=str)
+
+
+# Where a component's params live in a suite: the prefix's ``name`` picks it.
+_COMPONENT_KINDS = {"dataset": "dataset", "objective": "objective", "divergence": "divergence",
+                    "prior": "prior", "encoder": "architecture", "decoder": "architecture"}
+
+
+def _component_kind(parts: list[str]) -> str | None:
+    if parts[0] in ("metrics", "corruptions") and len(parts) == 2:
+        return {"metrics": "metric", "corruptions": "corruption"}[parts[0]]
+    if parts[0] == "dataset" and len(parts) == 1:
+        return "dataset"
+    if parts[0] == "methods" and len(parts) == 3:
+        return _COMPONENT_KINDS.get(parts[2])
+    return None
+
+
+def _default(flat: dict[str, Any], key: str) -> Any:
+    """The value ``key`` takes in a suite that leaves it out: a method's
+    training falls back on the suite's, a component param on its plugin's
+    default, anything else on the schema's default; None if unknown."""
+    from pydantic_core import PydanticUndefined
+
+    from benchbed.plugins import get_registry
+    from benchbed.suite import Method, Training
+
+    parts = key.split(".")
+    if parts[0] == "methods" and len(parts) > 3 and parts[2] == "training":
+        rest = ".".join(parts[3:])
+        value = flat.get(f"training.{rest}")
+        return value if value is not None else _default(flat, f"training.{rest}")
+    model, field = None, parts[-1]
+    if parts[0] == "training" and len(parts) == 2:
+        model = Training
+    elif parts[0] == "methods" and len(parts) == 3:
+        model = Method
+    else:
+        prefix = ".".join(parts[:-1])
+        kind, name = _component_kind(parts[:-1]), flat.get(f"{prefix}.name")
+        if kind and isinstance(name, str):
+            try:
+                model = get_registry().params_model(kind, name)
+            except Exception:  # an unknown plugin here: validation reports it
+                return None
+    info = model.model_fields.get(field) if model is not None else None
+    if info is None:
+        return None
+    value = info.get_default(call_default_factory=True)
+    return None if value is PydanticUndefined else value
+
+
+def _show_side(flat: dict[str, Any], key: str) -> str:
+    if flat.get(key) is not None:
+        return _show(flat[key])
+    default = _default(flat, key)
+    if default is None and key.endswith("_subset"):
+        return "all of it (the default)"  # train_subset, test_subset: None is no subset
+    return "the default" if default is None else f"{_show(default)} (the default)"
 
 
 def profile_differences(path: Path, profile: str | None) -> list[str]:
@@ -50,11 +108,12 @@ def profile_differences(path: Path, profile: str | None) -> list[str]:
         if mine == theirs:
             continue
         parts = key.split(".")
+        shown = _show_side(ours_flat, key), _show_side(paper_flat, key)
         if parts[0] == "methods" and len(parts) > 2:
-            group = ("methods.{}." + ".".join(parts[2:]), _show(mine), _show(theirs))
+            group = ("methods.{}." + ".".join(parts[2:]), *shown)
             grouped.setdefault(group, []).append(parts[1])
         else:
-            grouped.setdefault((key, _show(mine), _show(theirs)), []).append("")
+            grouped.setdefault((key, *shown), []).append("")
     lines = []
     for (pattern, mine_text, theirs_text), methods in grouped.items():
         names = methods[0] if len(methods) == 1 else "{" + ",".join(methods) + "}"

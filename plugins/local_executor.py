@@ -50,32 +50,30 @@ def _forwarding_execute(task: RunTask, events: "queue.Queue") -> TaskOutcome:
 
 
 @contextlib.contextmanager
-def _sigint_ignored() -> Iterator[None]:
-    """Ignore Ctrl-C for a moment (main thread only): processes started now
-    inherit SIG_IGN from their first instruction, and cleanup is not cut short."""
-    if threading.current_thread() is not threading.main_thread():
+def _ignoring(signum: int | None) -> Iterator[None]:
+    """Ignore a signal for a while (main thread only; None: no such signal here).
+
+    SIGINT while workers start: they inherit SIG_IGN from their first
+    instruction, and cleanup is not cut short. SIGPIPE while a pool runs:
+    Python's default (EPIPE raises BrokenPipeError), so that writing to the
+    pipe of a worker that just died cannot kill the driver without a word.
+    """
+    if signum is None or threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    previous = signal.signal(signum, signal.SIG_IGN)
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        signal.signal(signum, previous)
 
 
-@contextlib.contextmanager
-def _sigpipe_ignored() -> Iterator[None]:
-    """Python's default (EPIPE raises BrokenPipeError) while a pool runs: with
-    SIGPIPE at SIG_DFL, writing to the pipe of a worker that just died (the
-    pool's call queue, the event manager) would kill the driver silently."""
-    if not hasattr(signal, "SIGPIPE") or threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGPIPE, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGPIPE, previous)
+def _sigint_ignored() -> contextlib.AbstractContextManager:
+    return _ignoring(signal.SIGINT)
+
+
+def _sigpipe_ignored() -> contextlib.AbstractContextManager:
+    return _ignoring(getattr(signal, "SIGPIPE", None))
 
 
 def _stop_pool(pool: ProcessPoolExecutor, timeout: float = 5.0) -> None:

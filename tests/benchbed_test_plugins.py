@@ -36,9 +36,9 @@ class ExplodeAt(Objective):
         return Loss(total, {"rec": float(rec.detach())}, codes)
 
 
-class DieOnceAt(Objective):
-    """The ELBO, but the first time it reaches ``step`` the process dies
-    (as if killed), leaving a marker so the second attempt runs through."""
+class _OnceAt(Objective):
+    """The ELBO, but the first time it reaches ``step`` it calls ``strike``,
+    leaving a marker so the second attempt runs through."""
 
     class Params(Params):
         step: int = Field(30, ge=1)
@@ -48,16 +48,23 @@ class DieOnceAt(Objective):
         super().__init__(params, **kw)
         self.register_buffer("seen", torch.zeros((), dtype=torch.long))
 
+    def strike(self) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
     def loss(self, model, x):
         self.seen += 1
         marker = Path(self.params.marker)
         if int(self.seen) == self.params.step and not marker.exists():
-            marker.write_text("died")
-            os._exit(9)
-        codes = model.codes(x)
-        kl = codes.posterior.kl_to_standard_normal().mean()
-        rec = model.decoder.log_prob(x, codes.z).mean()
-        return Loss(kl - rec, {"rec": float(rec.detach()), "kl": float(kl.detach())}, codes)
+            marker.write_text(type(self).__name__)
+            self.strike()
+        return _elbo(model, x)
+
+
+class DieOnceAt(_OnceAt):
+    """The process dies (as if killed) the first time it reaches ``step``."""
+
+    def strike(self) -> None:
+        os._exit(9)
 
 
 @hookimpl
@@ -110,26 +117,11 @@ class DieAt(Objective):
         return _elbo(model, x)
 
 
-class InterruptOnceAt(Objective):
-    """The ELBO, but the first time it reaches ``step`` it raises
-    KeyboardInterrupt (Ctrl-C, in-process), leaving a marker so the second
-    attempt runs through."""
+class InterruptOnceAt(_OnceAt):
+    """KeyboardInterrupt (Ctrl-C, in-process) the first time it reaches ``step``."""
 
-    class Params(Params):
-        step: int = Field(30, ge=1)
-        marker: str
-
-    def __init__(self, params=None, **kw):
-        super().__init__(params, **kw)
-        self.register_buffer("seen", torch.zeros((), dtype=torch.long))
-
-    def loss(self, model, x):
-        self.seen += 1
-        marker = Path(self.params.marker)
-        if int(self.seen) == self.params.step and not marker.exists():
-            marker.write_text("interrupted")
-            raise KeyboardInterrupt
-        return _elbo(model, x)
+    def strike(self) -> None:
+        raise KeyboardInterrupt
 
 
 @hookimpl(specname="register_objectives")

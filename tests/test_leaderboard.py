@@ -103,17 +103,25 @@ def test_profile_differences_name_each_changed_field(write_suite):
           b: {objective: {name: elbo}, encoder: {name: mlp}, decoder: {name: mlp}}
         grid: {latent_dim: [2]}
         training: {epochs: 100}
+        metrics:
+          mi: {name: mutual_info}
         profiles:
           paper: {}
           cpu:
-            training: {epochs: 3}
+            training: {epochs: 3, train_subset: 500}
             methods:
-              a: {encoder: {hidden: [8]}}
+              a: {encoder: {hidden: [8]}, training: {epochs: 1}}
               b: {encoder: {hidden: [8]}}
+            metrics:
+              mi: {m: 200}
         """)
     lines = profile_differences(path, "cpu")
     assert "`training.epochs`: 3 here; 100 in the paper protocol" in lines
-    assert "`methods.{a,b}.encoder.hidden`: [8] here; the default in the paper protocol" in lines
+    # Left out on one side: the value it then takes is named, not just "the default".
+    assert "`methods.{a,b}.encoder.hidden`: [8] here; [256, 256, 256] (the default) in the paper protocol" in lines
+    assert "`methods.a.training.epochs`: 1 here; 100 (the default) in the paper protocol" in lines
+    assert "`metrics.mi.m`: 200 here; 1000 (the default) in the paper protocol" in lines
+    assert "`training.train_subset`: 500 here; all of it (the default) in the paper protocol" in lines
     assert profile_differences(path, "paper") == []
 
 
