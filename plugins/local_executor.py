@@ -72,6 +72,27 @@ def _sigint_ignored() -> contextlib.AbstractContextManager:
     return _ignoring(signal.SIGINT)
 
 
+@contextlib.contextmanager
+def _sigint_blocked_for_children() -> Iterator[None]:
+    """Start processes (pool workers, the queue manager) with SIGINT blocked.
+
+    They inherit this thread's signal mask, so a Ctrl-C never reaches them
+    (they are the driver's to stop), not even before their initializer runs.
+    The driver does not lose one meanwhile, as it would under SIG_IGN: the
+    signal stays pending, or another thread of this process takes it, and
+    KeyboardInterrupt is raised here as usual.
+    """
+    if not hasattr(signal, "pthread_sigmask"):
+        with _sigint_ignored():
+            yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 def _sigpipe_ignored() -> contextlib.AbstractContextManager:
     return _ignoring(getattr(signal, "SIGPIPE", None))
 
@@ -143,7 +164,7 @@ class LocalExecutor(Executor):
                   on_event: Callable[[dict], None]) -> Iterator[TaskOutcome]:
         context = multiprocessing.get_context("spawn")
         manager = SyncManager(ctx=context)
-        with _sigint_ignored():
+        with _sigint_blocked_for_children():
             # watch_parent (not defined here): the manager imports no torch.
             manager.start(watch_parent, (os.getpid(),))
         events = manager.Queue()
@@ -181,7 +202,7 @@ class LocalExecutor(Executor):
                     task = todo.popleft()
                     began.discard(task.key)
                     try:
-                        with _sigint_ignored():  # workers are spawned here
+                        with _sigint_blocked_for_children():  # workers are spawned here
                             running[pool.submit(_forwarding_execute, task, events)] = task
                     except BrokenProcessPool:  # a worker died since the last look
                         todo.appendleft(task)
