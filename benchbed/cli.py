@@ -20,8 +20,12 @@ from benchbed.errors import BenchbedError, did_you_mean
 from benchbed.paths import default_store
 
 
-def _executor_spec(args: argparse.Namespace) -> dict[str, Any]:
-    spec: dict[str, Any] = {"name": args.executor}
+def _executor_spec(args: argparse.Namespace, declared: dict[str, Any] | None) -> dict[str, Any]:
+    """The suite's executor (``declared``), or local, with the command line on top;
+    naming another executor there drops the suite's options."""
+    spec: dict[str, Any] = dict(declared or {"name": "local"})
+    if args.executor is not None and args.executor != spec["name"]:
+        spec = {"name": args.executor}
     for item in args.executor_opt or []:
         key, sep, value = item.partition("=")
         if not sep:
@@ -61,7 +65,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     from benchbed.progress import make_progress
     from benchbed.suite_runner import run_suite
 
-    spec = _executor_spec(args)
+    from benchbed.plugins import get_registry
+    from benchbed.validate import load_suite
+
+    suite, _ = load_suite(args.suite, args.profile, get_registry())
+    spec = _executor_spec(args, suite.executor.as_dict() if suite.executor else None)
     _validate_executor(spec)
     report = run_suite(Path(args.suite), args.profile, Path(args.store), spec,
                        make_progress(force_plain=args.plain), Path(args.leaderboards),
@@ -178,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--store", default=str(default_store()),
                      help="run store (default: $BENCHBED_STORE or ./runs)")
     run.add_argument("--leaderboards", default="leaderboards", help="where leaderboards go")
-    run.add_argument("--executor", default="local", help="executor plugin (default: local)")
+    run.add_argument("--executor", help="executor plugin (default: the suite's executor, else local)")
     run.add_argument("--jobs", type=int, help="parallel runs (local executor)")
     run.add_argument("--address", help="cluster address (ray executor)")
     run.add_argument("--executor-opt", action="append", metavar="KEY=VALUE",

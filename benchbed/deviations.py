@@ -16,7 +16,8 @@ from benchbed.suite_source import apply_profile, load_raw
 
 PAPER_PROFILE = "paper"
 # Presentation only: never a deviation of the protocol.
-IGNORED = ("title", "description", "leaderboards", "findings", "deviations", "profile", "citation")
+IGNORED = ("title", "description", "leaderboards", "findings", "deviations", "profile", "citation",
+           "executor")
 
 
 def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:

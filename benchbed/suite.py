@@ -214,6 +214,10 @@ class Suite(Spec):
     metrics: dict[str, ComponentRef] = Field(
         default_factory=dict, description="metrics by key",
         json_schema_extra={"x-benchbed-kind-values": "metric"})
+    executor: ComponentRef | None = kind_field(
+        "executor", None, description="how this suite's runs are executed, with the resources each run "
+        "requests, e.g. {name: ray, num_gpus: 1}; --executor, --jobs, --address and --executor-opt on "
+        "the command line override it (default: local, one run at a time)")
     leaderboards: list[Table] = Field(default_factory=list)
     findings: list[Finding] = Field(default_factory=list)
     deviations: list[str] = Field(

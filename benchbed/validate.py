@@ -150,6 +150,8 @@ def component_slots(suite: Suite) -> Iterable[tuple[str, tuple[Any, ...], Compon
         yield "corruption", ("corruptions", key), ref
     for key, ref in suite.metrics.items():
         yield "metric", ("metrics", key), ref
+    if suite.executor is not None:
+        yield "executor", ("executor",), suite.executor
 
 
 def check_component(registry: Registry, kind: str, path: tuple[Any, ...], ref: ComponentRef,

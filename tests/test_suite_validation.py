@@ -225,3 +225,24 @@ def test_method_keys_must_be_plain_names_and_latent_sizes_positive(write_suite):
     problems = problems_of(path)
     assert any("methods" in p and "'vimae/n'" in p for p in problems)
     assert any("grid.latent_dim[0]" in p for p in problems)
+
+
+def test_a_suite_may_declare_its_executor_and_the_command_line_overrides_it(write_suite):
+    from benchbed.cli import _executor_spec, build_parser
+
+    path = write_suite(TINY_SUITE + "executor: {name: local, jobz: 2}\n")
+    [problem] = problems_of(path)
+    assert "executor.jobz" in problem and "did you mean 'jobs'" in problem
+
+    path = write_suite(TINY_SUITE + "executor: {name: ray, num_gpus: 1, num_cpus: 2}\n")
+    suite, _ = load_suite(path)
+    declared = suite.executor.as_dict()
+
+    def spec(*argv: str) -> dict:
+        return _executor_spec(build_parser().parse_args(["run", str(path), *argv]), declared)
+
+    assert spec() == {"name": "ray", "num_gpus": 1, "num_cpus": 2}
+    assert spec("--executor-opt", "num_gpus=0", "--address", "auto") == {
+        "name": "ray", "num_gpus": 0, "num_cpus": 2, "address": "auto"}
+    assert spec("--executor", "local", "--jobs", "2") == {"name": "local", "jobs": 2}
+    assert _executor_spec(build_parser().parse_args(["run", str(path)]), None) == {"name": "local"}
