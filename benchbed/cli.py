@@ -73,7 +73,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     _validate_executor(spec)
     report = run_suite(Path(args.suite), args.profile, Path(args.store), spec,
                        make_progress(force_plain=args.plain), Path(args.leaderboards),
-                       retry_failed=args.retry_failed, only=args.only)
+                       retry_failed=args.retry_failed, only=args.only, rerun_published=args.rerun)
     print(f"{report.finished} run(s) finished, {len(report.failed)} failed, "
           f"{report.skipped} skipped as already done, in {report.seconds:.0f}s.")
     for name, reason in report.failed:
@@ -192,6 +192,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--executor-opt", action="append", metavar="KEY=VALUE",
                      help="any other executor option")
     run.add_argument("--retry-failed", action="store_true", help="run failed runs again")
+    run.add_argument("--rerun", action="store_true",
+                     help="repeat runs whose committed records under the leaderboards folder are "
+                          "finished (default: they count as done); this store's own finished runs "
+                          "are still skipped")
     run.add_argument("--only", nargs="+", metavar="METHOD", help="only these methods")
     run.add_argument("--plain", action="store_true", help="plain log lines even on a terminal")
     run.set_defaults(func=cmd_run)

@@ -273,9 +273,9 @@ def render(suite: Suite, records: list[dict[str, Any]], figure_root: str,
     lines = [f"# {title}", "", f"Reproduces: {suite.citation}", ""]
     if suite.description:
         lines += [suite.description.strip(), ""]
-    lines += [f"Profile **{suite.profile or 'default'}**. Repeat every run with `{run_command}` "
-              f"(finished runs are skipped); rebuild this page from the committed records with "
-              f"`{leaderboard_command}`.", ""]
+    lines += [f"Profile **{suite.profile or 'default'}**. Repeat every run with `{run_command} --rerun` "
+              f"(without `--rerun`, runs whose records are committed count as done); rebuild this page "
+              f"from the committed records with `{leaderboard_command}`.", ""]
     if stale:
         lines += [f"**{len(stale)} stale record(s) ignored**: their config no longer matches the suite "
                   f"({', '.join(stale)}); run the suite again to replace them.", ""]

@@ -79,7 +79,7 @@ def _published_complete(run: PlannedRun, record: dict[str, Any] | None) -> bool:
 
 def run_suite(path: Path, profile: str | None, store_root: Path, executor: dict[str, Any],
               progress: PlainProgress, leaderboard_dir: Path, retry_failed: bool = False,
-              only: list[str] | None = None) -> SuiteReport:
+              only: list[str] | None = None, rerun_published: bool = False) -> SuiteReport:
     started = time.monotonic()
     registry = get_registry()
     suite, _ = load_suite(path, profile, registry)
@@ -94,7 +94,8 @@ def run_suite(path: Path, profile: str | None, store_root: Path, executor: dict[
     store = Store(store_root)
     _, default = profile_names(path)
     name = publish_name(suite.name, suite.profile, default)
-    published = {r["run_key"]: r for r in load_records(leaderboard_dir, name)}
+    # Committed records count as done, unless the user wants to repeat them.
+    published = {} if rerun_published else {r["run_key"]: r for r in load_records(leaderboard_dir, name)}
     try:
         todo = [r for r in runs if store.needs_work(r, retry_failed)
                 and not _published_complete(r, published.get(r.key))]

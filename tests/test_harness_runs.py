@@ -38,6 +38,23 @@ def test_a_suite_runs_end_to_end_and_a_rerun_skips_finished_runs(tiny_suite, tmp
     assert "0 run(s) finished, 0 failed, 2 skipped" in capsys.readouterr().out
 
 
+def test_committed_records_count_as_done_on_another_machine_unless_rerun(tiny_suite, tmp_path, capsys):
+    """Runs resume across machines through git: a clone with the committed
+    records and an empty store skips them; --rerun repeats them."""
+    boards = tmp_path / "boards"
+    assert run_cli(str(tiny_suite), "--store", str(tmp_path / "a"), "--leaderboards", str(boards)) == 0
+    capsys.readouterr()
+    records = {p.name: p.read_text() for p in (boards / "tiny" / "records").glob("*.json")}
+    assert run_cli(str(tiny_suite), "--store", str(tmp_path / "b"), "--leaderboards", str(boards)) == 0
+    assert "0 run(s) finished, 0 failed, 2 skipped" in capsys.readouterr().out
+    assert not list((tmp_path / "b").glob("*/model.pt"))  # nothing was trained there
+    assert run_cli(str(tiny_suite), "--store", str(tmp_path / "c"), "--leaderboards", str(boards),
+                   "--rerun") == 0
+    assert "2 run(s) finished, 0 failed, 0 skipped" in capsys.readouterr().out
+    rerun = {p.name: p.read_text() for p in (boards / "tiny" / "records").glob("*.json")}
+    assert rerun.keys() == records.keys()
+
+
 def test_a_diverging_run_is_recorded_as_failed_and_the_others_go_on(write_suite, tmp_path, capsys,
                                                                     fresh_registry):
     suite = write_suite(TINY_SUITE.replace("objective: {name: vimae}",
