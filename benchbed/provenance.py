@@ -21,14 +21,16 @@ def cpu_model() -> str:
 
 
 def git_commit() -> str | None:
-    """The benchbed checkout's commit (with '+dirty'), when run from one."""
+    """The benchbed checkout's commit (with '+dirty' for changed tracked files
+    outside leaderboards/, which a run itself writes), when run from one."""
     here = Path(__file__).resolve().parent
     try:
         head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=here, capture_output=True,
                               text=True, timeout=5)
         if head.returncode != 0:
             return None
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
+                                ":(top)", ":(top,exclude)leaderboards"], cwd=here,
                                capture_output=True, text=True, timeout=5).stdout.strip()
         return head.stdout.strip() + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
