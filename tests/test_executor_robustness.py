@@ -80,8 +80,11 @@ def test_ctrl_c_with_jobs_stops_the_workers_and_starts_no_queued_run(write_suite
     cmd = [sys.executable, "-m", "benchbed.cli", "run", str(suite), "--plain", "--jobs", "2",
            "--store", str(store), "--leaderboards", str(tmp_path / "b")]
     with open(log_path, "w") as log:
+        # Ctrl-C at its default: under a background shell (nohup, `cmd &` in CI
+        # scripts) SIGINT arrives ignored, and Python then keeps ignoring it.
         driver = subprocess.Popen(cmd, env=ENV, stdout=log, stderr=subprocess.STDOUT,
-                                  start_new_session=True)
+                                  start_new_session=True,
+                                  preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         wait_for(lambda: driver.poll() is not None or (any(pid_dir.iterdir())
                                                         and "started" in log_path.read_text()),
