@@ -20,58 +20,29 @@ from benchbed.errors import BenchbedError, did_you_mean
 from benchbed.paths import default_store
 
 
-def _executor_spec(args: argparse.Namespace, declared: dict[str, Any] | None) -> dict[str, Any]:
-    """The suite's executor (``declared``), or local, with the command line on top;
-    naming another executor there drops the suite's options."""
-    spec: dict[str, Any] = dict(declared or {"name": "local"})
-    if args.executor is not None and args.executor != spec["name"]:
-        spec = {"name": args.executor}
+def _executor_override(args: argparse.Namespace) -> dict[str, Any]:
+    """The executor choices made on the command line (the suite may declare the rest)."""
+    override: dict[str, Any] = {} if args.executor is None else {"name": args.executor}
     for item in args.executor_opt or []:
         key, sep, value = item.partition("=")
         if not sep:
             raise BenchbedError(f"--executor-opt {item!r}: write KEY=VALUE")
         try:
-            spec[key] = json.loads(value)
+            override[key] = json.loads(value)
         except ValueError:
-            spec[key] = value
+            override[key] = value
     if args.jobs is not None:
-        spec["jobs"] = args.jobs
+        override["jobs"] = args.jobs
     if args.address is not None:
-        spec["address"] = args.address
-    return spec
-
-
-def _validate_executor(spec: dict[str, Any]) -> None:
-    from pydantic import ValidationError
-
-    from benchbed.plugins import get_registry
-    registry = get_registry()
-    cls = registry.get("executor", spec["name"]).cls
-    try:
-        cls.Params.model_validate({k: v for k, v in spec.items() if k != "name"})
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        field = ".".join(map(str, err["loc"]))
-        allowed = list(cls.Params.model_fields)
-        if err["type"] == "extra_forbidden":
-            raise BenchbedError(f"executor {spec['name']!r} does not take option {field!r}"
-                                f"{did_you_mean(field, allowed)} (options: {', '.join(allowed) or 'none'})"
-                                ) from None
-        raise BenchbedError(f"executor {spec['name']!r}: option {field}={err.get('input')!r}: "
-                            f"{err['msg']}") from None
+        override["address"] = args.address
+    return override
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from benchbed.progress import make_progress
     from benchbed.suite_runner import run_suite
 
-    from benchbed.plugins import get_registry
-    from benchbed.validate import load_suite
-
-    suite, _ = load_suite(args.suite, args.profile, get_registry())
-    spec = _executor_spec(args, suite.executor.as_dict() if suite.executor else None)
-    _validate_executor(spec)
-    report = run_suite(Path(args.suite), args.profile, Path(args.store), spec,
+    report = run_suite(Path(args.suite), args.profile, Path(args.store), _executor_override(args),
                        make_progress(force_plain=args.plain), Path(args.leaderboards),
                        retry_failed=args.retry_failed, only=args.only, rerun_published=args.rerun)
     print(f"{report.finished} run(s) finished, {len(report.failed)} failed, "

@@ -9,6 +9,7 @@ from typing import Any
 
 from benchbed.deviations import deviations_for
 from benchbed.errors import BenchbedError, did_you_mean
+from benchbed.executor_spec import resolve_executor
 from benchbed.leaderboard import record_slug, render
 from benchbed.plan import PlannedRun, plan
 from benchbed.plugins import get_registry
@@ -83,6 +84,8 @@ def run_suite(path: Path, profile: str | None, store_root: Path, executor: dict[
     started = time.monotonic()
     registry = get_registry()
     suite, _ = load_suite(path, profile, registry)
+    # ``executor``: the caller's choices (``name`` optional) over the suite's own.
+    executor_spec = resolve_executor(suite.executor, executor, registry)
     runs = plan(suite, registry)
     if only:
         unknown = [m for m in only if m not in suite.methods]
@@ -102,7 +105,7 @@ def run_suite(path: Path, profile: str | None, store_root: Path, executor: dict[
         todo_keys = {r.key for r in todo}
         earlier_failures = [r for r in runs if r.key not in todo_keys and store.status(r.key)[0] == "failed"]
         report = SuiteReport(total=len(runs), skipped=len(runs) - len(todo) - len(earlier_failures))
-        runner = registry.create("executor", executor)
+        runner = registry.create("executor", executor_spec)
         threads = runner.threads_per_task()
         by_key: dict[str, PlannedRun] = {}
         tasks = []

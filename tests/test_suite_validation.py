@@ -228,7 +228,10 @@ def test_method_keys_must_be_plain_names_and_latent_sizes_positive(write_suite):
 
 
 def test_a_suite_may_declare_its_executor_and_the_command_line_overrides_it(write_suite):
-    from benchbed.cli import _executor_spec, build_parser
+    from benchbed.cli import _executor_override, build_parser
+    from benchbed.errors import BenchbedError
+    from benchbed.executor_spec import resolve_executor
+    from benchbed.plugins import get_registry
 
     path = write_suite(TINY_SUITE + "executor: {name: local, jobz: 2}\n")
     [problem] = problems_of(path)
@@ -236,13 +239,15 @@ def test_a_suite_may_declare_its_executor_and_the_command_line_overrides_it(writ
 
     path = write_suite(TINY_SUITE + "executor: {name: ray, num_gpus: 1, num_cpus: 2}\n")
     suite, _ = load_suite(path)
-    declared = suite.executor.as_dict()
 
-    def spec(*argv: str) -> dict:
-        return _executor_spec(build_parser().parse_args(["run", str(path), *argv]), declared)
+    def spec(*argv: str, declared=suite.executor) -> dict:
+        override = _executor_override(build_parser().parse_args(["run", str(path), *argv]))
+        return resolve_executor(declared, override, get_registry())
 
     assert spec() == {"name": "ray", "num_gpus": 1, "num_cpus": 2}
     assert spec("--executor-opt", "num_gpus=0", "--address", "auto") == {
         "name": "ray", "num_gpus": 0, "num_cpus": 2, "address": "auto"}
     assert spec("--executor", "local", "--jobs", "2") == {"name": "local", "jobs": 2}
-    assert _executor_spec(build_parser().parse_args(["run", str(path)]), None) == {"name": "local"}
+    assert spec(declared=None) == {"name": "local"}
+    with pytest.raises(BenchbedError, match="does not take option 'jobz'.*did you mean 'jobs'"):
+        spec("--executor", "local", "--executor-opt", "jobz=2")
