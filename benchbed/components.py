@@ -335,6 +335,13 @@ class Metric(Component):
     def probe(self, model: "Autoencoder", x: Tensor) -> dict[str, float]:
         raise NotImplementedError(f"{type(self).__name__} cannot be tracked during training")
 
+    def conditions_used(self, available: Sequence[str]) -> list[str]:
+        """Which of the suite's corruptions (``available``) this metric evaluates
+        under. They are part of its result's identity: changing one re-evaluates
+        it. Default: those named in a ``conditions`` parameter ("clean" is none)."""
+        named = getattr(self.params, "conditions", None) or []
+        return [c for c in named if c in available]
+
 
 # ---------------------------------------------------------------- executors
 

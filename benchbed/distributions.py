@@ -53,7 +53,10 @@ class GaussianPosterior(Posterior):
         return self.mean + self.std * eps
 
     def log_prob(self, z: Tensor) -> Tensor:
-        return -0.5 * (LOG_2PI + self.logvar + (z - self.mean) ** 2 / torch.exp(self.logvar)).sum(-1)
+        # The standardised distance (z - mean) * exp(-logvar / 2) stays finite where
+        # exp(logvar) underflows in float32 (logvar < -87; VIMAE's encoder reaches -150).
+        scaled = (z - self.mean) * torch.exp(-0.5 * self.logvar)
+        return -0.5 * (LOG_2PI + self.logvar + scaled ** 2).sum(-1)
 
     def kl_to_standard_normal(self) -> Tensor:
         """Analytic KL(q(z|x) || N(0, I)) per row."""

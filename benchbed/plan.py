@@ -20,8 +20,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from benchbed import RESULTS_VERSION
 from benchbed.errors import BenchbedError, UnknownComponent
-from benchbed.plugins import Registry
+from benchbed.plugins import BUILTIN_DISTRIBUTION, Registry
 from benchbed.suite import Suite, Training
 from benchbed.suite_source import Locations
 
@@ -99,14 +100,17 @@ def merge_dicts(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any
 
 
 def code_versions(registry: Registry, method: dict[str, Any]) -> dict[str, str]:
-    """Versions of the distributions that provide this method's components."""
-    from benchbed import RESULTS_VERSION
-    versions = {"benchbed": RESULTS_VERSION}
+    """Versions of the distributions that provide this method's components.
+
+    benchbed's own built-ins count as ``RESULTS_VERSION``, not the package
+    version: a release that changes no result keeps every record valid."""
+    versions = {BUILTIN_DISTRIBUTION: RESULTS_VERSION}
     for slot in SLOTS:
         ref = method.get(slot)
         if ref:
             source = registry.get(SLOT_KIND[slot], ref["name"]).source
-            versions[source.distribution] = source.version
+            if source.distribution != BUILTIN_DISTRIBUTION:
+                versions[source.distribution] = source.version
     return versions
 
 
@@ -160,28 +164,47 @@ def resolve_method(suite: Suite, key: str, registry: Registry,
     return method, training
 
 
-def resolve_dataset(ref: dict[str, Any], registry: Registry) -> dict[str, Any]:
-    cls = registry.get("dataset", ref["name"]).cls
+def resolve_component(kind: str, ref: dict[str, Any], registry: Registry) -> dict[str, Any]:
+    """``{"name": ..., **params}`` with every default filled in, so that a changed
+    default changes the identity of what uses it."""
+    cls = registry.get(kind, ref["name"]).cls
     params = {k: v for k, v in ref.items() if k != "name"}
-    return {"name": ref["name"], **cls.Params.model_validate(params).model_dump(mode="json")}
+    return {"name": ref["name"], **cls.Params.model_validate(params).model_dump(mode="json", by_alias=True)}
+
+
+def resolve_evaluation(suite: Suite, wanted: list[str], registry: Registry) -> dict[str, Any]:
+    """The metrics a method is evaluated with (defaults filled in), the suite's
+    corruptions, and which corruptions each metric evaluates under: a metric's
+    result is identified by its spec and those (``store.metric_hash``)."""
+    corruptions = {k: resolve_component("corruption", ref.as_dict(), registry)
+                   for k, ref in suite.corruptions.items()}
+    metrics, conditions = {}, {}
+    for key, ref in suite.metrics.items():
+        if key not in wanted:
+            continue
+        try:
+            metrics[key] = resolve_component("metric", ref.as_dict(), registry)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            raise PlanError(("metrics", key), f"metric {ref.name!r}: "
+                            f"{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+        conditions[key] = registry.create("metric", ref.as_dict()).conditions_used(list(corruptions))
+    return {"metrics": metrics, "corruptions": corruptions, "conditions": conditions}
 
 
 def plan(suite: Suite, registry: Registry) -> list[PlannedRun]:
     """Every run of the suite, in a stable order (method, latent size, seed, grid)."""
     suite_dataset = suite.dataset.as_dict()
-    corruptions = {k: ref.as_dict() for k, ref in suite.corruptions.items()}
     grid_names = list(suite.grid.params)
     grid_values = list(itertools.product(*suite.grid.params.values())) or [()]
     runs = []
     for method_key, spec in suite.methods.items():
         if not spec.enabled:
             continue
-        dataset = resolve_dataset(spec.dataset.as_dict() if spec.dataset else suite_dataset, registry)
+        dataset = resolve_component("dataset", spec.dataset.as_dict() if spec.dataset else suite_dataset,
+                                    registry)
         wanted = spec.metrics if spec.metrics is not None else list(suite.metrics)
-        evaluation = {
-            "metrics": {k: ref.as_dict() for k, ref in suite.metrics.items() if k in wanted},
-            "corruptions": corruptions,
-        }
+        evaluation = resolve_evaluation(suite, wanted, registry)
         for latent_dim in spec.latent_dims or suite.grid.latent_dim:
             for seed in suite.grid.seed:
                 for values in grid_values:
@@ -193,7 +216,10 @@ def plan(suite: Suite, registry: Registry) -> list[PlannedRun]:
                             raise
                         resolve_method(suite, method_key, registry, {})  # fine without the grid?
                         raise PlanError(("grid", "params"), f"with {grid}: {exc}") from None
-                    keyed_training = {k: v for k, v in training.items() if k not in NOT_IN_KEY}
+                    # An absent `converge` stays out of the key, so fixed-budget runs
+                    # keep the keys they had before early stopping existed.
+                    keyed_training = {k: v for k, v in training.items()
+                                      if k not in NOT_IN_KEY and not (k == "converge" and v is None)}
                     config = {
                         "dataset": dataset,
                         "method": method,

@@ -33,6 +33,7 @@ ENTRY_POINT_GROUP = "benchbed"
 ENV_DISABLE_AUTOLOAD = "BENCHBED_DISABLE_PLUGIN_AUTOLOAD"
 ENV_PLUGINS = "BENCHBED_PLUGINS"
 BUILTIN_PACKAGE = "benchbed_plugins"
+BUILTIN_DISTRIBUTION = "benchbed"
 
 
 @dataclass(frozen=True)
@@ -138,7 +139,7 @@ def load_registry(extra_modules: Iterable[str] = (), autoload: bool | None = Non
 
     for module in _builtin_modules():
         _register_module(pm, module, module.__name__)
-        sources[module.__name__] = Source(module.__name__, "benchbed", version)
+        sources[module.__name__] = Source(module.__name__, BUILTIN_DISTRIBUTION, version)
 
     if autoload is None:
         autoload = not os.environ.get(ENV_DISABLE_AUTOLOAD)

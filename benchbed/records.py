@@ -57,6 +57,7 @@ def make_record(run: PlannedRun, store: Store) -> dict[str, Any]:
         "reason": status.get("reason"),
         "steps": status.get("steps"),
         "train_seconds": round(status.get("train_seconds", 0.0), 1),
+        "convergence": status.get("convergence"),
         "eval_seconds": round(eval_seconds, 1),
         "metrics": store.metric_values(run),
         "metric_errors": store.metric_errors(run),

@@ -21,7 +21,7 @@ from benchbed.errors import BenchbedError, RunDiverged
 from benchbed.evaluation_context import EvalContext
 from benchbed.plugins import Registry, get_registry
 from benchbed.provenance import provenance
-from benchbed.store import metric_hash, read_json, write_json
+from benchbed.store import metric_hashes, read_json, write_json
 from benchbed.suite import Training
 from benchbed.tasks import RunTask, TaskOutcome
 from benchbed.train import train
@@ -84,9 +84,12 @@ def _train_run(task: RunTask, built: BuiltRun, registry: Registry, run_dir: Path
     write_curves(run_dir / "curves.csv", result.curves)
     write_json(run_dir / "provenance.json", provenance(device, task.threads))
     write_json(run_dir / "status.json", {"status": "trained", "reason": None, "steps": result.steps,
-                                         "train_seconds": result.seconds})
+                                         "train_seconds": result.seconds,
+                                         "convergence": result.convergence})
     (run_dir / "checkpoint.pt").unlink(missing_ok=True)  # model.pt supersedes it
-    _log(run_dir, f"trained {result.steps} steps in {result.seconds:.1f}s")
+    _log(run_dir, f"trained {result.steps} steps in {result.seconds:.1f}s"
+                  + (f" ({result.convergence['stop']} after {result.convergence['epochs']} epochs)"
+                     if result.convergence else ""))
 
 
 def _evaluate(task: RunTask, built: BuiltRun, registry: Registry, run_dir: Path,
@@ -107,8 +110,9 @@ def _evaluate(task: RunTask, built: BuiltRun, registry: Registry, run_dir: Path,
                       config=task.config, curves=read_curves(run_dir / "curves.csv"))
     values: dict[str, dict[str, float]] = {}
     errors: dict[str, str] = {}
+    hashes = metric_hashes(evaluation)
     for key, spec in evaluation.get("metrics", {}).items():
-        mhash = metric_hash(spec, corruption_specs)
+        mhash = hashes[key]
         if mhash in done and "error" not in done[mhash]:
             values[key] = done[mhash]["values"]
             continue
@@ -216,7 +220,7 @@ def _run_task_locked(task: RunTask, on_event: Callable[[dict], None]) -> TaskOut
 
 def _train_stats(run_dir: Path) -> dict[str, Any]:
     previous = read_json(run_dir / "status.json", {}) or {}
-    return {k: previous[k] for k in ("steps", "train_seconds") if k in previous}
+    return {k: previous[k] for k in ("steps", "train_seconds", "convergence") if k in previous}
 
 
 def _failed(task: RunTask, run_dir: Path, reason: str, started: float, trained: bool) -> TaskOutcome:

@@ -51,10 +51,16 @@ CREATE TABLE IF NOT EXISTS suite_runs (
 """
 
 
-def metric_hash(spec: dict[str, Any], corruptions: dict[str, Any]) -> str:
-    """Identity of a metric result: its spec and the conditions it uses."""
-    used = {c: corruptions[c] for c in spec.get("conditions", []) if c in corruptions}
-    return hash_of({"spec": spec, "conditions": used}, 12)
+def metric_hash(spec: dict[str, Any], corruptions: dict[str, Any], used: list[str]) -> str:
+    """Identity of a metric result: its spec and the corruptions it evaluates under."""
+    return hash_of({"spec": spec, "conditions": {c: corruptions[c] for c in used}}, 12)
+
+
+def metric_hashes(evaluation: dict[str, Any]) -> dict[str, str]:
+    """Metric key -> identity of its result, for a run's evaluation plan (``plan.resolve_evaluation``)."""
+    corruptions = evaluation.get("corruptions", {})
+    used = evaluation.get("conditions", {})
+    return {k: metric_hash(spec, corruptions, used.get(k, [])) for k, spec in evaluation.get("metrics", {}).items()}
 
 
 def read_json(path: Path, default: Any = None) -> Any:
@@ -117,20 +123,18 @@ class Store:
     def missing_metrics(self, run: PlannedRun, retry_failed: bool = False) -> list[str]:
         """Metric keys not evaluated yet (and failed ones, with ``retry_failed``)."""
         done = read_json(self.run_dir(run.key) / "metrics.json", {}) or {}
-        corruptions = run.evaluation.get("corruptions", {})
         missing = []
-        for k, spec in run.evaluation.get("metrics", {}).items():
-            entry = done.get(metric_hash(spec, corruptions))
+        for k, mhash in metric_hashes(run.evaluation).items():
+            entry = done.get(mhash)
             if entry is None or (retry_failed and "error" in entry):
                 missing.append(k)
         return missing
 
     def metric_errors(self, run: PlannedRun) -> dict[str, str]:
         done = read_json(self.run_dir(run.key) / "metrics.json", {}) or {}
-        corruptions = run.evaluation.get("corruptions", {})
         out = {}
-        for k, spec in run.evaluation.get("metrics", {}).items():
-            entry = done.get(metric_hash(spec, corruptions))
+        for k, mhash in metric_hashes(run.evaluation).items():
+            entry = done.get(mhash)
             if entry is not None and "error" in entry:
                 out[k] = entry["error"]
         return out
@@ -146,10 +150,9 @@ class Store:
     def metric_values(self, run: PlannedRun) -> dict[str, dict[str, float]]:
         """This suite's metric keys -> values, for a run."""
         done = read_json(self.run_dir(run.key) / "metrics.json", {}) or {}
-        corruptions = run.evaluation.get("corruptions", {})
         out = {}
-        for k, spec in run.evaluation.get("metrics", {}).items():
-            entry = done.get(metric_hash(spec, corruptions))
+        for k, mhash in metric_hashes(run.evaluation).items():
+            entry = done.get(mhash)
             if entry is not None and "error" not in entry:
                 out[k] = entry["values"]
         return out

@@ -87,10 +87,32 @@ class Optimiser(Spec):
     momentum: float = Field(0.0, ge=0, description="sgd/rmsprop only")
 
 
+class Converge(Spec):
+    """Early stopping on a held-out objective: train until it stops improving.
+
+    The last ``holdout`` training examples are set aside (not trained on). After
+    each epoch the objective is evaluated on them (eval mode, a fixed seed, so
+    epochs compare like with like). With L_0 the held-out loss before training
+    and B_e the best one up to epoch e, the run has converged at epoch e when
+    the last ``patience`` epochs bought less than ``tolerance`` of all progress:
+
+        B_(e - patience) - B_e <= tolerance * (L_0 - B_e)
+
+    a criterion free of the loss's scale and offset (a Gaussian decoder's
+    constant, a weight on the reconstruction). ``epochs`` (or ``steps``) is the
+    budget: a run that reaches it first is recorded as stopped on budget."""
+
+    patience: int = Field(5, gt=0, description="epochs over which progress is measured")
+    tolerance: float = Field(0.01, gt=0, lt=1, description="fraction of all progress below which "
+                                                           "the last `patience` epochs count as none")
+    holdout: int = Field(5000, gt=0, description="training examples set aside for the held-out objective")
+
+
 class Training(Spec):
     """How every run is trained (methods may override any field)."""
 
-    epochs: int | None = Field(None, gt=0, description="passes over the training set")
+    epochs: int | None = Field(None, gt=0, description="passes over the training set (with "
+                                                        "`converge`: the most it may take)")
     steps: int | None = Field(None, gt=0, description="optimiser steps (instead of epochs)")
     batch_size: int = Field(100, gt=0)
     optimiser: Optimiser = Field(default_factory=Optimiser)
@@ -105,6 +127,8 @@ class Training(Spec):
                              description="metric keys (trackable ones) to log during training as curves")
     track_every: int = Field(200, gt=0, description="steps between tracked-metric probes")
     probe_size: int = Field(500, gt=0, description="held-out test examples the probes see")
+    converge: Converge | None = Field(None, description="stop early once a held-out objective "
+                                                        "stops improving (absent: train the full budget)")
 
     @model_validator(mode="after")
     def _one_length(self) -> "Training":

@@ -21,7 +21,7 @@ from torch import Tensor
 from benchbed.components import Codes, Corruption, Metric, Objective
 from benchbed.errors import RunDiverged
 from benchbed.model import Autoencoder
-from benchbed.suite import Optimiser, Training
+from benchbed.suite import Converge, Optimiser, Training
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -42,6 +42,11 @@ def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     """The shuffle (and dynamic binarisation) of an epoch depends only on
     (seed, epoch), so a run resumed mid-epoch sees the same batches."""
     return torch.Generator().manual_seed(seed * 100_003 + epoch)
+
+
+def heldout_generator(seed: int) -> torch.Generator:
+    """The held-out examples' one view (e.g. binarisation), apart from every epoch's."""
+    return torch.Generator().manual_seed(seed * 100_003 + 100_002)
 
 
 @dataclass
@@ -66,6 +71,55 @@ class TrainResult:
     curves: list[dict[str, float]] = field(default_factory=list)
     steps: int = 0
     seconds: float = 0.0
+    convergence: dict[str, Any] | None = None  # None: trained the fixed budget, no check
+
+
+class ConvergenceCheck:
+    """``Converge``'s rule over the held-out losses L_0 (before training), L_1, ..."""
+
+    def __init__(self, spec: Converge, max_epochs: int, losses: list[float] | None = None):
+        self.spec = spec
+        self.max_epochs = max_epochs
+        self.losses = list(losses or [])
+
+    def best(self, upto: int) -> float:
+        return min(self.losses[:upto + 1])
+
+    def converged(self) -> bool:
+        e, patience = len(self.losses) - 1, self.spec.patience
+        if e < patience:
+            return False
+        progress = self.losses[0] - self.best(e)
+        return self.best(e - patience) - self.best(e) <= self.spec.tolerance * max(progress, 0.0)
+
+    def summary(self) -> dict[str, Any]:
+        converged = self.converged()
+        epochs = len(self.losses) - 1
+        return {"converged": converged, "stop": "converged" if converged else "budget",
+                "epochs": epochs, "max_epochs": self.max_epochs,
+                "best_epoch": min(range(len(self.losses)), key=self.losses.__getitem__),
+                "heldout_loss": self.losses[-1],
+                "criterion": (f"held-out objective on {self.spec.holdout} training examples; "
+                              f"stop when {self.spec.patience} epochs bring < {self.spec.tolerance:g} "
+                              f"of all progress")}
+
+
+def heldout_loss(model: Autoencoder, objective: Objective, x: Tensor, batch_size: int, seed: int) -> float:
+    """The objective on held-out data, in eval mode and under a fixed seed (the
+    training RNG stream is left as it was)."""
+    was_training = model.training, objective.training
+    model.eval()
+    objective.eval()
+    total, n = 0.0, 0
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        torch.manual_seed(seed)
+        for start in range(0, x.shape[0] - batch_size + 1, batch_size):
+            loss = objective.loss(model, x[start:start + batch_size])
+            total += float(loss.total) * batch_size
+            n += batch_size
+    model.train(was_training[0])
+    objective.train(was_training[1])
+    return total / max(n, 1)
 
 
 def _codes_for_adversaries(loss_codes: Codes | None, model: Autoencoder, x: Tensor) -> Codes:
@@ -91,7 +145,19 @@ def train(model: Autoencoder, objective: Objective, x_train: Tensor, train_view:
     optimiser = make_optimiser(training.optimiser, ae_params)
     adv_optimisers = [torch.optim.Adam(a.module.parameters(), lr=a.lr, betas=a.betas)
                       for a in adversaries]
+    converge = training.converge
+    if converge is not None:
+        if converge.holdout >= x_train.shape[0]:
+            raise ValueError(f"converge.holdout {converge.holdout} leaves no training examples "
+                             f"(there are {x_train.shape[0]})")
+        # The held-out examples are viewed once (e.g. one fixed binarisation).
+        x_heldout = train_view(x_train[-converge.holdout:], heldout_generator(seed)).to(device)
+        x_train = x_train[:-converge.holdout]
     schedule = Schedule.of(training, x_train.shape[0])
+    check = ConvergenceCheck(converge, schedule.epochs) if converge is not None else None
+
+    def measure() -> None:
+        check.losses.append(heldout_loss(model, objective, x_heldout, training.batch_size, seed))
 
     result = TrainResult()
     start_epoch, start_batch, step = 0, 0, 0
@@ -115,6 +181,10 @@ def train(model: Autoencoder, objective: Objective, x_train: Tensor, train_view:
                 torch.cuda.set_rng_state_all(cuda_states)
         if state.get("generator") is not None:  # absent in older checkpoints
             resumed_generator = state["generator"].cpu()
+        if check is not None:
+            check.losses = list(state.get("heldout", []))
+            if len(check.losses) > 1 and check.converged():
+                start_epoch = schedule.epochs  # killed between convergence and model.pt
         on_event({"event": "resumed", "step": step, "epoch": start_epoch})
 
     def save_checkpoint(epoch: int, batch: int) -> None:
@@ -130,6 +200,7 @@ def train(model: Autoencoder, objective: Objective, x_train: Tensor, train_view:
             # Only when this process uses CUDA (else nothing drew from it, and
             # asking would start a CUDA context in every CPU worker).
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None,
+            "heldout": check.losses if check is not None else [],
         }
         # A temp name of our own: two processes on one run never share one.
         tmp = checkpoint_path.with_name(f"{CHECKPOINT}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp")
@@ -145,6 +216,8 @@ def train(model: Autoencoder, objective: Objective, x_train: Tensor, train_view:
             raise RunDiverged(f"loss became {value.item()} at step {step} ({where})")
 
     started = time.perf_counter()
+    if check is not None and not check.losses:
+        measure()  # L_0, before any step
     batch_size = training.batch_size
     running, running_n = torch.zeros((), device=device), 0
     terms_sum: dict[str, float] = {}
@@ -194,16 +267,22 @@ def train(model: Autoencoder, objective: Objective, x_train: Tensor, train_view:
                 save_checkpoint(epoch, batch + 1)
             if step >= schedule.total_steps:
                 break
+        stop = step >= schedule.total_steps
+        if check is not None:
+            measure()
+            result.curves.append({"step": step, "epoch": float(epoch + 1), "heldout_loss": check.losses[-1]})
+            stop = stop or check.converged()
         save_checkpoint(epoch + 1, 0)
         on_event({"event": "epoch", "epoch": epoch + 1, "epochs": schedule.epochs, "step": step,
                   "steps": schedule.total_steps})
-        if step >= schedule.total_steps:
+        if stop:
             break
     for name, param in model.named_parameters():
         if not torch.isfinite(param).all():
             raise RunDiverged(f"parameter {name} is not finite after training")
     result.steps = step
     result.seconds += time.perf_counter() - started
+    result.convergence = check.summary() if check is not None else None
     return result
 
 

@@ -147,6 +147,11 @@ class Figures(Metric):
         scatter_points: int = Field(2000, gt=0, description="test images in the latent scatter "
                                     "(and prior samples drawn beside them)")
 
+    def conditions_used(self, available):
+        if "corrupted_reconstructions" not in self.params.which:
+            return []
+        return list(available) if self.params.conditions is None else super().conditions_used(available)
+
     def evaluate(self, ctx) -> MetricResult:
         draw = {
             "samples": self.draw_samples,

@@ -42,11 +42,11 @@ def test_gaussian_noise_on_grey_images_has_mean_half_and_std_sigma():
     assert abs(corr) < 5 / math.sqrt(n)
 
 
-def test_gaussian_noise_is_clipped_to_the_unit_interval():
+def test_clipped_gaussian_noise_stays_in_the_unit_interval():
     sigma = 0.4
     x = torch.zeros(200, 1, 28, 28)
     x[100:] = 1.0
-    y = GaussianNoise(sigma=sigma)(x, seeded(1))
+    y = GaussianNoise(sigma=sigma, clip=True)(x, seeded(1))
     assert y.min().item() >= 0.0 and y.max().item() <= 1.0
     low, high = y[:100], y[100:]
     m = low.numel()
@@ -61,9 +61,9 @@ def test_gaussian_noise_is_clipped_to_the_unit_interval():
     assert abs((1 - high).mean().item() - expected) < 5 * sigma / math.sqrt(m)  # symmetric at 1
 
 
-def test_gaussian_noise_without_clipping_leaves_the_unit_interval():
+def test_gaussian_noise_is_unclipped_by_default_as_in_vimae():
     x = torch.zeros(50, 1, 28, 28)
-    y = GaussianNoise(sigma=0.4, clip=False)(x, seeded(2))
+    y = GaussianNoise(sigma=0.4)(x, seeded(2))
     assert y.min().item() < -0.5 and abs(y.mean().item()) < 5 * 0.4 / math.sqrt(y.numel())
 
 

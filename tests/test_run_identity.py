@@ -1,0 +1,87 @@
+"""A run's key holds exactly what changes its results; a metric result's identity
+holds its resolved spec and every corruption it evaluates under."""
+
+from __future__ import annotations
+
+import benchbed
+from benchbed.cli import main
+from benchbed.plan import plan
+from benchbed.plugins import get_registry
+from benchbed.store import metric_hashes
+from benchbed.validate import load_suite
+
+CORRUPTED_SUITE = """
+name: ident
+citation: "a test suite"
+dataset: {name: digits}
+methods:
+  elbo:
+    objective: {name: elbo}
+    encoder: {name: mlp, hidden: [16]}
+    decoder: {name: mlp, hidden: [16]}
+grid: {latent_dim: [2], seed: [0]}
+training: {epochs: 1, batch_size: 50}
+corruptions:
+  noisy: {name: gaussian_noise, sigma: 0.2}
+metrics:
+  logdet: {name: logdet_cov}
+  figures: {name: figures, which: [corrupted_reconstructions]}
+leaderboards:
+  - id: t
+    title: t
+    columns:
+      - {header: log-det/dim, metric: logdet, value: logdet_cov, better: closer_to_zero}
+"""
+
+
+def _keys(path) -> list[str]:
+    return [run.key for run in plan(load_suite(path)[0], get_registry())]
+
+
+def test_bumping_the_package_version_alone_keeps_every_key(tiny_suite, monkeypatch):
+    before = _keys(tiny_suite)
+    monkeypatch.setattr(benchbed, "__version__", "99.0.0")
+    from benchbed import plugins
+    monkeypatch.setattr(plugins, "_REGISTRY", None)  # sources re-read the version
+    assert _keys(tiny_suite) == before
+
+
+def test_bumping_the_results_version_changes_every_built_in_key(tiny_suite, monkeypatch):
+    before = _keys(tiny_suite)
+    from benchbed import plan as plan_module
+    monkeypatch.setattr(plan_module, "RESULTS_VERSION", "99.0.0")
+    after = _keys(tiny_suite)
+    assert len(after) == len(before) and not set(after) & set(before)
+
+
+def test_a_default_written_out_gives_the_same_key(tiny_suite):
+    explicit = tiny_suite.read_text().replace("objective: {name: elbo}",
+                                              "objective: {name: elbo, warmup_steps: 0}")
+    before = _keys(tiny_suite)
+    tiny_suite.write_text(explicit)
+    assert _keys(tiny_suite) == before
+
+
+def test_metric_specs_carry_their_defaults_and_the_corruptions_they_use(write_suite):
+    run = plan(load_suite(write_suite(CORRUPTED_SUITE))[0], get_registry())[0]
+    figures = run.evaluation["metrics"]["figures"]
+    assert figures["grid"] == 10 and figures["conditions"] is None  # defaults filled in
+    # conditions: None means every corruption of the suite, so it depends on all of them
+    assert run.evaluation["conditions"] == {"logdet": [], "figures": ["noisy"]}
+
+
+def test_changing_a_corruption_re_evaluates_every_metric_using_it(write_suite, tmp_path, capsys):
+    path = write_suite(CORRUPTED_SUITE)
+    before = metric_hashes(plan(load_suite(path)[0], get_registry())[0].evaluation)
+    store = tmp_path / "store"
+    args = ["run", str(path), "--store", str(store), "--leaderboards", str(tmp_path / "b"), "--plain"]
+    assert main(args) == 0
+    path.write_text(path.read_text().replace("sigma: 0.2", "sigma: 0.3"))
+    after = metric_hashes(plan(load_suite(path)[0], get_registry())[0].evaluation)
+    assert after["logdet"] == before["logdet"]
+    assert after["figures"] != before["figures"]
+    assert main(args) == 0
+    (folder,) = [p for p in store.iterdir() if p.is_dir() and p.name != "cache"]
+    log = (folder / "log.txt").read_text()
+    assert log.count("training ") == 1  # the run key did not change
+    assert log.count("metric figures (figures)") == 2 and log.count("metric logdet (logdet_cov)") == 1
