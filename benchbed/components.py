@@ -3,22 +3,9 @@
 A component is a class with a docstring (its documentation, shown by
 ``benchbed plugins --verbose``) and a ``Params`` pydantic model (its
 parameters, validated from the suite). Plugins subclass one of the bases
-below and hand the class to the matching ``register`` callback.
-
-Kinds and their bases:
-
-========== ============== ==================================================
-kind       base           what it does
-========== ============== ==================================================
-objective  ``Objective``  the training loss of the autoencoder
-divergence ``Divergence`` D(q(z) || p(z)) on a minibatch of codes
-prior      ``Prior``      p(z): sample, log_prob, score
-architecture ``Architecture`` builds encoder and/or decoder networks
-corruption ``Corruption`` x -> corrupted x, seeded
-metric     ``Metric``     evaluates a trained run, returns numbers/figures
-dataset    ``Dataset``    tensors for each split, plus shape and labels
-executor   ``Executor``   runs a list of run tasks somewhere
-========== ============== ==================================================
+below and hand the class to the matching ``register`` callback. The kinds,
+their hooks and their bases are listed once, in ``benchbed.kinds.TABLE``;
+``BASES`` maps each kind to its base here.
 """
 
 from __future__ import annotations
@@ -31,22 +18,13 @@ import torch
 from pydantic import BaseModel, ConfigDict
 from torch import Tensor, nn
 
+from benchbed.kinds import KINDS, TABLE  # noqa: F401  (KINDS: public, as before)
+
 if TYPE_CHECKING:
     from benchbed.distributions import Posterior
     from benchbed.evaluation_context import EvalContext
     from benchbed.model import Autoencoder
     from benchbed.tasks import RunTask, TaskOutcome
-
-KINDS = (
-    "objective",
-    "divergence",
-    "prior",
-    "architecture",
-    "corruption",
-    "metric",
-    "dataset",
-    "executor",
-)
 
 
 class Params(BaseModel):
@@ -66,7 +44,7 @@ class Component:
     validates keyword arguments, which is handy in tests and notebooks.
     """
 
-    kind: ClassVar[str] = ""
+    kind: ClassVar[str] = ""  # set on each base from benchbed.kinds.TABLE
     Params: ClassVar[type[Params]] = NoParams
 
     def __init__(self, params: Params | None = None, **overrides: Any):
@@ -93,8 +71,6 @@ class Prior(Component):
     Subclasses implement ``sample``, ``log_prob`` (summed over dimensions, one
     value per row) and ``score`` (the gradient of ``log_prob`` in z).
     """
-
-    kind = "prior"
 
     def sample(self, n: int, dim: int, generator: torch.Generator | None = None,
                device: torch.device | str = "cpu") -> Tensor:
@@ -159,8 +135,6 @@ class Divergence(Component, nn.Module):
     ``adversaries()``.
     """
 
-    kind = "divergence"
-
     def setup(self, latent_dim: int) -> None:
         pass
 
@@ -181,7 +155,6 @@ class Objective(Component, nn.Module):
     is saved and restored with the run's checkpoint.
     """
 
-    kind = "objective"
     default_divergence: ClassVar[dict[str, Any] | None] = None
 
     divergence: Divergence | None
@@ -242,7 +215,6 @@ class Architecture(Component):
     build; a suite naming it in the other slot is rejected at validation.
     """
 
-    kind = "architecture"
     provides: ClassVar[frozenset[str]] = frozenset({"encoder", "decoder"})
 
     def build_encoder(self, shape: tuple[int, ...], latent_dim: int) -> Encoder:
@@ -284,8 +256,6 @@ class Dataset(Component):
     epoch sees (identity by default; dynamic binarisation draws here).
     """
 
-    kind = "dataset"
-
     def info(self) -> DatasetInfo:  # pragma: no cover - abstract
         raise NotImplementedError
 
@@ -299,7 +269,6 @@ class Dataset(Component):
 class Corruption(Component):
     """A seeded corruption of a batch of inputs in [0, 1]."""
 
-    kind = "corruption"
 
     def __call__(self, x: Tensor, generator: torch.Generator) -> Tensor:  # pragma: no cover
         raise NotImplementedError
@@ -326,7 +295,6 @@ class Metric(Component):
     floats; the trainer calls it every ``training.track_every`` steps.
     """
 
-    kind = "metric"
     trackable: ClassVar[bool] = False
 
     def evaluate(self, ctx: "EvalContext") -> MetricResult:  # pragma: no cover
@@ -348,8 +316,6 @@ class Executor(Component):
     ``on_event`` receives progress dicts; executors forward them when they can.
     """
 
-    kind = "executor"
-
     def threads_per_task(self) -> int:
         """torch threads each run gets (all cores, when runs go one by one)."""
         return max(1, os.cpu_count() or 1)
@@ -359,13 +325,6 @@ class Executor(Component):
         raise NotImplementedError
 
 
-BASES: dict[str, type[Component]] = {
-    "objective": Objective,
-    "divergence": Divergence,
-    "prior": Prior,
-    "architecture": Architecture,
-    "corruption": Corruption,
-    "metric": Metric,
-    "dataset": Dataset,
-    "executor": Executor,
-}
+BASES: dict[str, type[Component]] = {kind.name: globals()[kind.base] for kind in TABLE}
+for _name, _base in BASES.items():
+    _base.kind = _name

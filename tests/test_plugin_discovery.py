@@ -7,7 +7,9 @@ import textwrap
 
 import pytest
 
-from benchbed import plugins
+from benchbed import hookspecs, plugins
+from benchbed.components import BASES
+from benchbed.kinds import HOOKS, KINDS, TABLE
 from benchbed.cli import main
 from benchbed.errors import PluginError
 
@@ -48,6 +50,32 @@ def test_builtins_register_through_the_hooks():
     assert "mmd" in registry.names("divergence")
     source = registry.get("objective", "elbo").source
     assert source.distribution == "benchbed" and source.plugin.startswith("benchbed_plugins.")
+
+
+def test_every_built_in_module_with_a_hook_is_a_default_plugin():
+    import importlib
+    import pkgutil
+
+    import benchbed_plugins
+    hooked = []
+    for info in pkgutil.iter_modules(benchbed_plugins.__path__, "benchbed_plugins."):
+        module = importlib.import_module(info.name)
+        if any(hasattr(module, hook) for hook in HOOKS):
+            hooked.append(info.name)
+    assert sorted(plugins.DEFAULT_PLUGINS) == sorted(hooked)
+
+
+def test_one_table_gives_each_kind_its_hook_base_and_registry_slot():
+    registry = plugins.load_registry(autoload=False)
+    assert KINDS == tuple(k.name for k in TABLE)
+    for kind in TABLE:
+        base = BASES[kind.name]
+        assert base.__name__ == kind.base and base.kind == kind.name
+        spec = getattr(hookspecs, kind.hook)
+        assert spec.benchbed_spec is not None and kind.does in spec.__doc__
+        assert registry.names(kind.name), kind.name  # every kind has a built-in
+        assert all(issubclass(r.cls, base) and r.kind == kind.name
+                   for r in registry.all() if r.kind == kind.name)
 
 
 def test_an_installed_distribution_is_found_through_its_entry_point(tmp_path, monkeypatch, reload_after):
