@@ -1,4 +1,9 @@
-"""The ``benchbed`` command.
+"""benchbed: benchmark the representations that autoencoding generative models learn.
+
+A suite (YAML) names a dataset, methods (objective, divergence, prior,
+networks), a grid of latent sizes and seeds, metrics and leaderboards;
+'benchbed run SUITE' trains and evaluates every run not done yet and writes
+the suite's leaderboard. Every component comes from a plugin.
 
 Exit codes: 0 success; 1 some runs failed (the rest finished); 2 bad input
 (a suite, a plugin, missing data); 130 interrupted (re-run to resume).
@@ -103,6 +108,8 @@ def _show_component(registry, name: str) -> int:
     for reg in found:
         print(f"{reg.kind} {reg.name}  ({reg.cls.__module__}.{reg.cls.__qualname__}, from {reg.source})")
         print(textwrap.indent(inspect.cleandoc(reg.cls.__doc__ or "(no documentation)"), "    "))
+        if reg.kind == "objective":
+            print(f"    divergence: {reg.cls.describe_divergence()}")
         print("    parameters:")
         for field, info in reg.cls.Params.model_fields.items():
             default = "required" if info.is_required() else repr(info.default)
@@ -128,6 +135,8 @@ def cmd_plugins(args: argparse.Namespace) -> int:
                 for name in names:
                     cls = registry.get(kind, name).cls
                     print(f"  {kind} {name}: {cls.summary()}")
+                    if kind == "objective":
+                        print(f"      divergence: {cls.describe_divergence()}")
                     for field, info in cls.Params.model_fields.items():
                         default = "required" if info.is_required() else repr(info.default)
                         print(f"      {info.alias or field} = {default}  {info.description or ''}")
@@ -144,8 +153,8 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="benchbed", description=__doc__.splitlines()[0]
-                                     if __doc__ else None)
+    parser = argparse.ArgumentParser(prog="benchbed", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"benchbed {__version__}")
     parser.add_argument("--plugin", action="append", default=[], metavar="MODULE",
                         help="also load this module as a plugin (repeatable)")

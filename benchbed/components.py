@@ -132,8 +132,11 @@ class Divergence(Component, nn.Module):
     ``forward(codes)`` returns a scalar tensor differentiable in ``codes.z``.
     ``setup(latent_dim)`` is called once before training; divergences that own
     networks (a discriminator) build them there and return them from
-    ``adversaries()``.
+    ``adversaries()``. ``term_name`` is the name objectives log the value
+    under (in the training log and ``curves.csv``).
     """
+
+    term_name: ClassVar[str] = "div"
 
     def setup(self, latent_dim: int) -> None:
         pass
@@ -145,21 +148,67 @@ class Divergence(Component, nn.Module):
         return []
 
 
+ANY_DIVERGENCE = "any"
+"""``Objective.accepts_divergence`` for an objective that takes every registered divergence."""
+
+
 class Objective(Component, nn.Module):
     """The autoencoder's training loss.
 
-    ``default_divergence`` names the divergence used when the method does not
-    give one (``None``: the objective uses no divergence). ``bind`` hands the
-    objective its divergence; ``loss(model, x)`` returns a ``Loss``.
-    Objectives and divergences are ``nn.Module``\\ s, so any network they own
-    is saved and restored with the run's checkpoint.
+    ``accepts_divergence`` is the objective's contract with the suite: ``None``
+    (it takes no divergence, the default), ``ANY_DIVERGENCE`` (any registered
+    one) or a frozenset of divergence names (a method named after the MMD
+    takes the MMD only). ``default_divergence`` is the divergence used when
+    the method gives none; it must be accepted. Suites are checked against
+    this before anything trains (``divergence_refusal``); an objective whose
+    acceptance depends on more than the name overrides that classmethod.
+
+    ``bind`` hands the objective its divergence; ``loss(model, x)`` returns a
+    ``Loss``. Objectives and divergences are ``nn.Module``\\ s, so any network
+    they own is saved and restored with the run's checkpoint.
     """
 
+    accepts_divergence: ClassVar[frozenset[str] | str | None] = None
     default_divergence: ClassVar[dict[str, Any] | None] = None
 
     divergence: Divergence | None
 
+    @classmethod
+    def accepted_divergences(cls) -> frozenset[str] | str | None:
+        """``accepts_divergence``; objectives written before it existed declared
+        only a ``default_divergence``, and take any divergence."""
+        if cls.accepts_divergence is None and cls.default_divergence is not None:
+            return ANY_DIVERGENCE
+        return cls.accepts_divergence
+
+    @classmethod
+    def divergence_refusal(cls, name: str | None) -> str | None:
+        """Why this objective cannot train with divergence ``name`` (``None``: no
+        divergence), as the end of a sentence naming the objective; ``None`` if it can."""
+        accepted = cls.accepted_divergences()
+        if accepted is None:
+            return None if name is None else f"takes no divergence (got {name!r}); drop it from the method"
+        if name is None:
+            return f"needs a divergence: {cls.describe_divergence()}"
+        if accepted == ANY_DIVERGENCE or name in accepted:
+            return None
+        return f"takes only the divergence {_names(accepted)}, not {name!r}"
+
+    @classmethod
+    def describe_divergence(cls) -> str:
+        """Which divergences it takes, for listings: "none", "any (default 'mmd')",
+        "'mmd' only (default 'mmd')"."""
+        accepted = cls.accepted_divergences()
+        if accepted is None:
+            return "none"
+        default = cls.default_divergence
+        which = "any" if accepted == ANY_DIVERGENCE else f"{_names(accepted)} only"
+        return which + (f" (default {default['name']!r})" if default else ", none by default")
+
     def bind(self, divergence: Divergence | None, latent_dim: int) -> None:
+        if (divergence is None) != (self.accepted_divergences() is None):
+            name = None if divergence is None else type(divergence).__name__
+            raise ValueError(f"{type(self).__name__} {self.divergence_refusal(name)}")
         self.divergence = divergence
         if divergence is not None:
             divergence.setup(latent_dim)
@@ -169,6 +218,10 @@ class Objective(Component, nn.Module):
 
     def adversaries(self) -> list[Adversary]:
         return self.divergence.adversaries() if self.divergence is not None else []
+
+
+def _names(names: frozenset[str]) -> str:
+    return " or ".join(repr(n) for n in sorted(names))
 
 
 # ------------------------------------------------------------- architectures

@@ -196,6 +196,7 @@ def load_registry(extra_modules: Iterable[str] = (), autoload: bool | None = Non
                     raise PluginError(f"{_source}: {_kind} {name!r} has a Params model that accepts "
                                       "unknown keys; subclass benchbed.components.Params so typos "
                                       "in suites are caught")
+                _check_contract(_source, _kind, name, cls)
                 registry.add(Registration(_kind, name, cls, _source))
 
             try:
@@ -206,6 +207,15 @@ def load_registry(extra_modules: Iterable[str] = (), autoload: bool | None = Non
                 raise PluginError(f"plugin {source} failed in {hook_name}: "
                                   f"{type(exc).__name__}: {exc}") from exc
     return registry
+
+
+def _check_contract(source: Source, kind: str, name: str, cls: type[Component]) -> None:
+    """What a base declares about its subclasses, checked once at registration."""
+    if kind == "objective" and cls.default_divergence is not None:
+        refusal = cls.divergence_refusal(cls.default_divergence.get("name"))
+        if refusal is not None:
+            raise PluginError(f"{source}: objective {name!r} refuses its own default_divergence: "
+                              f"it {refusal}")
 
 
 _REGISTRY: Registry | None = None

@@ -136,6 +136,46 @@ def test_registering_a_non_component_is_refused(tmp_path, monkeypatch, reload_af
     assert "not a subclass of benchbed.components.Prior" in str(info.value)
 
 
+OBJECTIVE_PLUGIN = '''
+from benchbed import hookimpl
+from benchbed.components import Objective
+
+class Declared(Objective):
+    """Says it takes the MMD only, but defaults to {default!r}."""
+    accepts_divergence = frozenset({{"mmd"}})
+    default_divergence = {{"name": {default!r}}}
+
+class OldStyle(Objective):
+    """Written before accepts_divergence: only a default divergence."""
+    default_divergence = {{"name": "stein"}}
+
+@hookimpl
+def register_objectives(register):
+    register("declared_{default}", Declared)
+    register("old_style_{default}", OldStyle)
+'''
+
+
+def test_an_objective_refusing_its_own_default_divergence_is_a_plugin_error(tmp_path, monkeypatch,
+                                                                            reload_after):
+    (tmp_path / "contract_plugin.py").write_text(OBJECTIVE_PLUGIN.format(default="stein"))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(PluginError) as info:
+        plugins.load_registry(extra_modules=["contract_plugin"])
+    assert "objective 'declared_stein' refuses its own default_divergence" in str(info.value)
+    assert "takes only the divergence 'mmd', not 'stein'" in str(info.value)
+
+
+def test_an_objective_with_only_a_default_divergence_takes_any(tmp_path, monkeypatch, reload_after):
+    (tmp_path / "contract_plugin_ok.py").write_text(OBJECTIVE_PLUGIN.format(default="mmd"))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    registry = plugins.load_registry(extra_modules=["contract_plugin_ok"])
+    old = registry.get("objective", "old_style_mmd").cls
+    assert old.describe_divergence() == "any (default 'stein')"
+    assert old.divergence_refusal("adversarial") is None and old.divergence_refusal(None) is not None
+    assert registry.get("objective", "declared_mmd").cls.divergence_refusal("kl") is not None
+
+
 def test_plugins_command_lists_distribution_version_and_registrations(tmp_path, monkeypatch, capsys,
                                                                       reload_after):
     make_distribution(tmp_path, "benchbed-zero", "benchbed_zero_plugin3", "zero3")

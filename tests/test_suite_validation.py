@@ -32,6 +32,23 @@ def test_a_misspelt_kernel_names_file_line_path_value_and_the_close_name(write_s
     assert "'imqq'" in problem and "did you mean 'imq'" in problem
 
 
+def test_vimae_with_another_divergence_is_refused_naming_what_it_takes(write_suite):
+    path = write_suite(TINY_SUITE.replace(
+        "objective: {name: vimae}", "objective: {name: vimae}\n    divergence: {name: stein}"))
+    [problem] = problems_of(path)
+    assert problem.startswith(f"{path}:13: methods.vimae_n.divergence:")
+    assert "objective 'vimae' takes only the divergence 'mmd', not 'stein'" in problem
+    assert "objectives that take 'stein': infovae, stein_vae" in problem
+
+
+def test_a_divergence_for_an_objective_without_one_is_refused(write_suite):
+    path = write_suite(TINY_SUITE.replace(
+        "objective: {name: elbo}", "objective: {name: elbo}\n    divergence: {name: mmd}"))
+    [problem] = problems_of(path)
+    assert problem.startswith(f"{path}:8: methods.elbo.divergence:")
+    assert "objective 'elbo' takes no divergence (got 'mmd')" in problem
+
+
 def test_an_unknown_component_suggests_registered_names(write_suite):
     path = write_suite(TINY_SUITE.replace("objective: {name: elbo}", "objective: {name: elb}"))
     [problem] = problems_of(path)
