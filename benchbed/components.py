@@ -23,6 +23,7 @@ from benchbed.kinds import KINDS, TABLE  # noqa: F401  (KINDS: public, as before
 if TYPE_CHECKING:
     from benchbed.distributions import Posterior
     from benchbed.evaluation_context import EvalContext
+    from benchbed.events import OnEvent
     from benchbed.model import Autoencoder
     from benchbed.tasks import RunTask, TaskOutcome
 
@@ -366,7 +367,8 @@ class Executor(Component):
     ``run(tasks, on_event)`` must call ``benchbed.tasks.execute(task, on_event)``
     for each task somewhere (a process, a cluster worker) and yield each
     ``TaskOutcome``. Executors never write the store: the driver does.
-    ``on_event`` receives progress dicts; executors forward them when they can.
+    ``on_event`` receives progress events (``benchbed.events``); executors
+    forward the ones ``execute`` emits when they can, unchanged.
     """
 
     def threads_per_task(self) -> int:
@@ -374,7 +376,7 @@ class Executor(Component):
         return max(1, os.cpu_count() or 1)
 
     def run(self, tasks: Sequence["RunTask"],
-            on_event: Callable[[dict], None]) -> Iterator["TaskOutcome"]:  # pragma: no cover
+            on_event: "OnEvent") -> Iterator["TaskOutcome"]:  # pragma: no cover
         raise NotImplementedError
 
 
