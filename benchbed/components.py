@@ -369,7 +369,15 @@ class Executor(Component):
     ``TaskOutcome``. Executors never write the store: the driver does.
     ``on_event`` receives progress events (``benchbed.events``); executors
     forward the ones ``execute`` emits when they can, unchanged.
+
+    Options are the executor's ``Params``, given in the suite's ``executor``
+    or with ``benchbed run --executor-opt KEY=VALUE``. ``cli_shorthands``
+    maps command-line flags to params (``{"jobs": "jobs"}`` gives ``--jobs N``);
+    a flag is shown by ``benchbed run --help`` and applies to whichever
+    executor declares it.
     """
+
+    cli_shorthands: ClassVar[dict[str, str]] = {}
 
     def threads_per_task(self) -> int:
         """torch threads each run gets (all cores, when runs go one by one)."""

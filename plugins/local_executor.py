@@ -145,6 +145,8 @@ class LocalExecutor(Executor):
     (retries of a run whose worker died, default 2).
     """
 
+    cli_shorthands = {"jobs": "jobs"}
+
     class Params(Params):
         jobs: int = Field(1, ge=1, description="runs in parallel on this machine")
         max_worker_deaths: int = Field(

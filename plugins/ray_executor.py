@@ -214,6 +214,8 @@ class RayExecutor(Executor):
     status_every (30 s), worker_logs (false).
     """
 
+    cli_shorthands = {"address": "address"}
+
     class Params(Params):
         address: str | None = Field(
             None, description="Ray cluster to join: 'HOST:6379', 'auto' or 'ray://HOST:10001'; "

@@ -268,3 +268,26 @@ def test_a_suite_may_declare_its_executor_and_the_command_line_overrides_it(writ
     assert spec(declared=None) == {"name": "local"}
     with pytest.raises(BenchbedError, match="does not take option 'jobz'.*did you mean 'jobs'"):
         spec("--executor", "local", "--executor-opt", "jobz=2")
+    # Shorthands are declared by the executors, and reach only the one that declares them.
+    assert spec("--executor", "local", "--executor-opt", "jobs=3", "--jobs", "4") == {"name": "local", "jobs": 4}
+    with pytest.raises(BenchbedError, match="--jobs is an option of executor 'local', not of 'ray'"):
+        spec("--jobs", "2")
+    with pytest.raises(BenchbedError, match="executor 'local': option jobs='two'"):
+        spec("--executor", "local", "--jobs", "two")
+
+
+def test_the_command_line_names_no_executor_its_flags_come_from_the_executors():
+    import inspect
+
+    from benchbed import cli
+    from benchbed.components import Executor
+    from benchbed.plugins import get_registry
+
+    source = inspect.getsource(cli)
+    assert not any(name in source for name in ('"jobs"', "--jobs", '"address"', "--address", '"ray"'))
+    flags = {f: [(n, p) for n, p, _ in owners] for f, owners in cli._executor_flags().items()}
+    assert flags == {"jobs": [("local", "jobs")], "address": [("ray", "address")]}
+    for name in get_registry().names("executor"):
+        cls = get_registry().get("executor", name).cls
+        assert issubclass(cls, Executor)
+        assert set(cls.cli_shorthands.values()) <= set(cls.Params.model_fields)
