@@ -39,6 +39,9 @@ def build_run(config: dict[str, Any], registry: Registry) -> BuiltRun:
     decoder = registry.create("architecture", method["decoder"]).build_decoder(info.shape, latent_dim)
     model = Autoencoder(encoder, decoder, prior, latent_dim)
     objective = registry.create("objective", method["objective"])
+    refusal = objective.divergence_refusal(method["divergence"]["name"] if method.get("divergence") else None)
+    if refusal is not None:  # plan refuses this first; a hand-made config may not have been planned
+        raise ValueError(f"objective {method['objective']['name']!r} {refusal}")
     divergence = (registry.create("divergence", method["divergence"])
                   if method.get("divergence") else None)
     objective.bind(divergence, latent_dim)

@@ -1,4 +1,9 @@
-"""The ``benchbed`` command.
+"""benchbed: benchmark the representations that autoencoding generative models learn.
+
+A suite (YAML) names a dataset, methods (objective, divergence, prior,
+networks), a grid of latent sizes and seeds, metrics and leaderboards;
+'benchbed run SUITE' trains and evaluates every run not done yet and writes
+the suite's leaderboard. Every component comes from a plugin.
 
 Exit codes: 0 success; 1 some runs failed (the rest finished); 2 bad input
 (a suite, a plugin, missing data); 130 interrupted (re-run to resume).
@@ -20,22 +25,40 @@ from benchbed.errors import BenchbedError, did_you_mean
 from benchbed.paths import default_store
 
 
+SHORTHAND = "executor_flag_"  # argparse dest prefix of the flags executors declare
+
+
+def _option_value(text: str) -> Any:
+    """A command-line option value: JSON where it parses (2, true, {"a": 1}), else the text."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
 def _executor_override(args: argparse.Namespace) -> dict[str, Any]:
-    """The executor choices made on the command line (the suite may declare the rest)."""
+    """The executor choices made on the command line (the suite may declare the rest);
+    shorthand flags stay keyed "--FLAG" for ``resolve_executor`` to map."""
     override: dict[str, Any] = {} if args.executor is None else {"name": args.executor}
     for item in args.executor_opt or []:
         key, sep, value = item.partition("=")
         if not sep:
             raise BenchbedError(f"--executor-opt {item!r}: write KEY=VALUE")
-        try:
-            override[key] = json.loads(value)
-        except ValueError:
-            override[key] = value
-    if args.jobs is not None:
-        override["jobs"] = args.jobs
-    if args.address is not None:
-        override["address"] = args.address
+        override[key] = _option_value(value)
+    for dest, value in vars(args).items():
+        if dest.startswith(SHORTHAND) and value is not None:
+            override["--" + dest[len(SHORTHAND):]] = value  # its param reads the text
     return override
+
+
+def _executor_flags() -> dict[str, list[tuple[str, str, str]]]:
+    """Each flag executors declare -> [(executor, param, its description)]."""
+    from benchbed.executor_spec import executor_flags
+    from benchbed.plugins import get_registry
+    registry = get_registry()
+    return {flag: [(name, param, registry.get("executor", name).cls.Params.model_fields[param].description
+                    or "") for name, param in owners]
+            for flag, owners in executor_flags(registry).items()}
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -103,6 +126,8 @@ def _show_component(registry, name: str) -> int:
     for reg in found:
         print(f"{reg.kind} {reg.name}  ({reg.cls.__module__}.{reg.cls.__qualname__}, from {reg.source})")
         print(textwrap.indent(inspect.cleandoc(reg.cls.__doc__ or "(no documentation)"), "    "))
+        if reg.kind == "objective":
+            print(f"    divergence: {reg.cls.describe_divergence()}")
         print("    parameters:")
         for field, info in reg.cls.Params.model_fields.items():
             default = "required" if info.is_required() else repr(info.default)
@@ -128,6 +153,8 @@ def cmd_plugins(args: argparse.Namespace) -> int:
                 for name in names:
                     cls = registry.get(kind, name).cls
                     print(f"  {kind} {name}: {cls.summary()}")
+                    if kind == "objective":
+                        print(f"      divergence: {cls.describe_divergence()}")
                     for field, info in cls.Params.model_fields.items():
                         default = "required" if info.is_required() else repr(info.default)
                         print(f"      {info.alias or field} = {default}  {info.description or ''}")
@@ -143,9 +170,14 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="benchbed", description=__doc__.splitlines()[0]
-                                     if __doc__ else None)
+def build_parser(executor_flags: dict[str, list[tuple[str, str, str]]] | None = None
+                 ) -> argparse.ArgumentParser:
+    """The parser; ``executor_flags`` (default: from the loaded plugins) are the
+    ``run`` flags that executors declare."""
+    if executor_flags is None:
+        executor_flags = _executor_flags()
+    parser = argparse.ArgumentParser(prog="benchbed", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"benchbed {__version__}")
     parser.add_argument("--plugin", action="append", default=[], metavar="MODULE",
                         help="also load this module as a plugin (repeatable)")
@@ -158,10 +190,13 @@ def build_parser() -> argparse.ArgumentParser:
                      help="run store (default: $BENCHBED_STORE or ./runs)")
     run.add_argument("--leaderboards", default="leaderboards", help="where leaderboards go")
     run.add_argument("--executor", help="executor plugin (default: the suite's executor, else local)")
-    run.add_argument("--jobs", type=int, help="parallel runs (local executor)")
-    run.add_argument("--address", help="cluster address (ray executor)")
     run.add_argument("--executor-opt", action="append", metavar="KEY=VALUE",
-                     help="any other executor option")
+                     help="an option (param) of the executor; 'benchbed plugins EXECUTOR' lists them")
+    for flag, owners in sorted(executor_flags.items()):
+        said = "; ".join(f"{name}: {param}, {why}" if why else f"{name}: {param}"
+                         for name, param, why in owners)
+        run.add_argument(f"--{flag}", dest=SHORTHAND + flag, metavar="VALUE",
+                         help=f"executor option shorthand ({said})")
     run.add_argument("--retry-failed", action="store_true", help="run failed runs again")
     run.add_argument("--rerun", action="store_true",
                      help="repeat runs whose committed records under the leaderboards folder are "
@@ -195,9 +230,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _first_pass(argv: list[str] | None) -> argparse.Namespace:
+    """--plugin and the command, before the full parser (whose ``run`` flags
+    come from the plugins) is built."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--plugin", action="append", default=[])
+    pre.add_argument("command", nargs="?")
+    return pre.parse_known_args(argv)[0]
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.command != "run":
+    first = _first_pass(argv)
+    if first.command != "run":
         # `benchbed plugins | head` ends quietly. Not for `run`: there a worker's
         # closed pipe must raise, not kill the driver without a word.
         try:
@@ -205,12 +249,14 @@ def main(argv: list[str] | None = None) -> int:
         except (AttributeError, ValueError):
             pass
     try:
-        if args.plugin:
+        if first.plugin:
             from benchbed.plugins import ENV_PLUGINS, configure
             # Worker processes load plugins from the environment.
             existing = [m for m in os.environ.get(ENV_PLUGINS, "").split(",") if m]
-            os.environ[ENV_PLUGINS] = ",".join(dict.fromkeys([*existing, *args.plugin]))
+            os.environ[ENV_PLUGINS] = ",".join(dict.fromkeys([*existing, *first.plugin]))
             configure()
+        # Only `run` has executor flags: other commands do not load the plugins for them.
+        args = build_parser(None if first.command == "run" else {}).parse_args(argv)
         return args.func(args)
     except BenchbedError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -3,22 +3,9 @@
 A component is a class with a docstring (its documentation, shown by
 ``benchbed plugins --verbose``) and a ``Params`` pydantic model (its
 parameters, validated from the suite). Plugins subclass one of the bases
-below and hand the class to the matching ``register`` callback.
-
-Kinds and their bases:
-
-========== ============== ==================================================
-kind       base           what it does
-========== ============== ==================================================
-objective  ``Objective``  the training loss of the autoencoder
-divergence ``Divergence`` D(q(z) || p(z)) on a minibatch of codes
-prior      ``Prior``      p(z): sample, log_prob, score
-architecture ``Architecture`` builds encoder and/or decoder networks
-corruption ``Corruption`` x -> corrupted x, seeded
-metric     ``Metric``     evaluates a trained run, returns numbers/figures
-dataset    ``Dataset``    tensors for each split, plus shape and labels
-executor   ``Executor``   runs a list of run tasks somewhere
-========== ============== ==================================================
+below and hand the class to the matching ``register`` callback. The kinds,
+their hooks and their bases are listed once, in ``benchbed.kinds.TABLE``;
+``BASES`` maps each kind to its base here.
 """
 
 from __future__ import annotations
@@ -31,22 +18,14 @@ import torch
 from pydantic import BaseModel, ConfigDict
 from torch import Tensor, nn
 
+from benchbed.kinds import KINDS, TABLE  # noqa: F401  (KINDS: public, as before)
+
 if TYPE_CHECKING:
     from benchbed.distributions import Posterior
     from benchbed.evaluation_context import EvalContext
+    from benchbed.events import OnEvent
     from benchbed.model import Autoencoder
     from benchbed.tasks import RunTask, TaskOutcome
-
-KINDS = (
-    "objective",
-    "divergence",
-    "prior",
-    "architecture",
-    "corruption",
-    "metric",
-    "dataset",
-    "executor",
-)
 
 
 class Params(BaseModel):
@@ -66,7 +45,7 @@ class Component:
     validates keyword arguments, which is handy in tests and notebooks.
     """
 
-    kind: ClassVar[str] = ""
+    kind: ClassVar[str] = ""  # set on each base from benchbed.kinds.TABLE
     Params: ClassVar[type[Params]] = NoParams
 
     def __init__(self, params: Params | None = None, **overrides: Any):
@@ -93,8 +72,6 @@ class Prior(Component):
     Subclasses implement ``sample``, ``log_prob`` (summed over dimensions, one
     value per row) and ``score`` (the gradient of ``log_prob`` in z).
     """
-
-    kind = "prior"
 
     def sample(self, n: int, dim: int, generator: torch.Generator | None = None,
                device: torch.device | str = "cpu") -> Tensor:
@@ -156,10 +133,11 @@ class Divergence(Component, nn.Module):
     ``forward(codes)`` returns a scalar tensor differentiable in ``codes.z``.
     ``setup(latent_dim)`` is called once before training; divergences that own
     networks (a discriminator) build them there and return them from
-    ``adversaries()``.
+    ``adversaries()``. ``term_name`` is the name objectives log the value
+    under (in the training log and ``curves.csv``).
     """
 
-    kind = "divergence"
+    term_name: ClassVar[str] = "div"
 
     def setup(self, latent_dim: int) -> None:
         pass
@@ -171,22 +149,67 @@ class Divergence(Component, nn.Module):
         return []
 
 
+ANY_DIVERGENCE = "any"
+"""``Objective.accepts_divergence`` for an objective that takes every registered divergence."""
+
+
 class Objective(Component, nn.Module):
     """The autoencoder's training loss.
 
-    ``default_divergence`` names the divergence used when the method does not
-    give one (``None``: the objective uses no divergence). ``bind`` hands the
-    objective its divergence; ``loss(model, x)`` returns a ``Loss``.
-    Objectives and divergences are ``nn.Module``\\ s, so any network they own
-    is saved and restored with the run's checkpoint.
+    ``accepts_divergence`` is the objective's contract with the suite: ``None``
+    (it takes no divergence, the default), ``ANY_DIVERGENCE`` (any registered
+    one) or a frozenset of divergence names (a method named after the MMD
+    takes the MMD only). ``default_divergence`` is the divergence used when
+    the method gives none; it must be accepted. Suites are checked against
+    this before anything trains (``divergence_refusal``); an objective whose
+    acceptance depends on more than the name overrides that classmethod.
+
+    ``bind`` hands the objective its divergence; ``loss(model, x)`` returns a
+    ``Loss``. Objectives and divergences are ``nn.Module``\\ s, so any network
+    they own is saved and restored with the run's checkpoint.
     """
 
-    kind = "objective"
+    accepts_divergence: ClassVar[frozenset[str] | str | None] = None
     default_divergence: ClassVar[dict[str, Any] | None] = None
 
     divergence: Divergence | None
 
+    @classmethod
+    def accepted_divergences(cls) -> frozenset[str] | str | None:
+        """``accepts_divergence``; objectives written before it existed declared
+        only a ``default_divergence``, and take any divergence."""
+        if cls.accepts_divergence is None and cls.default_divergence is not None:
+            return ANY_DIVERGENCE
+        return cls.accepts_divergence
+
+    @classmethod
+    def divergence_refusal(cls, name: str | None) -> str | None:
+        """Why this objective cannot train with divergence ``name`` (``None``: no
+        divergence), as the end of a sentence naming the objective; ``None`` if it can."""
+        accepted = cls.accepted_divergences()
+        if accepted is None:
+            return None if name is None else f"takes no divergence (got {name!r}); drop it from the method"
+        if name is None:
+            return f"needs a divergence: {cls.describe_divergence()}"
+        if accepted == ANY_DIVERGENCE or name in accepted:
+            return None
+        return f"takes only the divergence {_names(accepted)}, not {name!r}"
+
+    @classmethod
+    def describe_divergence(cls) -> str:
+        """Which divergences it takes, for listings: "none", "any (default 'mmd')",
+        "'mmd' only (default 'mmd')"."""
+        accepted = cls.accepted_divergences()
+        if accepted is None:
+            return "none"
+        default = cls.default_divergence
+        which = "any" if accepted == ANY_DIVERGENCE else f"{_names(accepted)} only"
+        return which + (f" (default {default['name']!r})" if default else ", none by default")
+
     def bind(self, divergence: Divergence | None, latent_dim: int) -> None:
+        if (divergence is None) != (self.accepted_divergences() is None):
+            name = None if divergence is None else type(divergence).__name__
+            raise ValueError(f"{type(self).__name__} {self.divergence_refusal(name)}")
         self.divergence = divergence
         if divergence is not None:
             divergence.setup(latent_dim)
@@ -196,6 +219,10 @@ class Objective(Component, nn.Module):
 
     def adversaries(self) -> list[Adversary]:
         return self.divergence.adversaries() if self.divergence is not None else []
+
+
+def _names(names: frozenset[str]) -> str:
+    return " or ".join(repr(n) for n in sorted(names))
 
 
 # ------------------------------------------------------------- architectures
@@ -242,7 +269,6 @@ class Architecture(Component):
     build; a suite naming it in the other slot is rejected at validation.
     """
 
-    kind = "architecture"
     provides: ClassVar[frozenset[str]] = frozenset({"encoder", "decoder"})
 
     def build_encoder(self, shape: tuple[int, ...], latent_dim: int) -> Encoder:
@@ -284,8 +310,6 @@ class Dataset(Component):
     epoch sees (identity by default; dynamic binarisation draws here).
     """
 
-    kind = "dataset"
-
     def info(self) -> DatasetInfo:  # pragma: no cover - abstract
         raise NotImplementedError
 
@@ -299,7 +323,6 @@ class Dataset(Component):
 class Corruption(Component):
     """A seeded corruption of a batch of inputs in [0, 1]."""
 
-    kind = "corruption"
 
     def __call__(self, x: Tensor, generator: torch.Generator) -> Tensor:  # pragma: no cover
         raise NotImplementedError
@@ -326,7 +349,6 @@ class Metric(Component):
     floats; the trainer calls it every ``training.track_every`` steps.
     """
 
-    kind = "metric"
     trackable: ClassVar[bool] = False
 
     def evaluate(self, ctx: "EvalContext") -> MetricResult:  # pragma: no cover
@@ -352,27 +374,27 @@ class Executor(Component):
     ``run(tasks, on_event)`` must call ``benchbed.tasks.execute(task, on_event)``
     for each task somewhere (a process, a cluster worker) and yield each
     ``TaskOutcome``. Executors never write the store: the driver does.
-    ``on_event`` receives progress dicts; executors forward them when they can.
+    ``on_event`` receives progress events (``benchbed.events``); executors
+    forward the ones ``execute`` emits when they can, unchanged.
+
+    Options are the executor's ``Params``, given in the suite's ``executor``
+    or with ``benchbed run --executor-opt KEY=VALUE``. ``cli_shorthands``
+    maps command-line flags to params (``{"jobs": "jobs"}`` gives ``--jobs N``);
+    a flag is shown by ``benchbed run --help`` and applies to whichever
+    executor declares it.
     """
 
-    kind = "executor"
+    cli_shorthands: ClassVar[dict[str, str]] = {}
 
     def threads_per_task(self) -> int:
         """torch threads each run gets (all cores, when runs go one by one)."""
         return max(1, os.cpu_count() or 1)
 
     def run(self, tasks: Sequence["RunTask"],
-            on_event: Callable[[dict], None]) -> Iterator["TaskOutcome"]:  # pragma: no cover
+            on_event: "OnEvent") -> Iterator["TaskOutcome"]:  # pragma: no cover
         raise NotImplementedError
 
 
-BASES: dict[str, type[Component]] = {
-    "objective": Objective,
-    "divergence": Divergence,
-    "prior": Prior,
-    "architecture": Architecture,
-    "corruption": Corruption,
-    "metric": Metric,
-    "dataset": Dataset,
-    "executor": Executor,
-}
+BASES: dict[str, type[Component]] = {kind.name: globals()[kind.base] for kind in TABLE}
+for _name, _base in BASES.items():
+    _base.kind = _name

@@ -114,6 +114,15 @@ def code_versions(registry: Registry, method: dict[str, Any]) -> dict[str, str]:
     return versions
 
 
+def _takers(registry: Registry, divergence: str | None) -> str:
+    """The objectives that would take this divergence, as a hint."""
+    if divergence is None:
+        return ""
+    takers = [name for name in registry.names("objective")
+              if registry.get("objective", name).cls.divergence_refusal(divergence) is None]
+    return f" (objectives that take {divergence!r}: {', '.join(takers)})" if takers else ""
+
+
 def resolve_method(suite: Suite, key: str, registry: Registry,
                    grid_params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """The method's component dicts and training dict, with grid values applied."""
@@ -137,9 +146,12 @@ def resolve_method(suite: Suite, key: str, registry: Registry,
             raise PlanError(("grid", "params", dotted_path),
                             f"grid path {dotted_path!r} must start with 'training.' or one of "
                             f"{', '.join(s + '.' for s in SLOTS)}")
-    if method["divergence"] is not None and objective_cls.default_divergence is None:
-        raise PlanError(("methods", key, "divergence"),
-                        f"objective {method['objective']['name']!r} takes no divergence")
+    divergence_name = method["divergence"]["name"] if method["divergence"] else None
+    refusal = objective_cls.divergence_refusal(divergence_name)
+    if refusal is not None:
+        raise PlanError(("methods", key, "divergence" if divergence_name else "objective"),
+                        f"objective {method['objective']['name']!r} {refusal}"
+                        f"{_takers(registry, divergence_name)}")
     for slot in SLOTS:
         ref = method[slot]
         if ref is None:

@@ -2,8 +2,9 @@
 
 Plugins come from three places, in this order:
 
-1. the built-ins: every module of the ``benchbed_plugins`` package (shipped
-   from ``plugins/`` in this repository) that implements a hook;
+1. the built-ins: the modules named in ``DEFAULT_PLUGINS`` (the
+   ``benchbed_plugins`` package, shipped from ``plugins/`` in this
+   repository), in that order;
 2. installed distributions that declare an entry point in the ``benchbed``
    group (skipped when ``BENCHBED_DISABLE_PLUGIN_AUTOLOAD`` is set);
 3. modules named by import path in ``BENCHBED_PLUGINS`` (comma separated) or
@@ -17,7 +18,6 @@ from __future__ import annotations
 import importlib
 import importlib.metadata as metadata
 import os
-import pkgutil
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Iterable
@@ -26,7 +26,8 @@ import pluggy
 from pydantic import BaseModel
 
 from benchbed import hookspecs
-from benchbed.components import BASES, KINDS, Component
+from benchbed.components import BASES, Component
+from benchbed.kinds import HOOKS, KINDS, TABLE
 from benchbed.errors import PluginError, UnknownComponent
 
 ENTRY_POINT_GROUP = "benchbed"
@@ -34,6 +35,19 @@ ENV_DISABLE_AUTOLOAD = "BENCHBED_DISABLE_PLUGIN_AUTOLOAD"
 ENV_PLUGINS = "BENCHBED_PLUGINS"
 BUILTIN_PACKAGE = "benchbed_plugins"
 BUILTIN_DISTRIBUTION = "benchbed"
+
+# The built-in plugin modules, loaded in this order (a new built-in module is
+# added here; tests/test_plugin_discovery.py checks none is left out).
+DEFAULT_PLUGINS: tuple[str, ...] = tuple(f"{BUILTIN_PACKAGE}.{name}" for name in (
+    # data
+    "digits", "mnist", "fashion_mnist", "celeba",
+    # models and training
+    "mlp", "conv", "pixelcnn", "priors", "objectives", "kl", "mmd", "stein", "adversarial",
+    # evaluation
+    "corruptions", "recon", "svm", "latent_metrics", "nll", "class_ce", "fid", "figures",
+    # execution
+    "local_executor", "ray_executor",
+))
 
 
 @dataclass(frozen=True)
@@ -105,13 +119,7 @@ class Registry:
 
 
 def _builtin_modules() -> list[ModuleType]:
-    package = importlib.import_module(BUILTIN_PACKAGE)
-    modules = []
-    for info in pkgutil.walk_packages(package.__path__, BUILTIN_PACKAGE + "."):
-        module = importlib.import_module(info.name)
-        if any(hasattr(module, hook) for hook in hookspecs.HOOK_FOR_KIND.values()):
-            modules.append(module)
-    return modules
+    return [importlib.import_module(name) for name in DEFAULT_PLUGINS]
 
 
 def _benchbed_version() -> str:
@@ -170,12 +178,12 @@ def load_registry(extra_modules: Iterable[str] = (), autoload: bool | None = Non
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
-        raise PluginError(f"{exc} (hooks are: {', '.join(hookspecs.HOOK_FOR_KIND.values())})") from exc
+        raise PluginError(f"{exc} (hooks are: {', '.join(HOOKS)})") from exc
 
     registry = Registry()
     registry.sources = list(dict.fromkeys(sources.values()))
-    for kind, hook_name in hookspecs.HOOK_FOR_KIND.items():
-        base = BASES[kind]
+    for entry in TABLE:
+        kind, hook_name, base = entry.name, entry.hook, BASES[entry.name]
         for impl in getattr(pm.hook, hook_name).get_hookimpls():
             source = sources[impl.plugin_name]
 
@@ -189,6 +197,7 @@ def load_registry(extra_modules: Iterable[str] = (), autoload: bool | None = Non
                     raise PluginError(f"{_source}: {_kind} {name!r} has a Params model that accepts "
                                       "unknown keys; subclass benchbed.components.Params so typos "
                                       "in suites are caught")
+                _check_contract(_source, _kind, name, cls)
                 registry.add(Registration(_kind, name, cls, _source))
 
             try:
@@ -199,6 +208,15 @@ def load_registry(extra_modules: Iterable[str] = (), autoload: bool | None = Non
                 raise PluginError(f"plugin {source} failed in {hook_name}: "
                                   f"{type(exc).__name__}: {exc}") from exc
     return registry
+
+
+def _check_contract(source: Source, kind: str, name: str, cls: type[Component]) -> None:
+    """What a base declares about its subclasses, checked once at registration."""
+    if kind == "objective" and cls.default_divergence is not None:
+        refusal = cls.divergence_refusal(cls.default_divergence.get("name"))
+        if refusal is not None:
+            raise PluginError(f"{source}: objective {name!r} refuses its own default_divergence: "
+                              f"it {refusal}")
 
 
 _REGISTRY: Registry | None = None

@@ -6,6 +6,9 @@ import sys
 import time
 from typing import Any, TextIO
 
+from benchbed.events import (ClusterStatus, EpochEnded, Evaluating, Event, Resumed, RunEvent, Started,
+                             Stepped, WorkerDied)
+
 
 def _eta(seconds: float) -> str:
     seconds = int(max(0, seconds))
@@ -35,26 +38,24 @@ class PlainProgress:
         per_run = (time.monotonic() - self.started) / self.done
         return _eta(per_run * (self.total - self.done))
 
-    def on_event(self, event: dict[str, Any]) -> None:
-        label = event.get("label", event.get("key", ""))
-        kind = event.get("event")
-        if kind == "start":
+    def on_event(self, event: Event) -> None:
+        label = (event.label or event.key) if isinstance(event, RunEvent) else ""
+        if isinstance(event, Started):
             self.say(f"[{self.done + 1}/{self.total}] {label}: "
-                     f"{'resuming from checkpoint' if event.get('resume') else 'started'}")
-        elif kind == "resumed":
-            self.say(f"  {label}: resumed at step {event['step']}")
-        elif kind == "epoch":
-            self.say(f"  {label}: epoch {event['epoch']}/{event['epochs']} "
-                     f"(step {event['step']}/{event['steps']})")
-        elif kind == "step":
-            self.last_loss = event.get("loss")
-        elif kind == "metric":
-            self.say(f"  {label}: evaluating {event['metric']}")
-        elif kind == "cluster":  # periodic tally from a cluster executor (ray)
-            where = (f" on {event['nodes']} node(s), {event['cpus']:g} CPU(s)"
-                     if event.get("nodes") and event.get("cpus") is not None else "")
-            self.say(f"cluster: {event['pending']} pending, {event['running']} running, "
-                     f"{event['finished']} finished, {event['failed']} failed{where}")
+                     f"{'resuming from checkpoint' if event.resume else 'started'}")
+        elif isinstance(event, Resumed):
+            self.say(f"  {label}: resumed at step {event.step}")
+        elif isinstance(event, EpochEnded):
+            self.say(f"  {label}: epoch {event.epoch}/{event.epochs} (step {event.step}/{event.steps})")
+        elif isinstance(event, Evaluating):
+            self.say(f"  {label}: evaluating {event.metric}")
+        elif isinstance(event, WorkerDied):
+            self.say(f"  {label}: its worker process died ({event.deaths} time(s)); running it again")
+        elif isinstance(event, ClusterStatus):  # periodic tally from a cluster executor (ray)
+            where = (f" on {event.nodes} node(s), {event.cpus:g} CPU(s)"
+                     if event.nodes and event.cpus is not None else "")
+            self.say(f"cluster: {event.pending} pending, {event.running} running, "
+                     f"{event.finished} finished, {event.failed} failed{where}")
 
     def run_done(self, label: str, status: str, reason: str | None, seconds: float) -> None:
         self.done += 1
@@ -92,22 +93,23 @@ class RichProgress(PlainProgress):
         self.progress.start()
         self.suite_task = self.progress.add_task(description, total=max(total, 1), detail="")
 
-    def on_event(self, event: dict[str, Any]) -> None:
-        key, label, kind = event.get("key"), event.get("label", ""), event.get("event")
-        if kind == "start" and key not in self.run_tasks:
+    def on_event(self, event: Event) -> None:
+        if not isinstance(event, RunEvent):
+            return
+        key, label = event.key, event.label
+        if isinstance(event, Started) and key not in self.run_tasks:
             self.run_tasks[key] = self.progress.add_task(f"  {label}", total=None, detail="starting")
             self.run_labels[key] = label
         task = self.run_tasks.get(key)
         if task is None:
             return
-        if kind in ("step", "epoch"):
-            loss = event.get("loss")
-            detail = f"epoch {event['epoch']}/{event['epochs']}"
-            if loss is not None:
-                detail += f" loss {loss:.3f}"
-            self.progress.update(task, total=event["steps"], completed=event["step"], detail=detail)
-        elif kind == "metric":
-            self.progress.update(task, detail=f"evaluating {event['metric']}")
+        if isinstance(event, (Stepped, EpochEnded)):
+            detail = f"epoch {event.epoch}/{event.epochs}"
+            if isinstance(event, Stepped) and event.loss is not None:
+                detail += f" loss {event.loss:.3f}"
+            self.progress.update(task, total=event.steps, completed=event.step, detail=detail)
+        elif isinstance(event, Evaluating):
+            self.progress.update(task, detail=f"evaluating {event.metric}")
 
     def run_done(self, label: str, status: str, reason: str | None, seconds: float) -> None:
         key = next((k for k, name in self.run_labels.items() if name == label), None)

@@ -11,7 +11,7 @@ import logging
 import time
 import traceback
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -19,6 +19,7 @@ from benchbed.build import BuiltRun, build_run, resolve_device
 from benchbed.components import Split
 from benchbed.errors import BenchbedError, RunDiverged
 from benchbed.evaluation_context import EvalContext
+from benchbed.events import Done, Evaluating, OnEvent, RunEvent, Started
 from benchbed.plugins import Registry, get_registry
 from benchbed.provenance import provenance
 from benchbed.store import metric_hashes, read_json, write_json
@@ -67,7 +68,7 @@ def read_curves(path: Path) -> list[dict[str, float]]:
 
 def _train_run(task: RunTask, built: BuiltRun, registry: Registry, run_dir: Path,
                train_split: Split, test_split: Split, device: torch.device,
-               on_event: Callable[[dict], None]) -> None:
+               on_event: OnEvent) -> None:
     config = task.config
     training = Training.model_validate(config["training"])
     corruptions = task.config.get("evaluation", {}).get("corruptions", {})
@@ -94,7 +95,7 @@ def _train_run(task: RunTask, built: BuiltRun, registry: Registry, run_dir: Path
 
 def _evaluate(task: RunTask, built: BuiltRun, registry: Registry, run_dir: Path,
               train_split: Split, test_split: Split, device: torch.device,
-              on_event: Callable[[dict], None]) -> tuple[dict[str, dict[str, float]], dict[str, str]]:
+              on_event: OnEvent) -> tuple[dict[str, dict[str, float]], dict[str, str]]:
     evaluation = task.config.get("evaluation", {})
     corruption_specs = evaluation.get("corruptions", {})
     corruptions = {k: registry.create("corruption", spec) for k, spec in corruption_specs.items()}
@@ -116,7 +117,7 @@ def _evaluate(task: RunTask, built: BuiltRun, registry: Registry, run_dir: Path,
         if mhash in done and "error" not in done[mhash]:
             values[key] = done[mhash]["values"]
             continue
-        on_event({"event": "metric", "metric": key})
+        on_event(Evaluating(metric=key))
         started = time.perf_counter()
         try:
             with torch.no_grad():
@@ -142,7 +143,7 @@ def _evaluate(task: RunTask, built: BuiltRun, registry: Registry, run_dir: Path,
 LOCK = ".lock"
 
 
-def run_task(task: RunTask, on_event: Callable[[dict], None]) -> TaskOutcome:
+def run_task(task: RunTask, on_event: OnEvent) -> TaskOutcome:
     """Train and evaluate one run; every failure becomes a ``failed`` outcome.
 
     The run folder is locked meanwhile (``.lock``, an exclusive flock, freed
@@ -167,14 +168,14 @@ def run_task(task: RunTask, on_event: Callable[[dict], None]) -> TaskOutcome:
         os.close(lock)  # releases the lock
 
 
-def _run_task_locked(task: RunTask, on_event: Callable[[dict], None]) -> TaskOutcome:
+def _run_task_locked(task: RunTask, on_event: OnEvent) -> TaskOutcome:
     started = time.perf_counter()
     configure_torch(task.threads)
     run_dir = Path(task.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
 
-    def emit(event: dict) -> None:
-        on_event({"key": task.key, "label": task.label, **event})
+    def emit(event: RunEvent) -> None:
+        on_event(event.of(task.key, task.label))
 
     status = (read_json(run_dir / "status.json", {}) or {}).get("status")
     trained = (run_dir / WEIGHTS).exists() and status in ("trained", "finished", "failed")
@@ -189,7 +190,7 @@ def _run_task_locked(task: RunTask, on_event: Callable[[dict], None]) -> TaskOut
             torch.backends.cudnn.benchmark = True
         train_split = _subset(built.dataset.load("train"), task.config["training"].get("train_subset"))
         test_split = built.dataset.load("test")
-        emit({"event": "start", "resume": (run_dir / "checkpoint.pt").exists() and not trained})
+        emit(Started(resume=(run_dir / "checkpoint.pt").exists() and not trained))
         if trained:
             state = torch.load(run_dir / WEIGHTS, map_location="cpu", weights_only=True)
             built.model.load_state_dict(state["model"])
@@ -212,7 +213,7 @@ def _run_task_locked(task: RunTask, on_event: Callable[[dict], None]) -> TaskOut
     wall = time.perf_counter() - started
     write_json(run_dir / "status.json", {"status": "finished", "reason": None,
                                          **_train_stats(run_dir)})
-    emit({"event": "done", "status": "finished"})
+    emit(Done(status="finished"))
     # Trained and evaluated; a failed metric is reported but leaves the run finished.
     reason = "; ".join(f"metric {k} failed: {v}" for k, v in metric_errors.items()) or None
     return TaskOutcome(task.key, "finished", reason, metrics, wall)

@@ -11,7 +11,10 @@ import io
 import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from benchbed.events import OnEvent
 
 
 @dataclass
@@ -38,10 +41,12 @@ class TaskOutcome:
     archive: bytes | None = None
 
 
-def execute(task: RunTask, on_event: Callable[[dict], None] | None = None) -> TaskOutcome:
-    """Train (or resume) and evaluate one run; never raises for run failures."""
+def execute(task: RunTask, on_event: "OnEvent | None" = None) -> TaskOutcome:
+    """Train (or resume) and evaluate one run, sending ``benchbed.events`` to
+    ``on_event``; never raises for run failures."""
+    from benchbed.events import ignore
     from benchbed.runner import run_task
-    return run_task(task, on_event or (lambda event: None))
+    return run_task(task, on_event or ignore)
 
 
 def pack_dir(path: str | Path) -> bytes:

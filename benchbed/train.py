@@ -13,13 +13,14 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import torch
 from torch import Tensor
 
 from benchbed.components import Codes, Corruption, Metric, Objective
 from benchbed.errors import RunDiverged
+from benchbed.events import EpochEnded, OnEvent, Resumed, Stepped, ignore
 from benchbed.model import Autoencoder
 from benchbed.suite import Converge, Optimiser, Training
 
@@ -132,7 +133,7 @@ def _codes_for_adversaries(loss_codes: Codes | None, model: Autoencoder, x: Tens
 
 def train(model: Autoencoder, objective: Objective, x_train: Tensor, train_view: Callable,
           training: Training, seed: int, run_dir: Path, device: torch.device,
-          on_event: Callable[[dict[str, Any]], None] = lambda e: None,
+          on_event: OnEvent = ignore,
           probes: dict[str, Metric] | None = None, probe_x: Tensor | None = None,
           corruption: Corruption | None = None) -> TrainResult:
     """Train ``model`` with ``objective``; resume from ``run_dir/checkpoint.pt``."""
@@ -185,7 +186,7 @@ def train(model: Autoencoder, objective: Objective, x_train: Tensor, train_view:
             check.losses = list(state.get("heldout", []))
             if len(check.losses) > 1 and check.converged():
                 start_epoch = schedule.epochs  # killed between convergence and model.pt
-        on_event({"event": "resumed", "step": step, "epoch": start_epoch})
+        on_event(Resumed(step=step, epoch=start_epoch))
 
     def save_checkpoint(epoch: int, batch: int) -> None:
         state = {
@@ -258,8 +259,8 @@ def train(model: Autoencoder, objective: Objective, x_train: Tensor, train_view:
                        "loss": running.item() / running_n,
                        **{k: v / running_n for k, v in terms_sum.items()}}
                 result.curves.append(row)
-                on_event({"event": "step", "step": step, "steps": schedule.total_steps,
-                          "epoch": epoch + 1, "epochs": schedule.epochs, "loss": row["loss"]})
+                on_event(Stepped(step=step, steps=schedule.total_steps, epoch=epoch + 1,
+                                 epochs=schedule.epochs, loss=row["loss"]))
                 running, running_n, terms_sum = torch.zeros((), device=device), 0, {}
             if probes and probe_x is not None and (step % training.track_every == 0 or step == 1):
                 result.curves.append(_probe_row(model, objective, probes, probe_x, step, epoch))
@@ -273,8 +274,8 @@ def train(model: Autoencoder, objective: Objective, x_train: Tensor, train_view:
             result.curves.append({"step": step, "epoch": float(epoch + 1), "heldout_loss": check.losses[-1]})
             stop = stop or check.converged()
         save_checkpoint(epoch + 1, 0)
-        on_event({"event": "epoch", "epoch": epoch + 1, "epochs": schedule.epochs, "step": step,
-                  "steps": schedule.total_steps})
+        on_event(EpochEnded(epoch=epoch + 1, epochs=schedule.epochs, step=step,
+                            steps=schedule.total_steps))
         if stop:
             break
     for name, param in model.named_parameters():

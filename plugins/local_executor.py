@@ -14,18 +14,25 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing.connection import wait as wait_for_sentinels
 from multiprocessing.managers import SyncManager
-from typing import Any, Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Iterator, Sequence
 
 from pydantic import Field
 
 from benchbed import hookimpl
 from benchbed.components import Executor, Params
 from benchbed.errors import BenchbedError
+from benchbed.events import OnEvent, WorkerDied
 from benchbed.tasks import RunTask, TaskOutcome, execute, watch_parent
 
-# A worker tells the driver it has begun a task (not forwarded to on_event), so
-# the driver knows which tasks were really running when a worker died.
-_BEGAN = "_local_executor_began"
+
+@dataclass(frozen=True)
+class _Began:
+    """A worker tells the driver it has begun a task (not forwarded to on_event),
+    so the driver knows which tasks were really running when a worker died."""
+
+    key: str
+    pid: int
 
 
 def available_cores() -> int:
@@ -37,7 +44,7 @@ def available_cores() -> int:
 
 
 def _forwarding_execute(task: RunTask, events: "queue.Queue") -> TaskOutcome:
-    def forward(event: dict) -> None:
+    def forward(event: Any) -> None:
         try:
             events.put(event)
         except Exception:  # progress is best-effort; the run goes on without it
@@ -45,7 +52,7 @@ def _forwarding_execute(task: RunTask, events: "queue.Queue") -> TaskOutcome:
 
     # Synchronous (a manager round trip): once a worker dies, the driver finds
     # this in the queue for every task the worker had begun.
-    forward({"event": _BEGAN, "key": task.key, "pid": os.getpid()})
+    forward(_Began(task.key, os.getpid()))
     return execute(task, forward)
 
 
@@ -138,6 +145,8 @@ class LocalExecutor(Executor):
     (retries of a run whose worker died, default 2).
     """
 
+    cli_shorthands = {"jobs": "jobs"}
+
     class Params(Params):
         jobs: int = Field(1, ge=1, description="runs in parallel on this machine")
         max_worker_deaths: int = Field(
@@ -148,7 +157,7 @@ class LocalExecutor(Executor):
         return max(1, available_cores() // self.params.jobs)
 
     def run(self, tasks: Sequence[RunTask],
-            on_event: Callable[[dict], None]) -> Iterator[TaskOutcome]:
+            on_event: OnEvent) -> Iterator[TaskOutcome]:
         if self.params.jobs == 1:
             for task in tasks:
                 yield execute(task, on_event)
@@ -161,7 +170,7 @@ class LocalExecutor(Executor):
                                    initializer=watch_parent, initargs=(os.getpid(),))
 
     def _run_pool(self, tasks: list[RunTask],
-                  on_event: Callable[[dict], None]) -> Iterator[TaskOutcome]:
+                  on_event: OnEvent) -> Iterator[TaskOutcome]:
         context = multiprocessing.get_context("spawn")
         manager = SyncManager(ctx=context)
         with _sigint_blocked_for_children():
@@ -181,8 +190,8 @@ class LocalExecutor(Executor):
                 except Exception:  # the manager is gone (EOFError, OSError, ...)
                     markers_lost = True
                     return
-                if event.get("event") == _BEGAN:
-                    began.add(event["key"])
+                if isinstance(event, _Began):
+                    began.add(event.key)
                 else:
                     on_event(event)
 
@@ -250,8 +259,7 @@ class LocalExecutor(Executor):
                             f"worker process died {deaths[task.key]} times (killed or out of memory)"))
                     else:
                         retry.append(task)
-                        on_event({"event": "worker_died", "key": task.key, "label": task.label,
-                                  "deaths": deaths[task.key]})
+                        on_event(WorkerDied(key=task.key, label=task.label, deaths=deaths[task.key]))
                 todo.extendleft(reversed(retry))
                 for outcome in outcomes:
                     yield outcome

@@ -8,47 +8,41 @@ Conventions shared by all of them:
   -rec + penalties; batch-level divergences (MMD, Stein, adversarial) are
   already batch statistics and are added as they are;
 - ``Loss.terms`` logs ``rec`` (mean log p(x|z)), the penalty terms under
-  their names (``kl``, ``mmd``, ``stein``, ``adv``; ``div`` for a third-party
-  divergence without a ``term_name``; ``div_<name>`` where a name is taken)
-  and ``loss``.
-Objectives that take a divergence accept any registered one: the trainer binds
-it, defaulting to ``default_divergence``.
+  the divergence's ``term_name`` (``kl``, ``mmd``, ``stein``, ``adv``; ``div``
+  for a third-party divergence that keeps the base's; ``div_<name>`` where a
+  name is taken) and ``loss``.
+Which divergences each objective takes is its ``accepts_divergence``: none for
+the KL-based ones, any for InfoVAE, and the divergence a method is named after
+for VIMAE and MMD-VAE (MMD), Stein-VAE (Stein) and the AAE (adversarial); the
+general "infovae" (alpha = 1) is the same loss with any other divergence.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 from pydantic import Field, NonNegativeInt, PositiveFloat, model_validator
 from torch import Tensor
 
 from benchbed import hookimpl
-from benchbed.components import Codes, Divergence, Loss, Objective, Params
+from benchbed.components import ANY_DIVERGENCE, Codes, Divergence, Loss, Objective, Params
 from benchbed_plugins.kl import per_example_kl
 
 
 def divergence_term_name(divergence: Divergence, taken: tuple[str, ...] = ("rec", "loss")) -> str:
-    """The divergence's ``term_name`` ("div" without one), prefixed "div_" if it would
-    clash with another logged term (InfoVAE with the "kl" divergence logs both)."""
-    name = getattr(divergence, "term_name", "div")
+    """The divergence's ``term_name``, prefixed "div_" if it would clash with
+    another logged term (InfoVAE with the "kl" divergence logs both)."""
+    name = divergence.term_name
     return f"div_{name}" if name in taken else name
 
 
 class _ReconstructionObjective(Objective):
-    """Common plumbing: codes, reconstruction, divergence checks."""
-
-    uses_divergence: ClassVar[bool] = False
+    """Common plumbing: codes, reconstruction, the bound divergence."""
 
     def __init__(self, params: Params | None = None, **overrides: Any):
         super().__init__(params, **overrides)
         self.divergence = None
-
-    def bind(self, divergence: Divergence | None, latent_dim: int) -> None:
-        if divergence is not None and not self.uses_divergence:
-            raise ValueError(f"{type(self).__name__} uses no divergence, but one was given "
-                             f"({type(divergence).__name__}); drop it from the method")
-        super().bind(divergence, latent_dim)
 
     def codes_and_rec(self, model, x: Tensor) -> tuple[Codes, Tensor]:
         """The batch's codes and log p(x_i | z_i) per row."""
@@ -150,9 +144,7 @@ def lambda_field(default: float, why: str) -> Any:
 
 
 class _DivergenceObjective(_ReconstructionObjective):
-    """rec - lambda * D(q(z) || p(z)) for whatever divergence is bound."""
-
-    uses_divergence = True
+    """rec - lambda * D(q(z) || p(z)) for the divergence bound."""
 
     def loss(self, model, x: Tensor) -> Loss:
         codes, rec = self.codes_and_rec(model, x)
@@ -179,8 +171,10 @@ class VIMAE(_DivergenceObjective):
     Params: lambda (alias of lambda_).
     """
 
+    accepts_divergence = frozenset({"mmd"})
     default_divergence = {"name": "mmd", "kernel": "imq", "sigma2": 1.0, "scales": [1.0],
                           "estimator": "unbiased"}
+
     class Params(Params):
         lambda_: PositiveFloat = lambda_field(10.0, "VIMAE: 10 on MNIST, 100 on CelebA")
 
@@ -205,8 +199,10 @@ class MMDVAE(_DivergenceObjective):
     Params: lambda (alias of lambda_).
     """
 
+    accepts_divergence = frozenset({"mmd"})
     default_divergence = {"name": "mmd", "kernel": "rbf", "bandwidth": "dim_squared",
                           "estimator": "biased"}
+
     class Params(Params):
         lambda_: PositiveFloat = lambda_field(100.0, "InfoVAE MMD-VAE with a Gaussian encoder: 100 "
                                                      "(1000 collapses it)")
@@ -223,7 +219,9 @@ class SteinVAE(_DivergenceObjective):
     Params: lambda (alias of lambda_).
     """
 
+    accepts_divergence = frozenset({"stein"})
     default_divergence = {"name": "stein"}
+
     class Params(Params):
         lambda_: PositiveFloat = lambda_field(10.0, "as VIMAE eq. 9 on MNIST")
 
@@ -242,7 +240,9 @@ class AAE(_DivergenceObjective):
     Params: lambda (alias of lambda_).
     """
 
+    accepts_divergence = frozenset({"adversarial"})
     default_divergence = {"name": "adversarial"}
+
     class Params(Params):
         lambda_: PositiveFloat = lambda_field(10.0, "AAE fixes none; VIMAE's 10")
 
@@ -283,7 +283,7 @@ class InfoVAE(_ReconstructionObjective):
     Params: alpha, lambda (alias of lambda_).
     """
 
-    uses_divergence = True
+    accepts_divergence = ANY_DIVERGENCE
     default_divergence = {"name": "mmd", "kernel": "imq"}
 
     class Params(Params):

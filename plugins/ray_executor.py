@@ -17,13 +17,14 @@ import tarfile
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator, Literal, Sequence
+from typing import Any, Iterator, Literal, Sequence
 
 from pydantic import ByteSize, Field
 
 from benchbed import hookimpl
 from benchbed.components import Executor, Params
 from benchbed.errors import BenchbedError
+from benchbed.events import ClusterStatus, Event, OnEvent, Placed, Stepped
 from benchbed.tasks import RunTask, TaskOutcome, execute, pack_dir, unpack_dir
 
 INSTALL_HINT = "pip install 'benchbed[ray]'"
@@ -57,12 +58,12 @@ class EventForwarder:
 
     def __init__(self, queue: Any):
         self.queue = queue
-        self.buffer: list[dict] = []
+        self.buffer: list[Event] = []
         self.last_flush = time.monotonic()
 
-    def __call__(self, event: dict) -> None:
+    def __call__(self, event: Event) -> None:
         self.buffer.append(event)
-        if event.get("event") != "step" or time.monotonic() - self.last_flush >= FLUSH_SECONDS:
+        if not isinstance(event, Stepped) or time.monotonic() - self.last_flush >= FLUSH_SECONDS:
             self.flush()
 
     def flush(self) -> None:
@@ -109,8 +110,7 @@ def run_on_worker(task: RunTask, shared: bool | tuple[str, str], seed: bytes | N
     for runs that resume on a machine that cannot see it.
     """
     forward = EventForwarder(queue)
-    forward({"key": task.key, "label": task.label, "event": "placed", "node": socket.gethostname(),
-             "pid": os.getpid()})
+    forward(Placed(key=task.key, label=task.label, node=socket.gethostname(), pid=os.getpid()))
     try:
         in_place = sees_driver_files(shared) if isinstance(shared, tuple) else shared
         if in_place:
@@ -162,9 +162,9 @@ class ClusterTally:
         self.placed: set[str] = set()
         self.finished = self.failed = 0
 
-    def saw(self, event: dict) -> None:
-        if event.get("event") == "placed" and event.get("key") in self.waiting:
-            self.placed.add(event["key"])
+    def saw(self, event: Event) -> None:
+        if isinstance(event, Placed) and event.key in self.waiting:
+            self.placed.add(event.key)
 
     def done(self, outcome: TaskOutcome) -> None:
         self.waiting.discard(outcome.key)
@@ -174,10 +174,9 @@ class ClusterTally:
         else:
             self.failed += 1
 
-    def event(self, nodes: int | None, cpus: float | None) -> dict:
-        return {"event": "cluster", "pending": len(self.waiting - self.placed),
-                "running": len(self.placed), "finished": self.finished, "failed": self.failed,
-                "nodes": nodes, "cpus": cpus}
+    def event(self, nodes: int | None, cpus: float | None) -> ClusterStatus:
+        return ClusterStatus(pending=len(self.waiting - self.placed), running=len(self.placed),
+                             finished=self.finished, failed=self.failed, nodes=nodes, cpus=cpus)
 
 
 def lost_outcome(task: RunTask, exc: BaseException, why: str) -> TaskOutcome:
@@ -195,7 +194,7 @@ class RayExecutor(Executor):
     ``num_cpus`` / ``num_gpus`` / ``memory`` / ``resources`` from Ray's scheduler
     and gets ``max(1, int(num_cpus))`` torch threads. Workers send progress
     events to a queue that the driver drains while it waits, and the driver
-    emits {"event": "cluster", pending, running, finished, failed} every
+    emits a ``ClusterStatus`` (pending, running, finished, failed) every
     ``status_every`` seconds.
 
     Artifacts: with ``shared_filesystem: true`` workers write the run folder in
@@ -214,6 +213,8 @@ class RayExecutor(Executor):
     local_cpus / object_store_memory / dashboard (for a local cluster only),
     status_every (30 s), worker_logs (false).
     """
+
+    cli_shorthands = {"address": "address"}
 
     class Params(Params):
         address: str | None = Field(
@@ -237,7 +238,7 @@ class RayExecutor(Executor):
         object_store_memory: ByteSize | None = Field(
             None, description="object store size of a local cluster started without an address")
         dashboard: bool = Field(False, description="start Ray's dashboard with a local cluster")
-        status_every: float = Field(30.0, gt=0, description="seconds between 'cluster' progress events")
+        status_every: float = Field(30.0, gt=0, description="seconds between cluster status lines")
         worker_logs: bool = Field(False, description="print the workers' stdout/stderr on the driver")
 
     def __init__(self, params: Params | None = None, **overrides: Any):
@@ -344,7 +345,7 @@ class RayExecutor(Executor):
                 (Path(task.run_dir) / name).unlink(missing_ok=True)
         return outcome
 
-    def _drain(self, queue: Any, tally: ClusterTally, on_event: Callable[[dict], None]) -> None:
+    def _drain(self, queue: Any, tally: ClusterTally, on_event: OnEvent) -> None:
         try:
             size = queue.qsize()
             events = queue.get_nowait_batch(size) if size else []
@@ -355,7 +356,7 @@ class RayExecutor(Executor):
             on_event(event)
 
     def run(self, tasks: Sequence[RunTask],
-            on_event: Callable[[dict], None]) -> Iterator[TaskOutcome]:
+            on_event: OnEvent) -> Iterator[TaskOutcome]:
         if not tasks:
             return
         ray = import_ray()

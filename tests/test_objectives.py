@@ -5,6 +5,7 @@ import gzip
 import math
 import os
 import pickle
+import re
 
 import pytest
 import torch
@@ -213,24 +214,50 @@ def test_mmd_regularised_objectives_work_with_deterministic_encoders(registry):
 # ------------------------------------------------------- divergence plumbing
 
 
-@pytest.mark.parametrize("objective_name", WITH_DIVERGENCE)
+# Each method named after its divergence takes that one; the general InfoVAE takes any.
+NAMED_FOR = {"vimae": "mmd", "mmd_vae": "mmd", "stein_vae": "stein", "aae": "adversarial"}
+
+
 @pytest.mark.parametrize("divergence_name", DIVERGENCES)
-def test_objectives_accept_any_registered_divergence(registry, objective_name, divergence_name):
+def test_infovae_trains_with_any_registered_divergence(registry, divergence_name):
     model, x = make_model(), small_batch()
-    objective = make_objective(registry, objective_name, divergence={"name": divergence_name},
-                               **({"alpha": 0.5} if objective_name == "infovae" else {}))
+    objective = make_objective(registry, "infovae", divergence={"name": divergence_name}, alpha=0.5)
     loss = loss_with_seed(objective, model, x)
     loss.total.backward()
     assert torch.isfinite(loss.total)
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+    term = objective.divergence.term_name
+    assert (f"div_{term}" if term == "kl" else term) in loss.terms
+
+
+@pytest.mark.parametrize("objective_name", sorted(NAMED_FOR))
+@pytest.mark.parametrize("divergence_name", DIVERGENCES)
+def test_a_method_named_for_a_divergence_refuses_another(registry, objective_name, divergence_name):
+    cls = registry.get("objective", objective_name).cls
+    refusal = cls.divergence_refusal(divergence_name)
+    if divergence_name == NAMED_FOR[objective_name]:
+        assert refusal is None
+        make_objective(registry, objective_name, divergence={"name": divergence_name})
+    else:
+        assert refusal == f"takes only the divergence {NAMED_FOR[objective_name]!r}, not {divergence_name!r}"
+    assert cls.default_divergence["name"] == NAMED_FOR[objective_name]
 
 
 def test_objectives_without_divergence_refuse_one_and_others_need_one(registry):
-    with pytest.raises(ValueError, match="uses no divergence"):
+    with pytest.raises(ValueError, match="ELBO takes no divergence"):
         make_objective(registry, "elbo", divergence={"name": "mmd"})
-    vimae = make_objective(registry, "vimae", divergence=None)
-    with pytest.raises(RuntimeError, match="needs a divergence"):
-        vimae.loss(make_model(), small_batch())
+    with pytest.raises(ValueError, match="VIMAE needs a divergence: 'mmd' only"):
+        make_objective(registry, "vimae", divergence=None)
+
+
+def test_plugins_listing_says_which_divergences_each_objective_takes(registry, capsys):
+    from benchbed.cli import main
+    assert main(["plugins", "-v"]) == 0
+    out = capsys.readouterr().out
+    for name, want in [("elbo", "none"), ("infovae", "any (default 'mmd')"),
+                       ("vimae", "'mmd' only (default 'mmd')"), ("aae", "'adversarial' only")]:
+        block = re.split(r"\n\S|\n  \S", out.split(f"  objective {name}: ", 1)[1])[0]
+        assert f"divergence: {want}" in block, (name, block)
 
 
 def test_aae_exposes_the_discriminator_and_the_autoencoder_step_does_not_train_it(registry):

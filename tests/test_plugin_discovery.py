@@ -7,7 +7,9 @@ import textwrap
 
 import pytest
 
-from benchbed import plugins
+from benchbed import hookspecs, plugins
+from benchbed.components import BASES
+from benchbed.kinds import HOOKS, KINDS, TABLE
 from benchbed.cli import main
 from benchbed.errors import PluginError
 
@@ -48,6 +50,32 @@ def test_builtins_register_through_the_hooks():
     assert "mmd" in registry.names("divergence")
     source = registry.get("objective", "elbo").source
     assert source.distribution == "benchbed" and source.plugin.startswith("benchbed_plugins.")
+
+
+def test_every_built_in_module_with_a_hook_is_a_default_plugin():
+    import importlib
+    import pkgutil
+
+    import benchbed_plugins
+    hooked = []
+    for info in pkgutil.iter_modules(benchbed_plugins.__path__, "benchbed_plugins."):
+        module = importlib.import_module(info.name)
+        if any(hasattr(module, hook) for hook in HOOKS):
+            hooked.append(info.name)
+    assert sorted(plugins.DEFAULT_PLUGINS) == sorted(hooked)
+
+
+def test_one_table_gives_each_kind_its_hook_base_and_registry_slot():
+    registry = plugins.load_registry(autoload=False)
+    assert KINDS == tuple(k.name for k in TABLE)
+    for kind in TABLE:
+        base = BASES[kind.name]
+        assert base.__name__ == kind.base and base.kind == kind.name
+        spec = getattr(hookspecs, kind.hook)
+        assert spec.benchbed_spec is not None and kind.does in spec.__doc__
+        assert registry.names(kind.name), kind.name  # every kind has a built-in
+        assert all(issubclass(r.cls, base) and r.kind == kind.name
+                   for r in registry.all() if r.kind == kind.name)
 
 
 def test_an_installed_distribution_is_found_through_its_entry_point(tmp_path, monkeypatch, reload_after):
@@ -106,6 +134,46 @@ def test_registering_a_non_component_is_refused(tmp_path, monkeypatch, reload_af
     with pytest.raises(PluginError) as info:
         plugins.load_registry(extra_modules=["bad_plugin"])
     assert "not a subclass of benchbed.components.Prior" in str(info.value)
+
+
+OBJECTIVE_PLUGIN = '''
+from benchbed import hookimpl
+from benchbed.components import Objective
+
+class Declared(Objective):
+    """Says it takes the MMD only, but defaults to {default!r}."""
+    accepts_divergence = frozenset({{"mmd"}})
+    default_divergence = {{"name": {default!r}}}
+
+class OldStyle(Objective):
+    """Written before accepts_divergence: only a default divergence."""
+    default_divergence = {{"name": "stein"}}
+
+@hookimpl
+def register_objectives(register):
+    register("declared_{default}", Declared)
+    register("old_style_{default}", OldStyle)
+'''
+
+
+def test_an_objective_refusing_its_own_default_divergence_is_a_plugin_error(tmp_path, monkeypatch,
+                                                                            reload_after):
+    (tmp_path / "contract_plugin.py").write_text(OBJECTIVE_PLUGIN.format(default="stein"))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(PluginError) as info:
+        plugins.load_registry(extra_modules=["contract_plugin"])
+    assert "objective 'declared_stein' refuses its own default_divergence" in str(info.value)
+    assert "takes only the divergence 'mmd', not 'stein'" in str(info.value)
+
+
+def test_an_objective_with_only_a_default_divergence_takes_any(tmp_path, monkeypatch, reload_after):
+    (tmp_path / "contract_plugin_ok.py").write_text(OBJECTIVE_PLUGIN.format(default="mmd"))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    registry = plugins.load_registry(extra_modules=["contract_plugin_ok"])
+    old = registry.get("objective", "old_style_mmd").cls
+    assert old.describe_divergence() == "any (default 'stein')"
+    assert old.divergence_refusal("adversarial") is None and old.divergence_refusal(None) is not None
+    assert registry.get("objective", "declared_mmd").cls.divergence_refusal("kl") is not None
 
 
 def test_plugins_command_lists_distribution_version_and_registrations(tmp_path, monkeypatch, capsys,

@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import io
 
+import pickle
+
+from benchbed import events
 from benchbed.progress import PlainProgress, RichProgress, make_progress
 
+RUN = {"key": "k1", "label": "elbo z=2 seed=0"}
 EVENTS = [
-    {"key": "k1", "label": "elbo z=2 seed=0", "event": "start", "resume": False},
-    {"key": "k1", "label": "elbo z=2 seed=0", "event": "step", "step": 50, "steps": 100, "epoch": 1,
-     "epochs": 2, "loss": 123.4},
-    {"key": "k1", "label": "elbo z=2 seed=0", "event": "epoch", "step": 100, "steps": 100, "epoch": 2,
-     "epochs": 2},
-    {"key": "k1", "label": "elbo z=2 seed=0", "event": "metric", "metric": "svm"},
+    events.Started(**RUN, resume=False),
+    events.Stepped(**RUN, step=50, steps=100, epoch=1, epochs=2, loss=123.4),
+    events.EpochEnded(**RUN, step=100, steps=100, epoch=2, epochs=2),
+    events.Evaluating(**RUN, metric="svm"),
 ]
 
 
@@ -59,7 +61,31 @@ def test_the_terminal_display_survives_many_runs():
     progress.start(3, 0, "suite")
     for n in range(3):
         key, label = f"k{n}", f"run {n}"
-        progress.on_event({"key": key, "label": label, "event": "start", "resume": False})
+        progress.on_event(events.Started(key=key, label=label))
         progress.run_done(label, "finished", None, 1.0)
     assert progress.progress.tasks[progress.suite_task].completed == 3
     progress.close()
+
+
+def test_events_name_their_run_and_cross_process_boundaries_unchanged():
+    bare = events.Stepped(step=3, steps=10, epoch=1, epochs=2, loss=1.5)
+    named = bare.of("k9", "vimae z=8 seed=1")
+    assert (named.key, named.label, named.step, named.loss) == ("k9", "vimae z=8 seed=1", 3, 1.5)
+    assert (bare.key, bare.label) == ("", "")  # of() makes a copy
+    assert pickle.loads(pickle.dumps(named)) == named  # executors ship them between processes
+
+
+def test_plain_progress_reports_a_resume_a_dead_worker_and_a_cluster_tally():
+    stream = io.StringIO()
+    progress = PlainProgress(stream)
+    progress.start(3, 0, "suite")
+    progress.on_event(events.Started(**RUN, resume=True))
+    progress.on_event(events.Resumed(**RUN, step=40, epoch=1))
+    progress.on_event(events.WorkerDied(**RUN, deaths=1))
+    progress.on_event(events.ClusterStatus(pending=1, running=2, finished=0, failed=0, nodes=2, cpus=4.0))
+    assert stream.getvalue().splitlines()[1:] == [
+        "[1/3] elbo z=2 seed=0: resuming from checkpoint",
+        "  elbo z=2 seed=0: resumed at step 40",
+        "  elbo z=2 seed=0: its worker process died (1 time(s)); running it again",
+        "cluster: 1 pending, 2 running, 0 finished, 0 failed on 2 node(s), 4 CPU(s)",
+    ]

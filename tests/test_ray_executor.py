@@ -26,7 +26,7 @@ import pytest
 import torch
 from pydantic import Field
 
-from benchbed import hookimpl
+from benchbed import events, hookimpl
 from benchbed_plugins.objectives import ELBO
 from conftest import TESTS, TINY_SUITE
 
@@ -328,13 +328,15 @@ def test_runs_on_one_cpu_workers_never_lend_their_cpu_to_extra_workers(write_sui
     report = run_suite(suite, None, tmp_path / "store", {"name": "ray", "address": cluster.address},
                        progress, tmp_path / "boards")
     assert report.finished == 4 and not report.failed
-    placed = [e for e in progress.events if e.get("event") == "placed"]
+    placed = [e for e in progress.events if isinstance(e, events.Placed)]
     assert len(placed) == 4
-    assert len({e["pid"] for e in placed}) <= 2, placed
+    assert len({e.pid for e in placed}) <= 2, placed
     # Progress reached the driver in order for each run: start, epochs, done.
-    for key in {e["key"] for e in placed}:
-        kinds = [e["event"] for e in progress.events if e.get("key") == key and e["event"] != "step"]
-        assert kinds == ["placed", "start", "epoch", "epoch", "metric", "done"], kinds
+    for key in {e.key for e in placed}:
+        kinds = [type(e) for e in progress.events
+                 if getattr(e, "key", None) == key and not isinstance(e, events.Stepped)]
+        assert kinds == [events.Placed, events.Started, events.EpochEnded, events.EpochEnded,
+                         events.Evaluating, events.Done], kinds
 
 
 def test_killing_a_worker_node_mid_run_still_finishes_every_run(write_suite, tmp_path, cluster):

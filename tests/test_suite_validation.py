@@ -32,6 +32,23 @@ def test_a_misspelt_kernel_names_file_line_path_value_and_the_close_name(write_s
     assert "'imqq'" in problem and "did you mean 'imq'" in problem
 
 
+def test_vimae_with_another_divergence_is_refused_naming_what_it_takes(write_suite):
+    path = write_suite(TINY_SUITE.replace(
+        "objective: {name: vimae}", "objective: {name: vimae}\n    divergence: {name: stein}"))
+    [problem] = problems_of(path)
+    assert problem.startswith(f"{path}:13: methods.vimae_n.divergence:")
+    assert "objective 'vimae' takes only the divergence 'mmd', not 'stein'" in problem
+    assert "objectives that take 'stein': infovae, stein_vae" in problem
+
+
+def test_a_divergence_for_an_objective_without_one_is_refused(write_suite):
+    path = write_suite(TINY_SUITE.replace(
+        "objective: {name: elbo}", "objective: {name: elbo}\n    divergence: {name: mmd}"))
+    [problem] = problems_of(path)
+    assert problem.startswith(f"{path}:8: methods.elbo.divergence:")
+    assert "objective 'elbo' takes no divergence (got 'mmd')" in problem
+
+
 def test_an_unknown_component_suggests_registered_names(write_suite):
     path = write_suite(TINY_SUITE.replace("objective: {name: elbo}", "objective: {name: elb}"))
     [problem] = problems_of(path)
@@ -251,3 +268,26 @@ def test_a_suite_may_declare_its_executor_and_the_command_line_overrides_it(writ
     assert spec(declared=None) == {"name": "local"}
     with pytest.raises(BenchbedError, match="does not take option 'jobz'.*did you mean 'jobs'"):
         spec("--executor", "local", "--executor-opt", "jobz=2")
+    # Shorthands are declared by the executors, and reach only the one that declares them.
+    assert spec("--executor", "local", "--executor-opt", "jobs=3", "--jobs", "4") == {"name": "local", "jobs": 4}
+    with pytest.raises(BenchbedError, match="--jobs is an option of executor 'local', not of 'ray'"):
+        spec("--jobs", "2")
+    with pytest.raises(BenchbedError, match="executor 'local': option jobs='two'"):
+        spec("--executor", "local", "--jobs", "two")
+
+
+def test_the_command_line_names_no_executor_its_flags_come_from_the_executors():
+    import inspect
+
+    from benchbed import cli
+    from benchbed.components import Executor
+    from benchbed.plugins import get_registry
+
+    source = inspect.getsource(cli)
+    assert not any(name in source for name in ('"jobs"', "--jobs", '"address"', "--address", '"ray"'))
+    flags = {f: [(n, p) for n, p, _ in owners] for f, owners in cli._executor_flags().items()}
+    assert flags == {"jobs": [("local", "jobs")], "address": [("ray", "address")]}
+    for name in get_registry().names("executor"):
+        cls = get_registry().get("executor", name).cls
+        assert issubclass(cls, Executor)
+        assert set(cls.cli_shorthands.values()) <= set(cls.Params.model_fields)
