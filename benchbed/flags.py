@@ -31,10 +31,11 @@ COLLAPSED_MI_NATS = 0.1
 # (about 5% of the M points confusable with one other) it measures M, not the
 # codes, and cannot rank methods.
 MI_CEILING_NATS = 0.05
-# A sampler that draws one class only scores l_ce = KL(c || one-hot + eps);
-# 0.1 nats covers the class frequencies of real data sets (MNIST: 0.09-0.11)
-# against the uniform c the reference value assumes.
-ONE_CLASS_TOLERANCE_NATS = 0.1
+# A sampler that draws one class only scores l_ce = KL(c || one-hot + eps),
+# 5.99 nats for uniform c over 10 classes; on MNIST's own frequencies
+# (0.090-0.112) 5.88-6.08. 0.2 nats covers that and stays clear of a
+# sampler with two classes (5.11 at half and half, 5.24 at 9:1).
+ONE_CLASS_TOLERANCE_NATS = 0.2
 # Every labelled data set benchbed ships (MNIST, binarised MNIST,
 # Fashion-MNIST, digits) has 10 classes; the class_ce record does not say.
 CLASSES = 10
@@ -58,16 +59,6 @@ def under_trained(record: dict[str, Any]) -> bool:
     """True unless the run's record says it converged."""
     convergence = record.get("convergence")
     return not (isinstance(convergence, dict) and convergence.get("converged") is True)
-
-
-def training_note(record: dict[str, Any]) -> str:
-    convergence = record.get("convergence")
-    if not isinstance(convergence, dict):
-        return "no convergence check (fixed epochs)"
-    if convergence.get("converged"):
-        return f"converged at epoch {convergence.get('epochs')}"
-    return (f"stopped on its budget at epoch {convergence.get('epochs')} of "
-            f"{convergence.get('max_epochs')} (best epoch {convergence.get('best_epoch')})")
 
 
 # ------------------------------------------------------------------ collapse
