@@ -2,10 +2,12 @@
 
 Each table row is a method (and latent size, when asked), each cell the
 mean ± std over seeds with n, the best value per column in bold, and the
-paper's value with our difference beside it. Below the tables: figures,
-deviations from the paper's protocol, findings, and a provenance footer.
-Nothing here reads the clock or the machine, so the output is a function
-of the suite and the records.
+paper's value with our difference beside it. Runs that stopped on their
+budget, collapsed runs and values at an estimator's ceiling or floor are
+marked (benchbed.flags) and never bolded. Below the tables: figures,
+findings with their tests, deviations from the paper's protocol, and a
+provenance footer. Nothing here reads the clock or the machine, so the
+output is a function of the suite and the records.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ from typing import Any
 
 from tabulate import tabulate
 
+from benchbed import flags
 from benchbed.findings import render_findings
+from benchbed.provenance import provenance_footer
 from benchbed.selection import matches as _matches
 from benchbed.suite import Column, Suite, Table
 
@@ -26,16 +30,21 @@ from benchbed.suite import Column, Suite, Table
 Row = tuple[str, int | None, tuple[tuple[str, str], ...]]
 
 
-def _value(record: dict[str, Any], column: Column) -> float | None:
+UNDER_TRAINED = "†"
+COLLAPSED = "⊘"
+
+
+def _raw(record: dict[str, Any], column: Column) -> float | None:
     value = record["metrics"].get(column.metric, {}).get(column.value)
     if value is None or not math.isfinite(value):
         return None
-    return value * column.scale
+    return value
 
 
 class Cell:
-    def __init__(self, values: list[float], failed: int):
-        self.values, self.failed = values, failed
+    def __init__(self, values: list[float], failed: int, bound: flags.Bound | None = None,
+                 collapsed: bool = False):
+        self.values, self.failed, self.bound, self.collapsed = values, failed, bound, collapsed
 
     @property
     def mean(self) -> float | None:
@@ -52,18 +61,43 @@ class Cell:
         else:
             spread = ""
         extra = f", {self.failed} failed" if self.failed else ""
+        if self.bound:
+            return f"{self.bound.text} ({mean}{spread}, n={len(self.values)}{extra})"
         return f"{mean}{spread} (n={len(self.values)}{extra})"
 
 
-def _best(cells: list[Cell], better: str) -> float | None:
-    means = [c.mean for c in cells if c.mean is not None]
-    if not means or better == "none" or len(means) < 2:
-        return None
+def _shown(mean: float, digits: int, better: str) -> float:
+    """The mean as the table shows it (the distance to 0 for closer_to_zero)."""
+    shown = float(f"{mean:.{digits}f}")
+    return abs(shown) if better == "closer_to_zero" else shown
+
+
+def _best(cells: list[Cell], column: Column) -> tuple[float | None, str | None]:
+    """The best mean of the column among the cells that may rank (neither
+    collapsed nor at a bound), and why there is none when a bound could hide
+    the best or the best ties at the shown precision."""
+    better = column.better
+    if better == "none" or sum(c.mean is not None for c in cells) < 2:
+        return None, None
+    hidden = [c for c in cells if c.mean is not None and c.bound and not c.collapsed
+              and flags.hides_best(c.bound, better)]
+    if hidden:
+        return None, (f"no bold in {column.header}: {len(hidden)} value(s) at the estimator's "
+                      f"{hidden[0].bound.kind} could be the best")
+    means = [c.mean for c in cells if c.mean is not None and not c.bound and not c.collapsed]
+    if len(means) < 2:
+        return None, None
     if better == "higher":
-        return max(means)
-    if better == "lower":
-        return min(means)
-    return min(means, key=abs)
+        best = max(means)
+    elif better == "lower":
+        best = min(means)
+    else:
+        best = min(means, key=abs)
+    tied = [m for m in means if _shown(m, column.digits, better) == _shown(best, column.digits, better)]
+    if len(tied) > 1:
+        return None, (f"no bold in {column.header}: {len(tied)} values tie for the best at the "
+                      "shown precision")
+    return best, None
 
 
 def _fmt(value: float | None, digits: int, signed: bool = False) -> str:
@@ -144,15 +178,22 @@ def render_table(table: Table, suite: Suite, records: list[dict[str, Any]],
         suite.methods[m].enabled for m, _, _ in rows if m in suite.methods) else None
     header = ["method"] + (["z"] if by_dim else []) + varying
     cells: dict[tuple[Row, int], Cell] = {}
+    collapsed: dict[Row, list[tuple[dict[str, Any], list[str]]]] = {}
+    under: dict[Row, tuple[int, int, int]] = {}  # (under-trained, finished, never checked)
     for row in rows:
         group = _records_for(row, records, table.where, varying)
         finished = [r for r in group if r["status"] == "finished"]
         failed = len(group) - len(finished)
+        collapsed[row] = [(r, why) for r in finished if (why := flags.collapsed(r))]
+        under[row] = (sum(flags.under_trained(r) for r in finished), len(finished),
+                      sum("convergence" not in r for r in finished))
         for c, column in enumerate(table.columns):
-            values = [v for v in (_value(r, column) for r in finished) if v is not None]
+            pairs = [(r, v) for r in finished if (v := _raw(r, column)) is not None]
             broken = sum(1 for r in finished if column.metric in r.get("metric_errors", {}))
-            cells[(row, c)] = Cell(values, failed + broken)
-    best = [_best([cells[(row, c)] for row in rows], col.better) for c, col in enumerate(table.columns)]
+            b = flags.bound([r for r, _ in pairs], column.metric, column.value, [v for _, v in pairs])
+            cells[(row, c)] = Cell([v * column.scale for _, v in pairs], failed + broken, b,
+                                   bool(collapsed[row]))
+    ranked = [_best([cells[(row, c)] for row in rows], col) for c, col in enumerate(table.columns)]
     for column in table.columns:
         header.append(column.header)
         if column.paper:
@@ -160,13 +201,15 @@ def render_table(table: Table, suite: Suite, records: list[dict[str, Any]],
     body = []
     for row in rows:
         method, dim, grid = row
-        line: list[str] = [suite.methods[method].label or method] if method in suite.methods else [method]
+        label = suite.methods[method].label or method if method in suite.methods else method
+        line: list[str] = [label + _row_marks(collapsed[row], under[row])]
         if by_dim:
             line.append(str(dim))
         line += [value for _, value in grid]
         for c, column in enumerate(table.columns):
-            cell = cells[(row, c)]
-            is_best = best[c] is not None and cell.mean is not None and math.isclose(cell.mean, best[c])
+            cell, best = cells[(row, c)], ranked[c][0]
+            is_best = (best is not None and cell.mean is not None and not cell.bound
+                       and not cell.collapsed and math.isclose(cell.mean, best))
             line.append("not run" if not_run else cell.text(column.digits, is_best))
             if column.paper:
                 paper = column.paper.get(method)
@@ -185,7 +228,12 @@ def render_table(table: Table, suite: Suite, records: list[dict[str, Any]],
     legend = "; ".join(f"{c.header}: {directions[c.better]}" for c in table.columns
                        if c.better in directions)
     if legend:
-        lines += [f"Bold: best of ours per column ({legend}). Cells: mean ± std over seeds (n runs).", ""]
+        lines += [f"Bold: best of ours per column ({legend}), never a collapsed run ({COLLAPSED}) "
+                  "or a value at an estimator's ceiling or floor; the best mean, not a tested "
+                  "difference (the findings test claims against the seed spread). "
+                  "Cells: mean ± std over seeds (n runs).", ""]
+    if not not_run:
+        lines += _flag_legend(table, rows, cells, collapsed, under, [note for _, note in ranked if note])
     if not_run:
         lines += [f"**Not run:** {not_run}", ""]
     failures = set()
@@ -209,6 +257,40 @@ def render_table(table: Table, suite: Suite, records: list[dict[str, Any]],
         lines.append("")
     lines += _figures(table, rows, records, figure_root, varying)
     return "\n".join(lines)
+
+
+def _row_marks(collapsed: list[tuple[dict[str, Any], list[str]]], under: tuple[int, int, int]) -> str:
+    """The row label's flags: collapsed runs, then runs stopped on their budget
+    (with a count when only some of the row's seeds are)."""
+    marks = ""
+    n_under, n, _ = under
+    if collapsed:
+        marks += f" {COLLAPSED}" + (f"({len(collapsed)}/{n})" if len(collapsed) < n else "")
+    if n_under:
+        marks += f" {UNDER_TRAINED}" + (f"({n_under}/{n})" if n_under < n else "")
+    return marks
+
+
+def _flag_legend(table: Table, rows: list[Row], cells: dict[tuple[Row, int], Cell],
+                 collapsed: dict[Row, list[tuple[dict[str, Any], list[str]]]],
+                 under: dict[Row, tuple[int, int, int]], no_bold: list[str]) -> list[str]:
+    lines = []
+    n_under = sum(u for u, _, _ in under.values())
+    if n_under:
+        n_all = sum(n for _, n, _ in under.values())
+        unchecked = sum(c for _, _, c in under.values())
+        checked = f"; {unchecked} of them fixed-epoch runs with no convergence check" if unchecked else ""
+        lines.append(f"- {UNDER_TRAINED} under-trained: {n_under} of {n_all} runs stopped on their "
+                     f"epoch budget, not on convergence{checked}. Their numbers may still move "
+                     "with more training; findings on them are inconclusive.")
+    for row in rows:
+        for r, why in collapsed[row]:
+            lines.append(f"- {COLLAPSED} collapsed: {r['label']} z={r['latent_dim']} seed={r['seed']}: "
+                         + "; ".join(why) + ". Never bolded.")
+    whys = sorted({cell.bound.why for cell in cells.values() if cell.bound})
+    lines += [f"- {why}." for why in whys]
+    lines += [f"- {note}." for note in no_bold]
+    return lines + [""] if lines else []
 
 
 def _figures(table: Table, rows: list[Row], records: list[dict[str, Any]], figure_root: str,
@@ -242,30 +324,6 @@ def record_slug(record: dict[str, Any]) -> str:
     return f"{record['method']}__z{record['latent_dim']}__s{record['seed']}{extra}"
 
 
-def _provenance(records: list[dict[str, Any]], profile: str | None) -> list[str]:
-    def values(field: str) -> str:
-        found = sorted({str(r["provenance"].get(field)) for r in records if r["provenance"].get(field)})
-        return ", ".join(found) if found else "unknown"
-
-    finished = [r for r in records if r["status"] == "finished"]
-    dates = sorted(r["provenance"].get("finished", "") for r in records if r["provenance"].get("finished"))
-    train = sum(r.get("train_seconds") or 0 for r in records)
-    evaluate = sum(r.get("eval_seconds") or 0 for r in records)
-    return [
-        "## Provenance", "",
-        f"- profile: {profile or 'default'}",
-        f"- runs: {len(finished)} finished, {len(records) - len(finished)} failed",
-        f"- benchbed {values('benchbed')}; torch {values('torch')}; Python {values('python')}",
-        f"- platform: {values('platform')}",
-        f"- hardware: {values('hardware')}",
-        f"- git commit: {values('git_commit')}",
-        f"- trained: {dates[0] if dates else '?'} to {dates[-1] if dates else '?'}",
-        f"- wall time: {train / 60:.1f} min training + {evaluate / 60:.1f} min evaluation "
-        "(summed over runs)",
-        "",
-    ]
-
-
 def render(suite: Suite, records: list[dict[str, Any]], figure_root: str,
            deviations: list[str], run_command: str, leaderboard_command: str,
            stale: list[str] = ()) -> str:
@@ -287,5 +345,5 @@ def render(suite: Suite, records: list[dict[str, Any]], figure_root: str,
     lines += ["## Deviations from the paper's protocol", ""]
     lines += [f"- {d}" for d in deviations] or ["- none"]
     lines.append("")
-    lines += _provenance(records, suite.profile)
+    lines += provenance_footer(records, suite.profile)
     return "\n".join(lines).rstrip() + "\n"

@@ -203,11 +203,12 @@ class Table(Spec):
 class Finding(Spec):
     """A qualitative claim of a paper, checked against our numbers.
 
-    ``holds`` lists comparisons that must all hold between the means over
-    seeds, each ``TERM OP TERM`` where a term is a method key, optionally
-    ``@z=N`` for one latent size, or a number; OP is one of
-    ``< <= > >= ~`` (``~``: within ``tolerance``). Verdicts: reproduced,
-    not reproduced, or not run (a term has no finished runs).
+    ``holds`` lists comparisons that must all hold beyond the seed spread,
+    each ``TERM OP TERM`` where a term is a method key, optionally ``@z=N``
+    for one latent size, or a number; OP is one of ``< <= > >= ~`` (``~``:
+    within ``tolerance``; for ``<=``/``>=`` the tolerance is a margin).
+    Verdicts (t-tests over seeds, benchbed.findings): reproduced, refuted,
+    inconclusive (also "(n=1)" and ": under-trained"), or not run.
     """
 
     claim: str

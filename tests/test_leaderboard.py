@@ -1,9 +1,12 @@
 """Leaderboards: mean ± std over seeds with n, the best per column, the
 paper's value and our difference, findings with verdicts, and every
-deviation from the paper's protocol."""
+deviation from the paper's protocol. Collapsed runs, values at an
+estimator's ceiling or floor and runs stopped on their budget are marked and
+never bolded; the footer names one clean commit or warns loudly."""
 
 from __future__ import annotations
 
+import math
 import statistics
 
 from benchbed.deviations import profile_differences
@@ -36,12 +39,28 @@ SUITE = Suite.model_validate({
 VALUES = {"a": [91.0, 92.5, 90.1], "b": [85.0, 84.0, 86.5], "c": [70.0]}
 
 
-def record(method, seed, value, latent_dim=8, status="finished", reason=None):
-    return {"suite": "lb", "profile": None, "method": method, "label": method.upper(),
-            "latent_dim": latent_dim, "seed": seed, "grid": {}, "run_key": f"{method}{seed}{latent_dim}",
-            "status": status, "reason": reason, "train_seconds": 60.0, "eval_seconds": 6.0,
-            "metrics": {"svm": {"accuracy/clean": value}} if status == "finished" else {},
-            "figures": [], "provenance": {"benchbed": "0.1.0", "torch": "2.x", "finished": "2026-01-01"}}
+CONVERGED = {"converged": True, "stop": "converged", "epochs": 12, "max_epochs": 50, "best_epoch": 9,
+             "criterion": "validation loss: no 1% gain in 3 epochs"}
+BUDGET = {"converged": False, "stop": "budget", "epochs": 50, "max_epochs": 50, "best_epoch": 50,
+          "criterion": "validation loss: no 1% gain in 3 epochs"}
+MACHINE = {"benchbed": "0.1.0", "torch": "2.x", "python": "3.11.7", "platform": "Linux",
+           "hardware": "Test CPU, 2 torch threads", "threads": 2, "git_commit": "abc123def456",
+           "finished": "2026-01-01"}
+
+
+def record(method, seed, value, latent_dim=8, status="finished", reason=None, metrics=None,
+           convergence=CONVERGED, provenance=None):
+    r = {"suite": "lb", "profile": None, "method": method, "label": method.upper(),
+         "latent_dim": latent_dim, "seed": seed, "grid": {}, "run_key": f"{method}{seed}{latent_dim}",
+         "status": status, "reason": reason, "train_seconds": 60.0, "eval_seconds": 6.0,
+         "metrics": (metrics or {"svm": {"accuracy/clean": value}}) if status == "finished" else {},
+         "figures": [], "config": {"code": {"benchbed": "0.1.0"}},
+         "evaluation": {"metrics": {"svm": {"name": "svm"}, "mi": {"name": "mutual_info"},
+                                    "mmd": {"name": "mmd"}}},
+         "provenance": dict(provenance or MACHINE)}
+    if convergence is not None:
+        r["convergence"] = convergence
+    return r
 
 
 def records():
@@ -78,19 +97,26 @@ def test_failed_runs_are_counted_and_explained():
     assert "failed: C z=8 seed=1: diverged: loss became nan" in text
 
 
-def test_findings_get_verdicts_from_the_means():
+def test_findings_get_verdicts_from_tests_over_seeds():
     assert verdict(SUITE.findings[0], records())[0] == "reproduced"
-    assert verdict(SUITE.findings[1], records())[0] == "not reproduced"
-    assert verdict(SUITE.findings[2], records())[0] == "reproduced"
+    assert verdict(SUITE.findings[1], records())[0] == "inconclusive (n=1)"  # c has one seed
+    assert verdict(SUITE.findings[2], records())[0] == "inconclusive (n=1)"
     only_b = [r for r in records() if r["method"] == "b"]
     assert verdict(SUITE.findings[0], only_b)[0] == "not run"
+    line = next(x for x in page().splitlines() if x.startswith("- **a beats b**"))
+    assert "**reproduced**" in line and "Welch t = " in line and "df = " in line and "p = " in line
 
 
 def test_deviations_and_provenance_are_listed():
     text = page()
     assert "- fewer epochs" in text
     assert "- runs: 8 finished, 1 failed" in text
-    assert "benchbed 0.1.0; torch 2.x" in text
+    assert "- git commit: abc123def456 (every run)" in text and "WARNING" not in text
+    assert "- code: benchbed 0.1.0" in text
+    assert "- machine: Test CPU, 2 torch threads, torch 2.x: 9 runs" in text
+    # 9 runs x 66 s x 2 threads = 0.33 machine-hours
+    assert "- total: 0.33 machine-hours" in text
+    assert "bit for bit only on the same CPU kind, torch thread count and torch version" in text
 
 
 def test_profile_differences_name_each_changed_field(write_suite):
@@ -140,3 +166,116 @@ def test_a_column_naming_a_value_the_metric_lacks_says_what_it_reports():
     suite.leaderboards[0].columns[0].value = "acuracy/clean"
     text = render(suite, records(), "f", [], "r", "l")
     assert "reports no value 'acuracy/clean' (it reports: accuracy/clean)" in text
+
+
+# ------------------------------------------------ collapse, ceilings, floors
+
+
+LATENT = Suite.model_validate({
+    **SUITE.model_dump(exclude={"leaderboards", "findings", "metrics"}),
+    "metrics": {"svm": {"name": "svm"}, "mi": {"name": "mutual_info"}, "mmd": {"name": "mmd"}},
+    "leaderboards": [
+        {"id": "acc", "title": "ACC", "where": {"latent_dim": 8}, "methods": ["a", "b", "c"],
+         "columns": [{"header": "acc", "metric": "svm", "value": "accuracy/clean"}]},
+        {"id": "latent", "title": "LATENT", "where": {"latent_dim": 8}, "methods": ["a", "b", "c"],
+         "columns": [{"header": "MI", "metric": "mi", "value": "mutual_info", "better": "higher"},
+                     {"header": "MMD", "metric": "mmd", "value": "mmd", "better": "lower", "digits": 4}]},
+    ],
+})
+LOG_M = math.log(1000)
+
+
+def latent_record(method, seed, acc, mi, mmd, **kw):
+    return record(method, seed, None, metrics={"svm": {"accuracy/clean": acc},
+                                               "mi": {"mutual_info": mi, "log_m": LOG_M},
+                                               "mmd": {"mmd": mmd, "n": 1000.0}}, **kw)
+
+
+def tables(rows):
+    text = render(LATENT, rows, "f", [], "r", "l")
+    acc, latent = text.split("### LATENT")
+    return acc, latent, text
+
+
+def test_a_collapsed_run_is_flagged_in_every_table_and_never_bold():
+    # c's codes carry no information, yet it has the best accuracy and the best MMD.
+    rows = [latent_record("a", 0, 80.0, 5.0, 0.020), latent_record("b", 0, 70.0, 4.0, 0.030),
+            latent_record("c", 0, 95.0, 0.01, 0.001)]
+    acc, latent, text = tables(rows)
+    for table in (acc, latent):
+        assert row(table, "C ⊘").count("**") == 0
+    assert "**80.00**" in row(acc, "A")  # the best of the runs that may rank
+    assert "**0.0200**" in row(latent, "A") and "**5.00**" in row(latent, "A")
+    assert "⊘ collapsed: C z=8 seed=0: I(x; z) = 0.01 nats < 0.1" in text
+
+
+def test_mi_at_log_m_is_shown_as_the_ceiling_and_never_bold():
+    rows = [latent_record("a", 0, 80.0, LOG_M - 0.001, 0.02), latent_record("b", 0, 70.0, 4.0, 0.03),
+            latent_record("c", 0, 60.0, 3.0, 0.04)]
+    _, latent, _ = tables(rows)
+    assert "≥ log M (6.91, n=1)" in row(latent, "A")
+    mi_cells = [row(latent, m).split("|")[2] for m in ("A", "B", "C")]
+    # The ceiling value may be the best, so no MI cell is bold.
+    assert not any("**" in cell for cell in mi_cells)
+    assert "no bold in MI: 1 value(s) at the estimator's ceiling could be the best" in latent
+
+
+def test_a_negative_mmd_is_shown_as_the_floor_and_never_bold():
+    rows = [latent_record("a", 0, 80.0, 5.0, -0.0004), latent_record("b", 0, 70.0, 4.0, 0.03),
+            latent_record("c", 0, 60.0, 3.0, 0.04)]
+    _, latent, _ = tables(rows)
+    assert "< 0: floor (-0.0004, n=1)" in row(latent, "A")
+    mmd_cells = [row(latent, m).split("|")[3] for m in ("A", "B", "C")]
+    assert not any("**" in cell for cell in mmd_cells)
+    assert "**5.00**" in row(latent, "A")  # the MI column is unaffected
+
+
+def test_a_tie_at_the_shown_precision_is_not_bold():
+    rows = [latent_record("a", 0, 80.001, 5.0, 0.02), latent_record("b", 0, 80.004, 4.0, 0.03),
+            latent_record("c", 0, 60.0, 3.0, 0.04)]
+    acc, _, _ = tables(rows)
+    assert not any("**" in row(acc, m) for m in ("A", "B", "C"))
+    assert "no bold in acc: 2 values tie for the best" in acc
+
+
+def test_runs_stopped_on_their_budget_are_marked_with_a_dagger():
+    rows = [latent_record("a", 0, 80.0, 5.0, 0.02, convergence=BUDGET),
+            latent_record("a", 1, 81.0, 5.0, 0.02),
+            latent_record("b", 0, 70.0, 4.0, 0.03, convergence=None),
+            latent_record("c", 0, 60.0, 3.0, 0.04)]
+    acc, _, _ = tables(rows)
+    assert row(acc, "A †(1/2)") and row(acc, "B †") and "†" not in row(acc, "C")
+    assert "† under-trained: 2 of 4 runs stopped on their epoch budget" in acc
+    assert "1 of them fixed-epoch runs with no convergence check" in acc
+
+
+def test_records_from_several_or_dirty_commits_raise_a_warning():
+    dirty = dict(MACHINE, git_commit="abc123def456+dirty")
+    other = dict(MACHINE, git_commit="fedcba654321", hardware="Other CPU, 1 torch thread", threads=1,
+                 torch="2.y")
+    rows = records()
+    rows[0]["provenance"], rows[1]["provenance"] = dirty, other
+    rows[2]["config"] = {"code": {"benchbed": "0.1.0", "benchbed-energy": "0.2.0"}}
+    text = render(SUITE, rows, "f", [], "r", "l")
+    footer = text.split("## Provenance")[1]
+    assert "**WARNING: not published from one clean commit**: the runs come from 3 different commits; " \
+           "1 of 9 runs from a checkout with uncommitted changes (+dirty)" in footer
+    assert "- code: benchbed 0.1.0, benchbed-energy 0.2.0" in footer
+    assert "- machine: Other CPU, 1 torch thread, torch 2.y: 1 run," in footer
+    assert "- machine: Test CPU, 2 torch threads, torch 2.x: 8 runs," in footer
+    # 8 x 66 s x 2 threads + 66 s x 1 thread
+    assert f"- total: {(8 * 66 * 2 + 66) / 3600:.2f} machine-hours" in footer
+
+
+def test_old_records_name_their_threads_in_the_hardware_string():
+    old = dict(MACHINE, hardware="Intel(R) Xeon(R) Processor, 4 torch threads")
+    del old["threads"]
+    rows = [record("a", 0, 80.0, provenance=old)]
+    assert f"- total: {66 * 4 / 3600:.2f} machine-hours" in render(SUITE, rows, "f", [], "r", "l")
+
+
+def test_the_page_is_a_function_of_the_records():
+    assert page() == page()
+    rows = [latent_record("a", 0, 80.0, LOG_M, -0.001, convergence=BUDGET),
+            latent_record("b", 0, 70.0, 0.0, 0.03)]
+    assert tables(rows)[2] == tables([dict(r) for r in rows])[2]
