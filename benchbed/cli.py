@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import signal
+import sqlite3
 import sys
 import textwrap
 from pathlib import Path
@@ -44,13 +45,19 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     report = run_suite(Path(args.suite), args.profile, Path(args.store), _executor_override(args),
                        make_progress(force_plain=args.plain), Path(args.leaderboards),
-                       retry_failed=args.retry_failed, only=args.only, rerun_published=args.rerun)
-    print(f"{report.finished} run(s) finished, {len(report.failed)} failed, "
+                       retry_failed=args.retry_failed, only=args.only, rerun_published=args.rerun,
+                       wait=args.wait)
+    elsewhere = f", {len(report.elsewhere)} running elsewhere" if report.elsewhere else ""
+    print(f"{report.finished} run(s) finished, {len(report.failed)} failed{elsewhere}, "
           f"{report.skipped} skipped as already done, in {report.seconds:.0f}s.")
     for name, reason in report.failed:
         print(f"  FAILED {name}: {reason}")
-    print(f"Leaderboard: {report.leaderboard}")
-    return 1 if report.failed else 0
+    for name in report.elsewhere:
+        print(f"  RUNNING ELSEWHERE {name}: another process is running it (--wait waits for it)")
+    for problem in report.problems:
+        print(f"  {problem}", file=sys.stderr)
+    print(f"Leaderboard: {report.leaderboard or 'none (no records yet)'}")
+    return 1 if report.failed or report.problems else 0
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -137,10 +144,26 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
-    from benchbed.suite_runner import write_leaderboard
-    path = write_leaderboard(Path(args.suite), args.profile, Path(args.leaderboards))
-    print(f"wrote {path}")
-    return 0
+    from benchbed.records import publish_name, records_dir
+    from benchbed.suite_runner import build_leaderboard, check_output_folder
+    from benchbed.suite_source import profile_names
+    from benchbed.validate import load_suite
+
+    suite_path, leaderboards = Path(args.suite), Path(args.leaderboards)
+    suite, _ = load_suite(suite_path, args.profile)
+    if leaderboards.exists():
+        check_output_folder(leaderboards, "--leaderboards")
+    board = build_leaderboard(suite_path, args.profile, leaderboards, suite)
+    for problem in board.bad:
+        print(f"warning: {problem}", file=sys.stderr)
+    if board.path is None:
+        name = publish_name(suite.name, suite.profile, profile_names(suite_path)[1])
+        print(f"error: no usable records for {name} in {records_dir(leaderboards, name)}: "
+              f"run `benchbed run {args.suite}` first; no leaderboard written", file=sys.stderr)
+        return 1
+    print(f"wrote {board.path} from {board.records} record(s)"
+          + (f"; {len(board.bad)} damaged record file(s) skipped" if board.bad else ""))
+    return 1 if board.bad else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -169,6 +192,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "are still skipped")
     run.add_argument("--only", nargs="+", metavar="METHOD", help="only these methods")
     run.add_argument("--plain", action="store_true", help="plain log lines even on a terminal")
+    run.add_argument("--wait", action="store_true",
+                     help="wait for runs another benchbed process is running (default: leave them "
+                          "to it and say so)")
     run.set_defaults(func=cmd_run)
 
     validate = sub.add_parser("validate", help="check suites completely, without training")
@@ -212,14 +238,34 @@ def main(argv: list[str] | None = None) -> int:
             os.environ[ENV_PLUGINS] = ",".join(dict.fromkeys([*existing, *args.plugin]))
             configure()
         return args.func(args)
+    except (OSError, sqlite3.Error) as exc:
+        from benchbed.errors import NoSpace
+        from benchbed.files import is_no_space, no_space_folder
+        if is_no_space(exc):
+            print(f"error: {NoSpace(no_space_folder(exc, getattr(args, 'store', '.')))}", file=sys.stderr)
+            return 1
+        if isinstance(exc, OSError) and exc.filename:
+            print(f"error: {exc.filename}: {exc.strerror or exc}", file=sys.stderr)
+            return 1
+        raise
     except BenchbedError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return exc.exit_code
     except KeyboardInterrupt:
+        _ignore_further_interrupts()
         print("\ninterrupted: finished runs are kept, and an unfinished run resumes from its last "
               "checkpoint (each epoch end, or every training.checkpoint_every steps) when you run "
               "the same command again.", file=sys.stderr)
         return 130
+
+
+def _ignore_further_interrupts() -> None:
+    """More Ctrl-C while we clean up and exit would only print tracebacks from
+    exit handlers (multiprocessing's, say): the work is already stopped."""
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except (ValueError, OSError):  # not the main thread
+        pass
 
 
 if __name__ == "__main__":
