@@ -64,7 +64,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from benchbed.plan import plan
     from benchbed.plugins import get_registry
     from benchbed.suite_source import profile_names
-    from benchbed.validate import load_suite
+    from benchbed.validate import SuiteInvalid, load_suite
 
     status = 0
     for file in args.suites:
@@ -75,15 +75,28 @@ def cmd_validate(args: argparse.Namespace) -> int:
             print(f"error: {exc}", file=sys.stderr)
             status = 2
             continue
-        chosen = profiles if args.all_profiles and profiles else [args.profile]
+        # Every profile unless one is named: a typo in a profile other than the
+        # default must not wait for the day someone runs it.
+        chosen = [args.profile] if args.profile or not profiles else profiles
+        seen: set[str] = set()  # a problem shared by several profiles is said once
         for profile in chosen:
             try:
                 suite, _ = load_suite(path, profile)
-            except BenchbedError as exc:
-                print(f"error: {exc}", file=sys.stderr)
+            except SuiteInvalid as exc:
                 status = 2
-                if args.all_profiles and "profiles." not in str(exc):
-                    break  # the same problem in every profile: say it once
+                fresh = [p for p in map(str, exc.problems) if p not in seen]
+                seen.update(fresh)
+                if fresh:
+                    shown = f" (profile {exc.profile})" if exc.profile else ""
+                    noun = "problem" if len(fresh) == 1 else "problems"
+                    lines = "\n".join(f"  {p}" for p in fresh)
+                    print(f"error: {path}{shown}: {len(fresh)} {noun}:\n{lines}", file=sys.stderr)
+                continue
+            except BenchbedError as exc:
+                status = 2
+                if str(exc) not in seen:
+                    seen.add(str(exc))
+                    print(f"error: {exc}", file=sys.stderr)
                 continue
             runs = plan(suite, get_registry())
             print(f"{path}: ok (profile {suite.profile or 'default'}): {len(suite.methods)} methods, "
@@ -199,8 +212,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     validate = sub.add_parser("validate", help="check suites completely, without training")
     validate.add_argument("suites", nargs="+")
-    validate.add_argument("--profile")
-    validate.add_argument("--all-profiles", action="store_true", help="check every profile")
+    validate.add_argument("--profile", help="check only this profile (default: every profile)")
+    validate.add_argument("--all-profiles", action="store_true",
+                          help="check every profile (the default; kept for old scripts)")
     validate.set_defaults(func=cmd_validate)
 
     schema = sub.add_parser("schema", help="print the suite JSON Schema (for editors)")

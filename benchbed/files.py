@@ -156,3 +156,15 @@ def set_aside(path: Path, why: str, log: Callable[[str], None] | None = None) ->
     if log is not None:
         log(f"{path} does not load ({why}); set aside as {target.name if target else '(removed)'}")
     return target
+
+
+def load_error(exc: BaseException) -> str:
+    """Why a file did not load, in one line, without torch's advice to load
+    it again with ``weights_only=False`` (which would run code in the file)."""
+    text = str(exc).strip()
+    if "Weights only load failed" in text:
+        detail = next((line.strip() for line in text.splitlines()
+                       if "GLOBAL" in line or "Unsupported" in line or "unsupported" in line), "")
+        return f"holds objects other than tensors{': ' + detail if detail else ''}"
+    first = (text.splitlines() or [""])[0][:200]
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__

@@ -19,8 +19,8 @@ from benchbed.build import BuiltRun, build_run, resolve_device
 from benchbed.components import Split
 from benchbed.errors import BenchbedError, NoSpace, RunDiverged
 from benchbed.evaluation_context import EvalContext
-from benchbed.files import (atomic_torch_save, atomic_write, is_no_space, no_space_folder,
-                            remove_stale_temps, set_aside)
+from benchbed.files import (atomic_torch_save, atomic_write, is_no_space, load_error,
+                            no_space_folder, remove_stale_temps, set_aside)
 from benchbed.plugins import Registry, get_registry
 from benchbed.provenance import provenance
 from benchbed.store import metric_hash, read_object, write_json
@@ -204,7 +204,7 @@ def _check_checkpoint(run_dir: Path) -> None:
 
 
 def _short(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0][:200]}"
+    return load_error(exc)
 
 
 def _run_task_locked(task: RunTask, on_event: Callable[[dict], None]) -> TaskOutcome:

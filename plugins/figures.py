@@ -147,6 +147,9 @@ class Figures(Metric):
         scatter_points: int = Field(2000, gt=0, description="test images in the latent scatter "
                                     "(and prior samples drawn beside them)")
 
+    def produces(self) -> list[str]:
+        return []  # figures only
+
     def evaluate(self, ctx) -> MetricResult:
         draw = {
             "samples": self.draw_samples,
