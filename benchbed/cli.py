@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import signal
+import sqlite3
 import sys
 import textwrap
 from pathlib import Path
@@ -67,20 +68,26 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     report = run_suite(Path(args.suite), args.profile, Path(args.store), _executor_override(args),
                        make_progress(force_plain=args.plain), Path(args.leaderboards),
-                       retry_failed=args.retry_failed, only=args.only, rerun_published=args.rerun)
-    print(f"{report.finished} run(s) finished, {len(report.failed)} failed, "
+                       retry_failed=args.retry_failed, only=args.only, rerun_published=args.rerun,
+                       wait=args.wait)
+    elsewhere = f", {len(report.elsewhere)} running elsewhere" if report.elsewhere else ""
+    print(f"{report.finished} run(s) finished, {len(report.failed)} failed{elsewhere}, "
           f"{report.skipped} skipped as already done, in {report.seconds:.0f}s.")
     for name, reason in report.failed:
         print(f"  FAILED {name}: {reason}")
-    print(f"Leaderboard: {report.leaderboard}")
-    return 1 if report.failed else 0
+    for name in report.elsewhere:
+        print(f"  RUNNING ELSEWHERE {name}: another process is running it (--wait waits for it)")
+    for problem in report.problems:
+        print(f"  {problem}", file=sys.stderr)
+    print(f"Leaderboard: {report.leaderboard or 'none (no records yet)'}")
+    return 1 if report.failed or report.problems else 0
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from benchbed.plan import plan
     from benchbed.plugins import get_registry
     from benchbed.suite_source import profile_names
-    from benchbed.validate import load_suite
+    from benchbed.validate import SuiteInvalid, load_suite
 
     status = 0
     for file in args.suites:
@@ -91,15 +98,28 @@ def cmd_validate(args: argparse.Namespace) -> int:
             print(f"error: {exc}", file=sys.stderr)
             status = 2
             continue
-        chosen = profiles if args.all_profiles and profiles else [args.profile]
+        # Every profile unless one is named: a typo in a profile other than the
+        # default must not wait for the day someone runs it.
+        chosen = [args.profile] if args.profile or not profiles else profiles
+        seen: set[str] = set()  # a problem shared by several profiles is said once
         for profile in chosen:
             try:
                 suite, _ = load_suite(path, profile)
-            except BenchbedError as exc:
-                print(f"error: {exc}", file=sys.stderr)
+            except SuiteInvalid as exc:
                 status = 2
-                if args.all_profiles and "profiles." not in str(exc):
-                    break  # the same problem in every profile: say it once
+                fresh = [p for p in map(str, exc.problems) if p not in seen]
+                seen.update(fresh)
+                if fresh:
+                    shown = f" (profile {exc.profile})" if exc.profile else ""
+                    noun = "problem" if len(fresh) == 1 else "problems"
+                    lines = "\n".join(f"  {p}" for p in fresh)
+                    print(f"error: {path}{shown}: {len(fresh)} {noun}:\n{lines}", file=sys.stderr)
+                continue
+            except BenchbedError as exc:
+                status = 2
+                if str(exc) not in seen:
+                    seen.add(str(exc))
+                    print(f"error: {exc}", file=sys.stderr)
                 continue
             runs = plan(suite, get_registry())
             print(f"{path}: ok (profile {suite.profile or 'default'}): {len(suite.methods)} methods, "
@@ -164,10 +184,26 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
-    from benchbed.suite_runner import write_leaderboard
-    path = write_leaderboard(Path(args.suite), args.profile, Path(args.leaderboards))
-    print(f"wrote {path}")
-    return 0
+    from benchbed.records import publish_name, records_dir
+    from benchbed.suite_runner import build_leaderboard, check_output_folder
+    from benchbed.suite_source import profile_names
+    from benchbed.validate import load_suite
+
+    suite_path, leaderboards = Path(args.suite), Path(args.leaderboards)
+    suite, _ = load_suite(suite_path, args.profile)
+    if leaderboards.exists():
+        check_output_folder(leaderboards, "--leaderboards")
+    board = build_leaderboard(suite_path, args.profile, leaderboards, suite)
+    for problem in board.bad:
+        print(f"warning: {problem}", file=sys.stderr)
+    if board.path is None:
+        name = publish_name(suite.name, suite.profile, profile_names(suite_path)[1])
+        print(f"error: no usable records for {name} in {records_dir(leaderboards, name)}: "
+              f"run `benchbed run {args.suite}` first; no leaderboard written", file=sys.stderr)
+        return 1
+    print(f"wrote {board.path} from {board.records} record(s)"
+          + (f"; {len(board.bad)} damaged record file(s) skipped" if board.bad else ""))
+    return 1 if board.bad else 0
 
 
 def build_parser(executor_flags: dict[str, list[tuple[str, str, str]]] | None = None
@@ -204,12 +240,16 @@ def build_parser(executor_flags: dict[str, list[tuple[str, str, str]]] | None = 
                           "are still skipped")
     run.add_argument("--only", nargs="+", metavar="METHOD", help="only these methods")
     run.add_argument("--plain", action="store_true", help="plain log lines even on a terminal")
+    run.add_argument("--wait", action="store_true",
+                     help="wait for runs another benchbed process is running (default: leave them "
+                          "to it and say so)")
     run.set_defaults(func=cmd_run)
 
     validate = sub.add_parser("validate", help="check suites completely, without training")
     validate.add_argument("suites", nargs="+")
-    validate.add_argument("--profile")
-    validate.add_argument("--all-profiles", action="store_true", help="check every profile")
+    validate.add_argument("--profile", help="check only this profile (default: every profile)")
+    validate.add_argument("--all-profiles", action="store_true",
+                          help="check every profile (the default; kept for old scripts)")
     validate.set_defaults(func=cmd_validate)
 
     schema = sub.add_parser("schema", help="print the suite JSON Schema (for editors)")
@@ -258,14 +298,34 @@ def main(argv: list[str] | None = None) -> int:
         # Only `run` has executor flags: other commands do not load the plugins for them.
         args = build_parser(None if first.command == "run" else {}).parse_args(argv)
         return args.func(args)
+    except (OSError, sqlite3.Error) as exc:
+        from benchbed.errors import NoSpace
+        from benchbed.files import is_no_space, no_space_folder
+        if is_no_space(exc):
+            print(f"error: {NoSpace(no_space_folder(exc, getattr(args, 'store', '.')))}", file=sys.stderr)
+            return 1
+        if isinstance(exc, OSError) and exc.filename:
+            print(f"error: {exc.filename}: {exc.strerror or exc}", file=sys.stderr)
+            return 1
+        raise
     except BenchbedError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return exc.exit_code
     except KeyboardInterrupt:
+        _ignore_further_interrupts()
         print("\ninterrupted: finished runs are kept, and an unfinished run resumes from its last "
               "checkpoint (each epoch end, or every training.checkpoint_every steps) when you run "
               "the same command again.", file=sys.stderr)
         return 130
+
+
+def _ignore_further_interrupts() -> None:
+    """More Ctrl-C while we clean up and exit would only print tracebacks from
+    exit handlers (multiprocessing's, say): the work is already stopped."""
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except (ValueError, OSError):  # not the main thread
+        pass
 
 
 if __name__ == "__main__":

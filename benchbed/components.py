@@ -354,6 +354,12 @@ class Metric(Component):
     def evaluate(self, ctx: "EvalContext") -> MetricResult:  # pragma: no cover
         raise NotImplementedError
 
+    def produces(self) -> list[str] | None:
+        """The value names ``evaluate`` returns with these params (e.g.
+        ``accuracy/clean`` for each condition), so a suite naming another is
+        refused before training. None (the default): not declared, not checked."""
+        return None
+
     def probe(self, model: "Autoencoder", x: Tensor) -> dict[str, float]:
         raise NotImplementedError(f"{type(self).__name__} cannot be tracked during training")
 

@@ -7,7 +7,32 @@ from typing import Iterable
 
 
 class BenchbedError(Exception):
-    """Any error caused by the user's input or environment."""
+    """Any error caused by the user's input or environment.
+
+    ``exit_code``: 2 (bad input: a suite, a plugin, missing data) unless a
+    subclass says otherwise.
+    """
+
+    exit_code = 2
+
+
+class WorkStopped(BenchbedError):
+    """The machinery failed, not the input (workers dying, a cluster gone, a
+    full disk): exit code 1, and a rerun of the same command resumes."""
+
+    exit_code = 1
+
+
+class NoSpace(WorkStopped):
+    """A write failed because the device is full."""
+
+    def __init__(self, folder):
+        from pathlib import Path
+
+        self.folder = Path(folder)
+        super().__init__(f"no space left on the device holding {self.folder}: free some space "
+                         "and run the same command again (finished runs are kept, unfinished "
+                         "ones resume)")
 
 
 class PluginError(BenchbedError):

@@ -17,15 +17,17 @@ import torch
 
 from benchbed.build import BuiltRun, build_run, resolve_device
 from benchbed.components import Split
-from benchbed.errors import BenchbedError, RunDiverged
+from benchbed.errors import BenchbedError, NoSpace, RunDiverged
 from benchbed.evaluation_context import EvalContext
 from benchbed.events import Done, Evaluating, OnEvent, RunEvent, Started
+from benchbed.files import (atomic_torch_save, atomic_write, is_no_space, load_error,
+                            no_space_folder, remove_stale_temps, set_aside)
 from benchbed.plugins import Registry, get_registry
 from benchbed.provenance import provenance
-from benchbed.store import metric_hashes, read_json, write_json
+from benchbed.store import metric_hashes, read_object, write_json
 from benchbed.suite import Training
 from benchbed.tasks import RunTask, TaskOutcome
-from benchbed.train import train
+from benchbed.train import CHECKPOINT, train
 
 WEIGHTS = "model.pt"
 
@@ -40,8 +42,11 @@ def configure_torch(threads: int) -> None:
 
 
 def _log(run_dir: Path, message: str) -> None:
-    with open(run_dir / "log.txt", "a") as handle:
-        handle.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n")
+    try:  # best effort: a full disk must not turn a message into a second failure
+        with open(run_dir / "log.txt", "a") as handle:
+            handle.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n")
+    except OSError:
+        pass
 
 
 def _subset(split: Split, n: int | None) -> Split:
@@ -51,11 +56,14 @@ def _subset(split: Split, n: int | None) -> Split:
 
 
 def write_curves(path: Path, curves: list[dict[str, float]]) -> None:
+    import io
+
     columns = list(dict.fromkeys(k for row in curves for k in row))
-    with open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(curves)
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(curves)
+    atomic_write(path, text.getvalue())
 
 
 def read_curves(path: Path) -> list[dict[str, float]]:
@@ -80,8 +88,8 @@ def _train_run(task: RunTask, built: BuiltRun, registry: Registry, run_dir: Path
         built.model, built.objective, train_split.x, built.dataset.train_view, training,
         int(config["seed"]), run_dir, device, on_event=on_event, probes=probes,
         probe_x=test_split.x[:training.probe_size], corruption=corruption)
-    torch.save({"model": built.model.state_dict(), "objective": built.objective.state_dict()},
-               run_dir / WEIGHTS)
+    atomic_torch_save({"model": built.model.state_dict(), "objective": built.objective.state_dict()},
+                      run_dir / WEIGHTS)
     write_curves(run_dir / "curves.csv", result.curves)
     write_json(run_dir / "provenance.json", provenance(device, task.threads))
     write_json(run_dir / "status.json", {"status": "trained", "reason": None, "steps": result.steps,
@@ -99,7 +107,7 @@ def _evaluate(task: RunTask, built: BuiltRun, registry: Registry, run_dir: Path,
     evaluation = task.config.get("evaluation", {})
     corruption_specs = evaluation.get("corruptions", {})
     corruptions = {k: registry.create("corruption", spec) for k, spec in corruption_specs.items()}
-    done: dict[str, Any] = read_json(run_dir / "metrics.json", {}) or {}
+    done: dict[str, Any] = read_object(run_dir / "metrics.json")
     built.model.to(device).eval()
     # Metrics see the training data as training did (e.g. one fixed binarisation),
     # drawn once with a seeded generator so every metric sees the same draw.
@@ -114,7 +122,7 @@ def _evaluate(task: RunTask, built: BuiltRun, registry: Registry, run_dir: Path,
     hashes = metric_hashes(evaluation)
     for key, spec in evaluation.get("metrics", {}).items():
         mhash = hashes[key]
-        if mhash in done and "error" not in done[mhash]:
+        if isinstance(done.get(mhash), dict) and "error" not in done[mhash] and "values" in done[mhash]:
             values[key] = done[mhash]["values"]
             continue
         on_event(Evaluating(metric=key))
@@ -168,16 +176,53 @@ def run_task(task: RunTask, on_event: OnEvent) -> TaskOutcome:
         os.close(lock)  # releases the lock
 
 
+def _load_weights(run_dir: Path, built: BuiltRun) -> bool:
+    """Load model.pt into the run; a file that does not load is set aside
+    (the run then trains again) instead of failing the run for good."""
+    try:
+        state = torch.load(run_dir / WEIGHTS, map_location="cpu", weights_only=True)
+        built.model.load_state_dict(state["model"])
+        built.objective.load_state_dict(state["objective"])
+    except Exception as exc:  # truncated, not a zip, wrong keys or shapes
+        set_aside(run_dir / WEIGHTS, _short(exc), lambda text: _log(run_dir, text + "; training again"))
+        return False
+    return True
+
+
+CHECKPOINT_KEYS = ("model", "objective", "optimiser", "adversaries", "epoch", "batch", "step",
+                   "curves", "seconds", "rng")
+
+
+def _check_checkpoint(run_dir: Path) -> None:
+    """Set aside a checkpoint that does not load (truncated, damaged, foreign),
+    so that training starts again from scratch instead of failing for good."""
+    path = run_dir / CHECKPOINT
+    if not path.exists():
+        return
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        missing = [k for k in CHECKPOINT_KEYS if not isinstance(state, dict) or k not in state]
+        if missing:
+            raise ValueError(f"not a benchbed checkpoint (no {', '.join(missing)})")
+    except Exception as exc:
+        set_aside(path, _short(exc), lambda text: _log(run_dir, text + "; training from scratch"))
+
+
+def _short(exc: BaseException) -> str:
+    return load_error(exc)
+
+
 def _run_task_locked(task: RunTask, on_event: OnEvent) -> TaskOutcome:
     started = time.perf_counter()
     configure_torch(task.threads)
     run_dir = Path(task.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(run_dir)  # ours alone now (we hold the lock)
 
     def emit(event: RunEvent) -> None:
         on_event(event.of(task.key, task.label))
 
-    status = (read_json(run_dir / "status.json", {}) or {}).get("status")
+    status = read_object(run_dir / "status.json").get("status")
     trained = (run_dir / WEIGHTS).exists() and status in ("trained", "finished", "failed")
     try:
         registry = get_registry()
@@ -190,29 +235,34 @@ def _run_task_locked(task: RunTask, on_event: OnEvent) -> TaskOutcome:
             torch.backends.cudnn.benchmark = True
         train_split = _subset(built.dataset.load("train"), task.config["training"].get("train_subset"))
         test_split = built.dataset.load("test")
+        if trained and not _load_weights(run_dir, built):
+            trained = False
+            built = build_run(task.config, registry)  # fresh weights, not half-loaded ones
+        if not trained:
+            _check_checkpoint(run_dir)
         emit(Started(resume=(run_dir / "checkpoint.pt").exists() and not trained))
-        if trained:
-            state = torch.load(run_dir / WEIGHTS, map_location="cpu", weights_only=True)
-            built.model.load_state_dict(state["model"])
-            built.objective.load_state_dict(state["objective"])
-        else:
+        if not trained:
             _log(run_dir, f"training {task.label} on {device}")
             _train_run(task, built, registry, run_dir, train_split, test_split, device, emit)
         metrics, metric_errors = _evaluate(task, built, registry, run_dir, train_split, test_split,
                                            device, emit)
+        wall = time.perf_counter() - started
+        write_json(run_dir / "status.json", {"status": "finished", "reason": None,
+                                             **_train_stats(run_dir)})
     except RunDiverged as exc:
         # A checkpoint from a diverging run would only diverge again on retry.
         (run_dir / "checkpoint.pt").unlink(missing_ok=True)
         return _failed(task, run_dir, f"diverged: {exc}", started, trained=False)
     except BenchbedError as exc:
+        if is_no_space(exc):
+            return _no_space(task, run_dir, exc, started)
         return _failed(task, run_dir, str(exc), started, trained=(run_dir / WEIGHTS).exists())
     except Exception as exc:  # a bug in a plugin must not stop the suite
+        if is_no_space(exc):
+            return _no_space(task, run_dir, exc, started)
         _log(run_dir, traceback.format_exc())
         reason = f"{type(exc).__name__}: {exc}".strip()
         return _failed(task, run_dir, reason, started, trained=(run_dir / WEIGHTS).exists())
-    wall = time.perf_counter() - started
-    write_json(run_dir / "status.json", {"status": "finished", "reason": None,
-                                         **_train_stats(run_dir)})
     emit(Done(status="finished"))
     # Trained and evaluated; a failed metric is reported but leaves the run finished.
     reason = "; ".join(f"metric {k} failed: {v}" for k, v in metric_errors.items()) or None
@@ -220,12 +270,25 @@ def _run_task_locked(task: RunTask, on_event: OnEvent) -> TaskOutcome:
 
 
 def _train_stats(run_dir: Path) -> dict[str, Any]:
-    previous = read_json(run_dir / "status.json", {}) or {}
+    previous = read_object(run_dir / "status.json")
     return {k: previous[k] for k in ("steps", "train_seconds", "convergence") if k in previous}
 
 
 def _failed(task: RunTask, run_dir: Path, reason: str, started: float, trained: bool) -> TaskOutcome:
     _log(run_dir, f"FAILED: {reason}")
-    write_json(run_dir / "status.json", {"status": "failed", "reason": reason, "trained": trained,
-                                         **_train_stats(run_dir)})
+    try:
+        write_json(run_dir / "status.json", {"status": "failed", "reason": reason, "trained": trained,
+                                             **_train_stats(run_dir)})
+    except Exception as exc:  # the failure handler must not fail in turn
+        if is_no_space(exc):
+            return _no_space(task, run_dir, exc, started)
+        reason = f"{reason} (and its status could not be written: {_short(exc)})"
     return TaskOutcome(task.key, "failed", reason, {}, time.perf_counter() - started)
+
+
+def _no_space(task: RunTask, run_dir: Path, exc: BaseException, started: float) -> TaskOutcome:
+    """A full disk is the machine's failure, not the run's: nothing is marked
+    failed, so the same command resumes the run once there is space."""
+    reason = str(NoSpace(no_space_folder(exc, run_dir)))
+    _log(run_dir, f"stopped: {reason}")
+    return TaskOutcome(task.key, "failed", reason, {}, time.perf_counter() - started, stopped=True)

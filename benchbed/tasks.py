@@ -39,6 +39,9 @@ class TaskOutcome:
     # The run folder packed as a tar archive, for executors whose workers do
     # not share the driver's filesystem; None when files were written in place.
     archive: bytes | None = None
+    # The machine stopped the run (a full disk), not the run itself: nothing
+    # was recorded as failed, and the driver stops rather than go on.
+    stopped: bool = False
 
 
 def execute(task: RunTask, on_event: "OnEvent | None" = None) -> TaskOutcome:

@@ -8,12 +8,10 @@ so the harness costs about what a hand-written PyTorch loop costs; see
 from __future__ import annotations
 
 import math
-import os
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from torch import Tensor
@@ -21,6 +19,7 @@ from torch import Tensor
 from benchbed.components import Codes, Corruption, Metric, Objective
 from benchbed.errors import RunDiverged
 from benchbed.events import EpochEnded, OnEvent, Resumed, Stepped, ignore
+from benchbed.files import atomic_torch_save
 from benchbed.model import Autoencoder
 from benchbed.suite import Converge, Optimiser, Training
 
@@ -203,14 +202,7 @@ def train(model: Autoencoder, objective: Objective, x_train: Tensor, train_view:
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None,
             "heldout": check.losses if check is not None else [],
         }
-        # A temp name of our own: two processes on one run never share one.
-        tmp = checkpoint_path.with_name(f"{CHECKPOINT}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp")
-        try:
-            torch.save(state, tmp)
-            os.replace(tmp, checkpoint_path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        atomic_torch_save(state, checkpoint_path)  # never half a checkpoint
 
     def check_finite(where: str, value: Tensor) -> None:
         if not torch.isfinite(value).all():

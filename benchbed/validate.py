@@ -39,11 +39,12 @@ class Problem:
 
 
 class SuiteInvalid(BenchbedError):
-    def __init__(self, file: str, problems: list[Problem]):
-        self.file, self.problems = file, problems
+    def __init__(self, file: str, problems: list[Problem], profile: str | None = None):
+        self.file, self.problems, self.profile = file, problems, profile
         lines = "\n".join(f"  {p}" for p in problems)
         noun = "problem" if len(problems) == 1 else "problems"
-        super().__init__(f"{file}: {len(problems)} {noun}:\n{lines}")
+        shown = f" (profile {profile})" if profile else ""
+        super().__init__(f"{file}{shown}: {len(problems)} {noun}:\n{lines}")
 
 
 def dotted(path: Iterable[Any]) -> str:
@@ -175,8 +176,75 @@ def _problem(locs: Locations, path: tuple[Any, ...], message: str) -> Problem:
     return Problem(str(locs.find(path)), dotted(path), message)
 
 
+def _kind(value: Any) -> str:
+    """A value's kind as YAML shows it (int and float are both numbers)."""
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if value is None:
+        return "null"
+    if isinstance(value, str):
+        return "text"
+    return "a list" if isinstance(value, list) else "a mapping"
+
+
+def where_problems(suite: Suite, where: dict[str, Any], base: tuple[Any, ...],
+                   locs: Locations) -> list[Problem]:
+    """A ``where`` value of the wrong kind would silently match nothing."""
+    problems = []
+    for key, wanted in where.items():
+        values = wanted if isinstance(wanted, list) else [wanted]
+        path = base + ("where", key)
+        if not values:
+            problems.append(_problem(locs, path, "an empty list matches no run"))
+        if key in ("latent_dim", "seed"):
+            for i, v in enumerate(values):
+                at = path + (i,) if isinstance(wanted, list) else path
+                if isinstance(v, bool) or not isinstance(v, int):
+                    problems.append(_problem(locs, at, f"{key} must be a whole number (or a list of "
+                                                       f"them), got {v!r}"))
+                elif key == "latent_dim" and v < 1:
+                    problems.append(_problem(locs, at, f"latent_dim must be positive, got {v}: "
+                                                       "it would match no run"))
+        elif key in suite.grid.params:
+            kinds = sorted({_kind(v) for v in suite.grid.params[key]})
+            for i, v in enumerate(values):
+                if _kind(v) not in kinds:
+                    at = path + (i,) if isinstance(wanted, list) else path
+                    shown = ", ".join(repr(g) for g in suite.grid.params[key])
+                    problems.append(_problem(locs, at, f"{v!r} is {_kind(v)}, but the grid's "
+                                                       f"{key} values are {' or '.join(kinds)} "
+                                                       f"({shown}): it would match no run"))
+    return problems
+
+
+def produced_values(suite: Suite, registry: Registry) -> dict[str, list[str] | None]:
+    """Metric key -> the value names it declares (None: undeclared, or unknown)."""
+    out: dict[str, list[str] | None] = {}
+    for key, ref in suite.metrics.items():
+        try:
+            cls = registry.get("metric", ref.name).cls
+            names = cls(cls.Params.model_validate(ref.params)).produces()
+            out[key] = None if names is None else [str(n) for n in names]
+        except Exception:  # reported elsewhere, or a metric that cannot say
+            out[key] = None
+    return out
+
+
+def value_problem(suite: Suite, produced: dict[str, list[str] | None], metric: str, value: str,
+                  path: tuple[Any, ...], locs: Locations) -> list[Problem]:
+    names = produced.get(metric)
+    if names is None or value in names:
+        return []
+    gives = ", ".join(names) if names else "no values, only figures"
+    return [_problem(locs, path, f"metric {metric!r} ({suite.metrics[metric].name}) gives no value "
+                                 f"{value!r}{did_you_mean(value, names)} (it gives: {gives})")]
+
+
 def check_references(suite: Suite, registry: Registry, locs: Locations) -> list[Problem]:
     problems: list[Problem] = []
+    produced = produced_values(suite, registry)
     conditions = ["clean", *suite.corruptions]
     metric_keys = list(suite.metrics)
     method_keys = list(suite.methods)
@@ -258,12 +326,16 @@ def check_references(suite: Suite, registry: Registry, locs: Locations) -> list[
                 problems.append(_problem(locs, base + ("where", k),
                                          f"unknown grid key {k!r}{did_you_mean(k, grid_keys)}"
                                          f" (grid keys: {', '.join(grid_keys)})"))
+        problems += where_problems(suite, table.where, base, locs)
         for c, column in enumerate(table.columns):
             cbase = base + ("columns", c)
             if column.metric not in metric_keys:
                 problems.append(_problem(locs, cbase + ("metric",),
                                          f"unknown metric {column.metric!r}"
                                          f"{did_you_mean(column.metric, metric_keys)}"))
+            else:
+                problems += value_problem(suite, produced, column.metric, column.value,
+                                          cbase + ("value",), locs)
             for m in column.paper:
                 if m not in method_keys:
                     problems.append(_problem(locs, cbase + ("paper", m),
@@ -275,10 +347,14 @@ def check_references(suite: Suite, registry: Registry, locs: Locations) -> list[
                 problems.append(_problem(locs, base + ("where", k),
                                          f"unknown grid key {k!r}{did_you_mean(k, grid_keys)}"
                                          f" (grid keys: {', '.join(grid_keys)})"))
+        problems += where_problems(suite, finding.where, base, locs)
         if finding.metric not in metric_keys:
             problems.append(_problem(locs, base + ("metric",),
                                      f"unknown metric {finding.metric!r}"
                                      f"{did_you_mean(finding.metric, metric_keys)}"))
+        else:
+            problems += value_problem(suite, produced, finding.metric, finding.value,
+                                      base + ("value",), locs)
         for i, comparison in enumerate(finding.holds):
             try:
                 terms = parse_comparison(comparison)
@@ -302,11 +378,11 @@ def load_suite(path: str | Path, profile: str | None = None,
     registry = registry or get_registry()
     path = Path(path)
     data, locs = load_raw(path)
-    data, locs, _ = apply_profile(data, locs, profile)
+    data, locs, chosen = apply_profile(data, locs, profile)
     try:
         suite = Suite.model_validate(data)
     except ValidationError as exc:
-        raise SuiteInvalid(str(path), convert_errors(exc, Suite, (), locs)) from None
+        raise SuiteInvalid(str(path), convert_errors(exc, Suite, (), locs), chosen) from None
     problems: list[Problem] = []
     for kind, slot_path, ref in component_slots(suite):
         problems += check_component(registry, kind, slot_path, ref, locs)
@@ -314,5 +390,5 @@ def load_suite(path: str | Path, profile: str | None = None,
     if not problems:
         problems += plan_problems(suite, registry, locs)
     if problems:
-        raise SuiteInvalid(str(path), list(dict.fromkeys(problems)))  # one line per problem
+        raise SuiteInvalid(str(path), list(dict.fromkeys(problems)), chosen)  # one line per problem
     return suite, locs

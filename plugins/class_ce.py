@@ -77,6 +77,9 @@ class ClassCE(Metric):
         eps: float = Field(1e-4, gt=0, lt=1, description="added to every c_hat entry (then "
                            "renormalised) so a missing class costs -c_k log eps, not infinity")
 
+    def produces(self) -> list[str]:
+        return ["class_ce", "classifier_accuracy"]
+
     def evaluate(self, ctx) -> MetricResult:
         classifier, accuracy = get_classifier(ctx)
         train = full_train_split(ctx)

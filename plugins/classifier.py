@@ -31,7 +31,6 @@ import json
 import math
 import os
 import re
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +43,7 @@ from torch import Tensor, nn
 
 from benchbed.components import Split
 from benchbed.errors import BenchbedError
+from benchbed.files import atomic_write
 
 try:  # POSIX only; elsewhere the atomic rename alone keeps files whole
     import fcntl
@@ -151,15 +151,7 @@ def file_lock(path: Path) -> Iterator[None]:
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write to a temporary file in the same folder, then rename over ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, data)
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:

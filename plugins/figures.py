@@ -152,6 +152,9 @@ class Figures(Metric):
             return []
         return list(available) if self.params.conditions is None else super().conditions_used(available)
 
+    def produces(self) -> list[str]:
+        return []  # figures only
+
     def evaluate(self, ctx) -> MetricResult:
         draw = {
             "samples": self.draw_samples,

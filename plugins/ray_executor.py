@@ -23,7 +23,7 @@ from pydantic import ByteSize, Field
 
 from benchbed import hookimpl
 from benchbed.components import Executor, Params
-from benchbed.errors import BenchbedError
+from benchbed.errors import BenchbedError, WorkStopped
 from benchbed.events import ClusterStatus, Event, OnEvent, Placed, Stepped
 from benchbed.tasks import RunTask, TaskOutcome, execute, pack_dir, unpack_dir
 
@@ -276,7 +276,7 @@ class RayExecutor(Executor):
             where = f"the Ray cluster at {address}" if address else "a local Ray cluster"
             hint = (" (is it running? If it uses token authentication, set RAY_AUTH_MODE=token and "
                     "give this machine its token: ~/.ray/auth_token or RAY_AUTH_TOKEN)" if address else "")
-            raise BenchbedError(f"could not connect to {where}: {type(exc).__name__}: {exc}{hint}") from None
+            raise WorkStopped(f"could not connect to {where}: {type(exc).__name__}: {exc}{hint}") from None
         return True
 
     def _cluster_size(self, ray: Any) -> tuple[int | None, float | None]:

@@ -47,6 +47,10 @@ class Reconstruction(Metric):
         def _distinct_conditions(cls, v):
             return validate_condition_list(v)
 
+    def produces(self) -> list[str]:
+        # bce only for data in [0, 1], which a suite cannot know: both are declared.
+        return [f"{kind}/{c}" for c in self.params.conditions for kind in ("mse", "bce")]
+
     def evaluate(self, ctx) -> MetricResult:
         p = self.params
         check_conditions(p.conditions, ctx.corruptions)

@@ -83,6 +83,10 @@ class SemiSupervisedSVM(Metric):
         def _distinct_conditions(cls, v):
             return validate_condition_list(v)
 
+    def produces(self) -> list[str]:
+        return [*(f"{kind}/{c}" for c in self.params.conditions for kind in ("accuracy", "error")),
+                "c", "labels"]
+
     def evaluate(self, ctx) -> MetricResult:
         p = self.params
         check_conditions(p.conditions, ctx.corruptions)

@@ -1,0 +1,170 @@
+"""Writing files safely: one atomic writer, stale temp files, disk full.
+
+Every file benchbed writes (run status, metrics, checkpoints, weights,
+records, leaderboards, cached data) goes through ``atomic_write``: the bytes
+go to a hidden temp file beside the target (``.NAME.PID.RAND.tmp``, same
+folder so the rename is atomic; hidden and ignored by git), then
+``os.replace`` puts it in place. A killed writer leaves at most a stale temp,
+which ``remove_stale_temps`` clears later; never half a file.
+"""
+
+from __future__ import annotations
+
+import errno
+import io
+import os
+import re
+import sqlite3
+import time
+import uuid
+from pathlib import Path
+from typing import Callable
+
+from benchbed.errors import NoSpace
+
+# .NAME.PID.RAND.tmp (hidden); NAME.PID.RAND.tmp was written by older versions.
+_TEMP = re.compile(r"^\.?(?P<name>.+)\.(?P<pid>\d+)\.(?P<rand>[0-9a-f]{12})\.tmp$")
+NO_SPACE_ERRNOS = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+
+def temp_name(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp")
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    """The one low-level write (tests make it fail as a full disk would)."""
+    with open(path, "xb") as handle:  # "x": a fresh file, with the usual permissions
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def atomic_write(path: str | Path, data: bytes | str) -> None:
+    """Replace ``path`` with ``data`` all at once (str is written as UTF-8).
+
+    Concurrent writers (two drivers, a driver and a worker) each use their own
+    temp file. A full disk raises ``NoSpace`` naming the folder.
+    """
+    path = Path(path)
+    payload = data.encode() if isinstance(data, str) else data
+    tmp = temp_name(path)
+    try:
+        _write_bytes(tmp, payload)
+        os.replace(tmp, path)
+    except BaseException as exc:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        if is_no_space(exc):
+            raise NoSpace(path.parent) from None
+        raise
+
+
+def atomic_torch_save(obj: object, path: str | Path) -> None:
+    """``torch.save`` through ``atomic_write``: never a truncated .pt file."""
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    atomic_write(path, buffer.getvalue())
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process
+        return True
+    return True
+
+
+def remove_stale_temps(folder: str | Path, min_age: float = 60.0) -> list[Path]:
+    """Delete temp files in ``folder`` left by killed writers; returns them.
+
+    A temp is stale when its writer (the pid in its name) is gone and it is
+    older than ``min_age`` seconds, or when it is more than a day old (a
+    writer on another machine sharing the folder).
+    """
+    removed = []
+    try:
+        entries = list(Path(folder).iterdir())
+    except OSError:
+        return removed
+    now = time.time()
+    for entry in entries:
+        match = _TEMP.match(entry.name)
+        if not match:
+            continue
+        try:
+            age = now - entry.stat().st_mtime
+        except OSError:
+            continue
+        if age > 86400 or (age > min_age and not _pid_alive(int(match["pid"]))):
+            try:
+                entry.unlink()
+                removed.append(entry)
+            except OSError:
+                pass
+    return removed
+
+
+def is_no_space(exc: BaseException | None) -> bool:
+    """A full disk, however it surfaced (OSError, SQLite, torch's RuntimeError),
+    anywhere in the exception's chain."""
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, NoSpace):
+            return True
+        if isinstance(exc, OSError) and exc.errno in NO_SPACE_ERRNOS:
+            return True
+        if isinstance(exc, sqlite3.OperationalError) and "disk is full" in str(exc):
+            return True
+        if isinstance(exc, RuntimeError) and "No space left on device" in str(exc):
+            return True
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return False
+
+
+def no_space_folder(exc: BaseException, fallback: str | Path) -> Path:
+    """The folder a full-disk error was about (``fallback`` when it does not say)."""
+    while exc is not None:
+        if isinstance(exc, NoSpace):
+            return exc.folder
+        filename = getattr(exc, "filename", None)
+        if isinstance(exc, OSError) and filename:
+            return Path(filename).parent
+        exc = exc.__cause__ or exc.__context__
+    return Path(fallback)
+
+
+def set_aside(path: Path, why: str, log: Callable[[str], None] | None = None) -> Path | None:
+    """Rename a damaged file to ``NAME.damaged-TIME`` (kept for inspection) and say so."""
+    target = path.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+    try:
+        os.replace(path, target)
+    except OSError:
+        target = None
+        try:
+            path.unlink()
+        except OSError:
+            pass
+    if log is not None:
+        log(f"{path} does not load ({why}); set aside as {target.name if target else '(removed)'}")
+    return target
+
+
+def load_error(exc: BaseException) -> str:
+    """Why a file did not load, in one line, without torch's advice to load
+    it again with ``weights_only=False`` (which would run code in the file)."""
+    text = str(exc).strip()
+    if "Weights only load failed" in text:
+        detail = next((line.strip() for line in text.splitlines()
+                       if "GLOBAL" in line or "Unsupported" in line or "unsupported" in line), "")
+        return f"holds objects other than tensors{': ' + detail if detail else ''}"
+    first = (text.splitlines() or [""])[0][:200]
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
