@@ -193,8 +193,10 @@ class MMDVAE(_DivergenceObjective):
     per-pixel MEAN error, about 1000 against log p(x|z) summed over 784
     pixels) was written for a deterministic encoder; with a Gaussian encoder
     and a PixelCNN decoder it makes q(z|x) = p(z) the optimum (MI 0: the
-    decoder models x alone and the MMD is exactly matched), which 100 does
-    not (benchmarks/mmd_vae_lambda.yaml repeats the check).
+    decoder models x alone and the MMD is exactly matched): at z = 2 MI
+    stayed at 0.00 nats for 3 and 10 epochs with every kernel, while 100 and
+    below learn informative codes (benchmarks/mmd_vae_lambda.yaml repeats the
+    check; the infovae leaderboard flags any collapsed run).
 
     Params: lambda (alias of lambda_).
     """
