@@ -25,14 +25,6 @@ N_TRAIN, N_TEST = 3000, 1000
 TEST_RECIPE = classifier.ClassifierRecipe(epochs=3, min_steps=0)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 # ------------------------------------------------------------------ fixtures
 
 

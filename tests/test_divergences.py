@@ -18,11 +18,6 @@ from benchbed_plugins.stein import Stein
 WAE_SCALES = [0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    torch.set_num_threads(1)
-
-
 def point_codes(z, prior=None):
     """Codes whose posterior is a point mass at z (the divergences only look at z and the prior)."""
     return Codes(x=torch.empty(z.shape[0], 0), posterior=DeterministicPosterior(z), z=z,

@@ -38,11 +38,6 @@ def energy(monkeypatch):
     return module
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    torch.set_num_threads(1)
-
-
 class FixedPrior(Prior):
     """Hands out prepared samples and remembers what it was asked for."""
 

@@ -21,14 +21,6 @@ from benchbed_plugins import classifier, fid
 from test_class_ce import TEST_RECIPE, ReplayModel, make_ctx, mnist_subset  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module", autouse=True)
 def cheap_classifier_recipe():
     with pytest.MonkeyPatch.context() as patch:

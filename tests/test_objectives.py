@@ -21,11 +21,6 @@ WITH_DIVERGENCE = ["infovae", "vimae", "mmd_vae", "stein_vae", "aae"]
 DIVERGENCES = ["mmd", "stein", "adversarial", "kl"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    torch.set_num_threads(1)
-
-
 @pytest.fixture(scope="module")
 def registry():
     return load_registry()
