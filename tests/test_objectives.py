@@ -1,19 +1,15 @@
 """Training objectives: losses against independent arithmetic, InfoVAE's special cases,
 and short real-MNIST runs in which every objective's loss falls."""
 
-import gzip
 import math
-import os
-import pickle
 import re
 
 import pytest
 import torch
 
-from benchbed.model import Autoencoder
+from benchbed import testing
 from benchbed.plugins import load_registry
-from benchbed_plugins.mlp import MLP
-from benchbed_plugins.priors import LogisticPrior, NormalPrior
+from conftest import mnist_images
 
 SHAPE = (1, 28, 28)
 OBJECTIVES = ["elbo", "beta_vae", "ae", "infovae", "vimae", "mmd_vae", "stein_vae", "aae"]
@@ -29,27 +25,16 @@ def registry():
 @pytest.fixture(scope="module")
 def mnist_train():
     """3000 real MNIST training images, pixel/256 grey levels, shape (N, 1, 28, 28)."""
-    import mnist
-    path = os.path.join(os.path.dirname(mnist.__file__), "data", "mnist.pkl.gz")
-    with gzip.open(path, "rb") as f:
-        (x, _), _, _ = pickle.load(f, encoding="latin1")
-    return torch.from_numpy(x[:3000]).reshape(-1, *SHAPE)
+    return mnist_images("train", 3000)[0]
 
 
 def make_model(latent_dim=8, prior=None, posterior="gaussian", seed=0):
-    torch.manual_seed(seed)
-    arch = MLP(hidden=[128], posterior=posterior)
-    return Autoencoder(arch.build_encoder(SHAPE, latent_dim), arch.build_decoder(SHAPE, latent_dim),
-                       prior or NormalPrior(), latent_dim)
+    return testing.tiny_model(SHAPE, latent_dim, hidden=128, prior=prior, seed=seed, posterior=posterior)
 
 
 def make_objective(registry, name, latent_dim=8, divergence="default", **params):
     """Build an objective and bind its divergence the way the trainer does."""
-    objective = registry.create("objective", {"name": name, **params})
-    spec = objective.default_divergence if divergence == "default" else divergence
-    bound = registry.create("divergence", spec) if spec is not None else None
-    objective.bind(bound, latent_dim)
-    return objective
+    return testing.objective(name, True if divergence == "default" else divergence, latent_dim, **params)
 
 
 def small_batch(seed=1, n=32):
@@ -293,7 +278,7 @@ def train(objective, model, data, steps, batch=100, lr=1e-3, seed=0):
 
 @pytest.mark.parametrize("name,prior", [(n, "normal") for n in OBJECTIVES] + [("vimae", "logistic")])
 def test_training_loss_falls_on_real_mnist(registry, mnist_train, name, prior):
-    model = make_model(prior=LogisticPrior() if prior == "logistic" else NormalPrior())
+    model = make_model(prior=prior)
     losses = train(make_objective(registry, name), model, mnist_train, steps=100)
     start, end = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
     assert all(math.isfinite(v) for v in losses)
