@@ -12,11 +12,7 @@ import sys
 import torch
 
 from benchbed.cli import main
-from conftest import TESTS, TINY_SUITE
-
-
-def run_cli(*args: str) -> int:
-    return main(["run", *args, "--plain"])
+from conftest import TESTS, TINY_SUITE, run_cli
 
 
 def test_a_suite_runs_end_to_end_and_a_rerun_skips_finished_runs(tiny_suite, tmp_path, capsys):
