@@ -17,7 +17,7 @@ from benchbed.errors import BenchbedError
 from benchbed_plugins import class_ce, classifier
 from conftest import digits_ctx
 
-pytestmark = pytest.mark.usefixtures("cheap_classifier_recipe")
+pytestmark = [pytest.mark.usefixtures("cheap_classifier_recipe"), pytest.mark.slow]  # trains a classifier
 N_TRAIN, N_TEST = 3000, 1000  # the sizes of conftest's ``digits``
 
 

@@ -166,7 +166,7 @@ def test_the_tutorial_shows_the_package_files_as_they_are():
     blocks = tutorial_blocks()
     expected = {f"examples/benchbed-energy/{p}" for p in (
         "pyproject.toml", "src/benchbed_energy/__init__.py",
-        "src/benchbed_energy/divergence.py", "energy-quick.yaml")}
+        "src/benchbed_energy/divergence.py", "energy-quick.yaml", "tests/test_energy.py")}
     assert expected <= set(blocks), sorted(blocks)
     for path, body in blocks.items():
         assert body == (REPO / path).read_text(), f"{TUTORIAL.name}: the block for {path} differs from the file"
@@ -193,7 +193,8 @@ def listed_plugins(output: str) -> dict[str, list[str]]:
     return listing
 
 
-def test_pip_installed_plugin_is_listed_and_trains_a_suite(tmp_path):
+@pytest.mark.slow
+def test_pip_installed_plugin_is_listed_trains_a_suite_and_passes_its_own_tests(tmp_path):
     # Build from a copy: an in-tree build would leave build/ and *.egg-info in the repository.
     source = tmp_path / "benchbed-energy"
     shutil.copytree(PACKAGE, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
@@ -225,3 +226,8 @@ def test_pip_installed_plugin_is_listed_and_trains_a_suite(tmp_path):
     [energy_run] = [p for p in store.iterdir() if p.is_dir() and p.name != "cache"
                     and "infovae_energy" in (p / "log.txt").read_text()]
     assert (energy_run / "curves.csv").read_text().splitlines()[0].endswith(",energy")  # its term_name
+
+    # The package's own tests (CONTRIBUTING's benchbed.testing example), against the install.
+    own = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"],
+                         env=env, cwd=source, capture_output=True, text=True, timeout=300)
+    assert own.returncode == 0 and "3 passed" in own.stdout, own.stdout + own.stderr

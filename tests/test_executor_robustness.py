@@ -18,6 +18,8 @@ import torch
 
 from conftest import TESTS, TINY_SUITE, run_cli
 
+pytestmark = pytest.mark.slow  # worker processes, killed and interrupted runs
+
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
        "BENCHBED_PLUGINS": "benchbed_test_plugins"}
 

@@ -18,7 +18,7 @@ from benchbed.errors import BenchbedError
 from benchbed_plugins import classifier, fid
 from conftest import digits_ctx
 
-pytestmark = pytest.mark.usefixtures("cheap_classifier_recipe")
+pytestmark = [pytest.mark.usefixtures("cheap_classifier_recipe"), pytest.mark.slow]  # a classifier, Inception
 
 
 def closed_form_fid(a: np.ndarray, b: np.ndarray) -> float:

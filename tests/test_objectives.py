@@ -309,6 +309,7 @@ def train(objective, model, data, steps, batch=100, lr=1e-3, seed=0):
     return losses
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name,prior", [(n, "normal") for n in OBJECTIVES] + [("vimae", "logistic")])
 def test_training_loss_falls_on_real_mnist(registry, mnist_train, name, prior):
     model = make_model(prior=prior)

@@ -31,6 +31,7 @@ from benchbed_plugins.objectives import ELBO
 from conftest import TESTS, TINY_SUITE, run_cli
 
 ray = pytest.importorskip("ray")
+pytestmark = pytest.mark.slow  # a Ray cluster, subprocesses
 
 THIS_PLUGIN = "test_ray_executor"
 MB = 1024 * 1024
