@@ -25,12 +25,8 @@ CELEBA = (3, 64, 64)
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
+def seeded():
     torch.manual_seed(0)
-    yield
-    torch.set_num_threads(previous)
 
 
 def n_params(module: nn.Module) -> int:

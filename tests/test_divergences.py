@@ -5,8 +5,7 @@ import math
 import pytest
 import torch
 
-from benchbed.components import Codes
-from benchbed.distributions import DeterministicPosterior, GaussianPosterior
+from benchbed import testing
 from benchbed.plugins import load_registry
 from benchbed_plugins.adversarial import Adversarial
 from benchbed_plugins.kernels import pairwise_sq_dists
@@ -16,17 +15,6 @@ from benchbed_plugins.priors import LogisticPrior, NormalPrior
 from benchbed_plugins.stein import Stein
 
 WAE_SCALES = [0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0]
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    torch.set_num_threads(1)
-
-
-def point_codes(z, prior=None):
-    """Codes whose posterior is a point mass at z (the divergences only look at z and the prior)."""
-    return Codes(x=torch.empty(z.shape[0], 0), posterior=DeterministicPosterior(z), z=z,
-                 prior=prior or NormalPrior())
 
 
 # ------------------------------------------------------------------ naive MMD
@@ -98,7 +86,7 @@ def test_mmd_equals_the_naive_double_loop(estimator, kernel, bandwidth, scales):
 def test_mmd_forward_compares_the_codes_with_as_many_fresh_prior_samples():
     z = torch.randn(8, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
     torch.manual_seed(123)
-    got = MMD().forward(point_codes(z, LogisticPrior()))
+    got = MMD().forward(testing.point_codes(z, LogisticPrior()))
     torch.manual_seed(123)
     z0 = LogisticPrior().sample(8, 2).double()
     assert abs(float(got) - naive_mmd(z, z0, "imq", 2 * 2, [1.0], unbiased=True)) < 1e-6
@@ -148,7 +136,7 @@ def test_unbiased_mmd_is_clearly_positive_under_a_mean_shift_of_one(kernel):
 
 def test_mmd_is_differentiable_in_the_codes():
     z = torch.randn(10, 3, requires_grad=True)
-    MMD(scales=WAE_SCALES)(point_codes(z)).backward()
+    MMD(scales=WAE_SCALES)(testing.point_codes(z)).backward()
     assert torch.isfinite(z.grad).all() and z.grad.abs().sum() > 0
 
 
@@ -159,8 +147,7 @@ def test_analytic_kl_matches_a_monte_carlo_estimate():
     g = torch.Generator().manual_seed(6)
     mean = torch.randn(4, 3, generator=g, dtype=torch.float64)
     logvar = torch.randn(4, 3, generator=g, dtype=torch.float64)
-    posterior = GaussianPosterior(mean, logvar)
-    codes = Codes(x=torch.empty(4, 0), posterior=posterior, z=posterior.rsample(g), prior=NormalPrior())
+    codes = testing.gaussian_codes(mean, logvar, "normal", generator=g)
     analytic = per_example_kl(codes)
     torch.testing.assert_close(KL()(codes), analytic.mean())
     # independent Monte Carlo with torch.distributions
@@ -175,8 +162,7 @@ def test_monte_carlo_kl_averages_to_the_analytic_one():
     g = torch.Generator().manual_seed(7)
     mean = torch.randn(1, 2, generator=g, dtype=torch.float64).expand(100_000, 2)
     logvar = torch.randn(1, 2, generator=g, dtype=torch.float64).expand(100_000, 2)
-    posterior = GaussianPosterior(mean, logvar)
-    codes = Codes(x=torch.empty(100_000, 0), posterior=posterior, z=posterior.rsample(g), prior=NormalPrior())
+    codes = testing.gaussian_codes(mean, logvar, "normal", generator=g)
     closed = 0.5 * float((logvar.exp() + mean ** 2 - 1 - logvar)[0].sum())
     mc = float(KL(analytic=False)(codes))
     assert abs(mc - closed) < 0.02 * max(closed, 1.0)
@@ -186,9 +172,8 @@ def test_monte_carlo_kl_averages_to_the_analytic_one():
 def test_kl_to_the_logistic_prior_uses_its_density():
     g = torch.Generator().manual_seed(8)
     n = 50_000
-    posterior = GaussianPosterior(torch.full((n, 1), 0.3, dtype=torch.float64),
-                                  torch.full((n, 1), math.log(0.5), dtype=torch.float64))
-    codes = Codes(x=torch.empty(n, 0), posterior=posterior, z=posterior.rsample(g), prior=LogisticPrior())
+    codes = testing.gaussian_codes(torch.full((n, 1), 0.3, dtype=torch.float64),
+                                   torch.full((n, 1), math.log(0.5), dtype=torch.float64), "logistic", generator=g)
     # reference by quadrature: KL = int q log q - q log p with scipy densities
     from scipy import integrate, stats
     q = stats.norm(0.3, math.sqrt(0.5))
@@ -222,7 +207,7 @@ def test_stein_surrogate_gradient_is_minus_phi_star_over_n(prior, bandwidth):
     n = 9
     z = (torch.randn(n, 3, generator=torch.Generator().manual_seed(9), dtype=torch.float64) + 1.0)
     z.requires_grad_(True)
-    Stein(bandwidth=bandwidth)(point_codes(z, prior)).backward()
+    Stein(bandwidth=bandwidth)(testing.point_codes(z, prior)).backward()
     phi = naive_svgd_phi(z.detach(), prior.score(z.detach()), None if bandwidth == "median" else bandwidth)
     # gradient descent on the surrogate moves every z_i along +phi*(z_i)
     torch.testing.assert_close(z.grad, -phi / n)
@@ -234,7 +219,7 @@ def test_descending_the_stein_surrogate_moves_codes_towards_the_prior():
     optimizer = torch.optim.SGD([z], lr=30.0)  # the gradient is phi*/n: an SVGD step of 0.3
     for _ in range(100):
         optimizer.zero_grad()
-        Stein()(point_codes(z)).backward()
+        Stein()(testing.point_codes(z)).backward()
         optimizer.step()
     z = z.detach()
     assert z.mean(0).abs().max() < 0.4  # started at 3
@@ -249,7 +234,7 @@ def train_discriminator(divergence, shift, steps=300, n=100, dim=2, seed=11):
     (adversary,) = divergence.adversaries()
     optimizer = torch.optim.Adam(adversary.module.parameters(), lr=adversary.lr, betas=adversary.betas)
     for _ in range(steps):
-        codes = point_codes(torch.randn(n, dim) + shift)
+        codes = testing.point_codes(torch.randn(n, dim) + shift)
         for _ in range(adversary.steps_per_batch):
             optimizer.zero_grad()
             adversary.loss(codes).backward()
@@ -279,7 +264,7 @@ def test_aae_discriminator_separates_codes_far_from_the_prior():
 def test_aae_generator_loss_is_minus_log_d_and_leaves_the_discriminator_alone():
     divergence = adversarial(dim=3)
     z = torch.randn(16, 3, requires_grad=True)
-    loss = divergence(point_codes(z))
+    loss = divergence(testing.point_codes(z))
     loss.backward()
     assert all(p.grad is None for p in divergence.discriminator.parameters())
     # independent: -mean log sigmoid(D(z)) through plain autograd
@@ -295,7 +280,7 @@ def test_aae_generator_loss_is_log_two_for_an_undecided_discriminator():
     with torch.no_grad():
         for p in divergence.discriminator[-1].parameters():
             p.zero_()
-    assert abs(float(divergence(point_codes(torch.randn(8, 2)))) - math.log(2)) < 1e-6
+    assert abs(float(divergence(testing.point_codes(torch.randn(8, 2)))) - math.log(2)) < 1e-6
 
 
 def test_aae_adversary_uses_the_params_and_is_checkpointed():

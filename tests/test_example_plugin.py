@@ -21,8 +21,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchbed.components import Codes, Prior
-from benchbed.distributions import DeterministicPosterior
+from benchbed import testing
 from conftest import REPO
 
 PACKAGE = REPO / "examples" / "benchbed-energy"
@@ -36,27 +35,6 @@ def energy(monkeypatch):
     monkeypatch.syspath_prepend(str(PACKAGE / "src"))
     import benchbed_energy.divergence as module
     return module
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    torch.set_num_threads(1)
-
-
-class FixedPrior(Prior):
-    """Hands out prepared samples and remembers what it was asked for."""
-
-    def __init__(self, samples):
-        super().__init__()
-        self.samples, self.asked = samples, []
-
-    def sample(self, n, dim, generator=None, device="cpu"):
-        self.asked.append((n, dim))
-        return self.samples
-
-
-def point_codes(z, prior):
-    return Codes(x=torch.empty(z.shape[0], 0), posterior=DeterministicPosterior(z), z=z, prior=prior)
 
 
 # --------------------------------------------------------------- the maths
@@ -92,8 +70,8 @@ def test_energy_distance_equals_the_naive_double_loop(energy, estimator, exponen
     gen = torch.Generator().manual_seed(3)
     z = torch.randn(30, 3, generator=gen, dtype=torch.float64) * 1.3 + 0.4
     z0 = torch.randn(30, 3, generator=gen, dtype=torch.float64)
-    prior = FixedPrior(z0)
-    value = energy.EnergyDistance(estimator=estimator, exponent=exponent)(point_codes(z, prior))
+    prior = testing.FixedSamplesPrior(z0)
+    value = energy.EnergyDistance(estimator=estimator, exponent=exponent)(testing.point_codes(z, prior))
     assert prior.asked == [(30, 3)]  # one prior sample per code, in the latent size
     assert float(value) == pytest.approx(naive_energy(z, z0, exponent, estimator == "unbiased"), rel=1e-10)
 
@@ -125,7 +103,7 @@ def test_energy_distance_is_positive_under_a_shift_and_matches_the_gaussian_clos
     gen = torch.Generator().manual_seed(1)
     z = torch.randn(3000, 1, generator=gen, dtype=torch.float64) + shift
     z0 = torch.randn(3000, 1, generator=gen, dtype=torch.float64)
-    value = float(energy.EnergyDistance()(point_codes(z, FixedPrior(z0))))
+    value = float(energy.EnergyDistance()(testing.point_codes(z, testing.FixedSamplesPrior(z0))))
     assert value > 0
     assert value == pytest.approx(expected, rel=0.1)
 
@@ -188,7 +166,7 @@ def test_the_tutorial_shows_the_package_files_as_they_are():
     blocks = tutorial_blocks()
     expected = {f"examples/benchbed-energy/{p}" for p in (
         "pyproject.toml", "src/benchbed_energy/__init__.py",
-        "src/benchbed_energy/divergence.py", "energy-quick.yaml")}
+        "src/benchbed_energy/divergence.py", "energy-quick.yaml", "tests/test_energy.py")}
     assert expected <= set(blocks), sorted(blocks)
     for path, body in blocks.items():
         assert body == (REPO / path).read_text(), f"{TUTORIAL.name}: the block for {path} differs from the file"
@@ -215,7 +193,8 @@ def listed_plugins(output: str) -> dict[str, list[str]]:
     return listing
 
 
-def test_pip_installed_plugin_is_listed_and_trains_a_suite(tmp_path):
+@pytest.mark.slow
+def test_pip_installed_plugin_is_listed_trains_a_suite_and_passes_its_own_tests(tmp_path):
     # Build from a copy: an in-tree build would leave build/ and *.egg-info in the repository.
     source = tmp_path / "benchbed-energy"
     shutil.copytree(PACKAGE, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
@@ -249,3 +228,8 @@ def test_pip_installed_plugin_is_listed_and_trains_a_suite(tmp_path):
     [energy_run] = [p for p in store.iterdir() if p.is_dir() and p.name != "cache"
                     and "infovae_energy" in (p / "log.txt").read_text()]
     assert (energy_run / "curves.csv").read_text().splitlines()[0].endswith(",energy")  # its term_name
+
+    # The package's own tests (CONTRIBUTING's benchbed.testing example), against the install.
+    own = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"],
+                         env=env, cwd=source, capture_output=True, text=True, timeout=300)
+    assert own.returncode == 0 and "3 passed" in own.stdout, own.stdout + own.stderr

@@ -16,15 +16,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchbed.cli import main
-from conftest import TESTS, TINY_SUITE
+from conftest import TESTS, TINY_SUITE, run_cli
+
+pytestmark = pytest.mark.slow  # worker processes, killed and interrupted runs
 
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
        "BENCHBED_PLUGINS": "benchbed_test_plugins"}
-
-
-def run_cli(*args: str) -> int:
-    return main(["run", *args, "--plain"])
 
 
 def slow_suite(write_suite, pid_dir: Path, sleep: float, seeds: str = "[0, 1, 2]",

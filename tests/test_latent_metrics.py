@@ -10,80 +10,24 @@ import math
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
-from benchbed.components import Decoder, Encoder, Prior, Split
-from benchbed.distributions import DeterministicPosterior, GaussianPosterior
+from benchbed import testing
+from benchbed.distributions import GaussianPosterior
 from benchbed.errors import BenchbedError
-from benchbed.evaluation_context import EvalContext
-from benchbed.model import Autoencoder
 from benchbed_plugins import latent_metrics as lm
 
 
-# ------------------------------------------------------------------ fixtures
+# ------------------------------------------------------------------ helpers
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-class StandardNormal(Prior):
-    def sample(self, n, dim, generator=None, device="cpu"):
-        return torch.randn(n, dim, generator=generator, device=device)
-
-    def log_prob(self, z):
-        return -0.5 * (z ** 2 + math.log(2 * math.pi)).sum(-1)
-
-
-class FixedSamplesPrior(StandardNormal):
-    """Hands out a known set of 'prior samples', so a test can redo the sum by hand."""
-
-    def __init__(self, samples):
-        super().__init__()
-        self.samples = samples
-
-    def sample(self, n, dim, generator=None, device="cpu"):
-        assert (n, dim) == tuple(self.samples.shape)
-        return self.samples.to(device)
-
-
-class FlatCodes(Encoder):
-    """Deterministic: the code is the flattened input."""
-
-    def __init__(self, dim):
-        super().__init__()
-        self.latent_dim = dim
-        self.anchor = nn.Parameter(torch.zeros(()))  # gives the model a device
-
-    def forward(self, x):
-        return DeterministicPosterior(x.reshape(x.shape[0], -1))
-
-
-class LinearGaussianCodes(FlatCodes):
+def linear_gaussian_codes(dim, a, s):
     """q(z|x) = N(a x, s^2 I) on the flattened input."""
-
-    def __init__(self, dim, a, s):
-        super().__init__(dim)
-        self.a, self.s = a, s
-
-    def forward(self, x):
-        mean = self.a * x.reshape(x.shape[0], -1)
-        return GaussianPosterior(mean, torch.full_like(mean, 2 * math.log(self.s)))
-
-
-class NoDecoder(Decoder):
-    pass
+    return testing.FlatEncoder(dim, logvar=2 * math.log(s), scale=a)
 
 
 def context(encoder, x, prior=None, seed=0, tmp_path="."):
-    model = Autoencoder(encoder, NoDecoder(), prior or StandardNormal(), encoder.latent_dim)
-    split = Split(x=x, y=torch.zeros(len(x), dtype=torch.int64))
-    return EvalContext(model=model, dataset=None, train=split, test=split, device=torch.device("cpu"),
-                       seed=seed, run_dir=tmp_path, cache_dir=tmp_path)
+    model = testing.model(encoder, prior=prior)
+    return testing.eval_context(model, testing.split(x, torch.zeros(len(x))), seed=seed, run_dir=tmp_path)
 
 
 def as_images(z):
@@ -129,7 +73,7 @@ def test_metric_mmd_compares_every_test_code_with_as_many_prior_samples(tmp_path
     g = torch.Generator().manual_seed(2)
     codes = torch.randn(30, 2, generator=g) + 0.5
     prior_draws = torch.randn(30, 2, generator=g)
-    ctx = context(FlatCodes(2), as_images(codes), FixedSamplesPrior(prior_draws), tmp_path=tmp_path)
+    ctx = context(testing.FlatEncoder(2), as_images(codes), testing.FixedSamplesPrior(prior_draws), tmp_path=tmp_path)
     for kind, estimator in itertools.product(["rbf", "imq"], ["unbiased", "biased"]):
         metric = lm.FullDataMMD(kernel=kind, estimator=estimator, block_size=7, batch_size=8)
         values = metric.evaluate(ctx).values
@@ -144,9 +88,9 @@ def test_unbiased_full_data_mmd_is_near_zero_when_q_equals_p_and_grows_with_mism
     g = torch.Generator().manual_seed(3)
     matched = torch.randn(3000, 4, generator=g)
     metric = lm.FullDataMMD(block_size=1000)
-    near = metric.evaluate(context(FlatCodes(4), as_images(matched), tmp_path=tmp_path)).values["mmd"]
-    shifted = metric.evaluate(context(FlatCodes(4), as_images(matched + 0.5), tmp_path=tmp_path)).values["mmd"]
-    squeezed = metric.evaluate(context(FlatCodes(4), as_images(0.5 * matched), tmp_path=tmp_path)).values["mmd"]
+    near = metric.evaluate(context(testing.FlatEncoder(4), as_images(matched), tmp_path=tmp_path)).values["mmd"]
+    shifted = metric.evaluate(context(testing.FlatEncoder(4), as_images(matched + 0.5), tmp_path=tmp_path)).values["mmd"]
+    squeezed = metric.evaluate(context(testing.FlatEncoder(4), as_images(0.5 * matched), tmp_path=tmp_path)).values["mmd"]
     assert abs(near) < 2e-3
     assert shifted > 20 * max(abs(near), 1e-4) and squeezed > 20 * max(abs(near), 1e-4)
 
@@ -154,7 +98,7 @@ def test_unbiased_full_data_mmd_is_near_zero_when_q_equals_p_and_grows_with_mism
 def test_sampled_codes_follow_the_aggregate_posterior_but_means_do_not(tmp_path):
     # q(z|x) = N(0, I) for every x: q(z) is exactly the prior, the means all sit at 0
     x = torch.zeros(2000, 1, 1, 3)
-    ctx = context(LinearGaussianCodes(3, a=0.0, s=1.0), x, tmp_path=tmp_path)
+    ctx = context(linear_gaussian_codes(3, a=0.0, s=1.0), x, tmp_path=tmp_path)
     sampled = lm.FullDataMMD(codes="sample").evaluate(ctx).values["mmd"]
     means = lm.FullDataMMD(codes="mean").evaluate(ctx).values["mmd"]
     assert abs(sampled) < 3e-3
@@ -164,9 +108,9 @@ def test_sampled_codes_follow_the_aggregate_posterior_but_means_do_not(tmp_path)
 def test_mmd_test_subset_uses_that_many_codes_reproducibly(tmp_path):
     x = as_images(torch.randn(500, 2, generator=torch.Generator().manual_seed(4)))
     metric = lm.FullDataMMD(test_subset=64)
-    first = metric.evaluate(context(FlatCodes(2), x, seed=5, tmp_path=tmp_path)).values
-    again = metric.evaluate(context(FlatCodes(2), x, seed=5, tmp_path=tmp_path)).values
-    other = metric.evaluate(context(FlatCodes(2), x, seed=6, tmp_path=tmp_path)).values
+    first = metric.evaluate(context(testing.FlatEncoder(2), x, seed=5, tmp_path=tmp_path)).values
+    again = metric.evaluate(context(testing.FlatEncoder(2), x, seed=5, tmp_path=tmp_path)).values
+    other = metric.evaluate(context(testing.FlatEncoder(2), x, seed=6, tmp_path=tmp_path)).values
     assert first["n"] == 64 and first == again and other != first
 
 
@@ -177,7 +121,7 @@ def test_logdet_cov_matches_numpy_on_the_same_codes(tmp_path):
     g = torch.Generator().manual_seed(5)
     codes = torch.randn(400, 3, generator=g, dtype=torch.float64) @ torch.tensor(
         [[1.0, 0.0, 0.0], [0.5, 2.0, 0.0], [0.1, -0.3, 0.4]], dtype=torch.float64)
-    ctx = context(FlatCodes(3), as_images(codes), tmp_path=tmp_path)
+    ctx = context(testing.FlatEncoder(3), as_images(codes), tmp_path=tmp_path)
     got = lm.LogDetCovariance(batch_size=64).evaluate(ctx).values
     sign, logdet = np.linalg.slogdet(np.cov(codes.numpy(), rowvar=False, ddof=1))
     assert sign > 0
@@ -189,7 +133,7 @@ def test_logdet_cov_recovers_log_det_a_at_for_z_equal_a_eps(tmp_path):
     a = np.array([[1.5, 0.0], [0.8, 0.6]])
     eps = torch.randn(40_000, 2, generator=torch.Generator().manual_seed(6))
     codes = eps @ torch.tensor(a.T, dtype=torch.float32)
-    got = lm.LogDetCovariance().evaluate(context(FlatCodes(2), as_images(codes), tmp_path=tmp_path))
+    got = lm.LogDetCovariance().evaluate(context(testing.FlatEncoder(2), as_images(codes), tmp_path=tmp_path))
     want = np.linalg.slogdet(a @ a.T)[1] / 2
     assert got.values["logdet_cov"] == pytest.approx(want, abs=0.02)
 
@@ -197,7 +141,7 @@ def test_logdet_cov_recovers_log_det_a_at_for_z_equal_a_eps(tmp_path):
 def test_logdet_cov_of_sampled_codes_adds_the_posterior_variance(tmp_path):
     # z = a x + s eps with x ~ N(0, I): Cov q(z) = (a^2 + s^2) I, Cov of the means = a^2 I
     x = as_images(torch.randn(40_000, 2, generator=torch.Generator().manual_seed(7)))
-    ctx = context(LinearGaussianCodes(2, a=0.6, s=0.8), x, tmp_path=tmp_path)
+    ctx = context(linear_gaussian_codes(2, a=0.6, s=0.8), x, tmp_path=tmp_path)
     sampled = lm.LogDetCovariance(codes="sample").evaluate(ctx).values["logdet_cov"]
     means = lm.LogDetCovariance(codes="mean").evaluate(ctx).values["logdet_cov"]
     assert sampled == pytest.approx(math.log(0.6 ** 2 + 0.8 ** 2), abs=0.02)
@@ -207,7 +151,7 @@ def test_logdet_cov_of_sampled_codes_adds_the_posterior_variance(tmp_path):
 def test_logdet_cov_is_minus_infinity_for_codes_on_a_line(tmp_path):
     t = torch.randn(100, 1, generator=torch.Generator().manual_seed(8), dtype=torch.float64)
     codes = torch.cat([t, 2 * t], dim=1)
-    got = lm.LogDetCovariance().evaluate(context(FlatCodes(2), as_images(codes), tmp_path=tmp_path))
+    got = lm.LogDetCovariance().evaluate(context(testing.FlatEncoder(2), as_images(codes), tmp_path=tmp_path))
     assert got.values["logdet_cov"] == float("-inf") or got.values["logdet_cov"] < -10
 
 
@@ -222,7 +166,7 @@ def gaussian_channel_mi(a, s, dims):
 @pytest.mark.parametrize("dims,a,s", [(1, 1.0, 0.5), (3, 1.0, 1.0)])
 def test_minibatch_mi_estimate_is_close_to_the_gaussian_closed_form(dims, a, s, tmp_path):
     x = as_images(torch.randn(4000, dims, generator=torch.Generator().manual_seed(9)))
-    ctx = context(LinearGaussianCodes(dims, a, s), x, tmp_path=tmp_path)
+    ctx = context(linear_gaussian_codes(dims, a, s), x, tmp_path=tmp_path)
     values = lm.MutualInformation(m=2000, repeats=4).evaluate(ctx).values
     truth = gaussian_channel_mi(a, s, dims)
     assert values["log_m"] == pytest.approx(math.log(2000))
@@ -233,7 +177,7 @@ def test_minibatch_mi_estimate_is_close_to_the_gaussian_closed_form(dims, a, s, 
 
 def test_mi_estimate_never_exceeds_log_m_and_saturates_there_for_huge_information(tmp_path):
     x = as_images(torch.randn(300, 2, generator=torch.Generator().manual_seed(10)))
-    ctx = context(LinearGaussianCodes(2, a=1.0, s=1e-3), x, tmp_path=tmp_path)
+    ctx = context(linear_gaussian_codes(2, a=1.0, s=1e-3), x, tmp_path=tmp_path)
     values = lm.MutualInformation(m=256, repeats=3, batch_size=100).evaluate(ctx).values
     assert gaussian_channel_mi(1.0, 1e-3, 2) > 13  # the truth is far above the ceiling
     assert values["mutual_info"] <= math.log(256) + 1e-9
@@ -260,8 +204,8 @@ def test_mi_row_blocks_give_the_same_estimate_as_one_block(tmp_path):
 
 def test_mi_probe_uses_the_batch_as_the_m_points():
     x = as_images(torch.randn(2000, 1, generator=torch.Generator().manual_seed(12)))
-    encoder = LinearGaussianCodes(1, a=1.0, s=0.5)
-    model = Autoencoder(encoder, NoDecoder(), StandardNormal(), 1)
+    encoder = linear_gaussian_codes(1, a=1.0, s=0.5)
+    model = testing.model(encoder)
     model.train()
     out = lm.MutualInformation().probe(model, x)
     assert out["log_m"] == pytest.approx(math.log(2000))
@@ -270,7 +214,7 @@ def test_mi_probe_uses_the_batch_as_the_m_points():
 
 
 def test_mi_needs_a_density_and_says_so_for_deterministic_encoders(tmp_path):
-    ctx = context(FlatCodes(2), as_images(torch.randn(20, 2)), tmp_path=tmp_path)
+    ctx = context(testing.FlatEncoder(2), as_images(torch.randn(20, 2)), tmp_path=tmp_path)
     with pytest.raises(BenchbedError, match="deterministic"):
         lm.MutualInformation(m=10, repeats=1).evaluate(ctx)
 

@@ -12,23 +12,14 @@ import pytest
 import torch
 from torch import nn
 
-from benchbed.components import Decoder, Encoder, Prior, Split
+from benchbed import testing
+from benchbed.components import Decoder, Encoder
 from benchbed.distributions import DeterministicPosterior, GaussianPosterior
 from benchbed.errors import BenchbedError
-from benchbed.evaluation_context import EvalContext
-from benchbed.model import Autoencoder
 from benchbed_plugins import nll as nll_plugin
 
 S = 0.5  # decoder noise std
 LATENT = 2
-
-
-class StandardNormal(Prior):
-    def sample(self, n, dim, generator=None, device="cpu"):
-        return torch.randn(n, dim, generator=generator, device=device)
-
-    def log_prob(self, z):
-        return -0.5 * (z ** 2 + math.log(2 * math.pi)).sum(-1)
 
 
 class LinearGaussianDecoder(Decoder):
@@ -84,18 +75,8 @@ def closed_form_nll(w, b, x):
 
 
 def context(encoder, w, b, x, tmp_path, seed=0):
-    model = Autoencoder(encoder, LinearGaussianDecoder(w.clone(), b.clone()), StandardNormal(), LATENT)
-    split = Split(x=x, y=torch.zeros(len(x), dtype=torch.int64))
-    return EvalContext(model=model, dataset=None, train=split, test=split, device=torch.device("cpu"),
-                       seed=seed, run_dir=tmp_path, cache_dir=tmp_path)
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    model = testing.model(encoder, LinearGaussianDecoder(w.clone(), b.clone()))
+    return testing.eval_context(model, testing.split(x, torch.zeros(len(x))), run_dir=tmp_path, seed=seed)
 
 
 def test_nll_is_registered_by_the_plugin_hook():

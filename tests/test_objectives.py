@@ -1,29 +1,20 @@
 """Training objectives: losses against independent arithmetic, InfoVAE's special cases,
 and short real-MNIST runs in which every objective's loss falls."""
 
-import gzip
 import math
-import os
-import pickle
 import re
 
 import pytest
 import torch
 
-from benchbed.model import Autoencoder
+from benchbed import testing
 from benchbed.plugins import load_registry
-from benchbed_plugins.mlp import MLP
-from benchbed_plugins.priors import LogisticPrior, NormalPrior
+from conftest import mnist_images
 
 SHAPE = (1, 28, 28)
 OBJECTIVES = ["elbo", "beta_vae", "ae", "infovae", "vimae", "mmd_vae", "stein_vae", "aae"]
 WITH_DIVERGENCE = ["infovae", "vimae", "mmd_vae", "stein_vae", "aae"]
 DIVERGENCES = ["mmd", "stein", "adversarial", "kl"]
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="module")
@@ -34,27 +25,16 @@ def registry():
 @pytest.fixture(scope="module")
 def mnist_train():
     """3000 real MNIST training images, pixel/256 grey levels, shape (N, 1, 28, 28)."""
-    import mnist
-    path = os.path.join(os.path.dirname(mnist.__file__), "data", "mnist.pkl.gz")
-    with gzip.open(path, "rb") as f:
-        (x, _), _, _ = pickle.load(f, encoding="latin1")
-    return torch.from_numpy(x[:3000]).reshape(-1, *SHAPE)
+    return mnist_images("train", 3000)[0]
 
 
 def make_model(latent_dim=8, prior=None, posterior="gaussian", seed=0):
-    torch.manual_seed(seed)
-    arch = MLP(hidden=[128], posterior=posterior)
-    return Autoencoder(arch.build_encoder(SHAPE, latent_dim), arch.build_decoder(SHAPE, latent_dim),
-                       prior or NormalPrior(), latent_dim)
+    return testing.tiny_model(SHAPE, latent_dim, hidden=128, prior=prior, seed=seed, posterior=posterior)
 
 
 def make_objective(registry, name, latent_dim=8, divergence="default", **params):
     """Build an objective and bind its divergence the way the trainer does."""
-    objective = registry.create("objective", {"name": name, **params})
-    spec = objective.default_divergence if divergence == "default" else divergence
-    bound = registry.create("divergence", spec) if spec is not None else None
-    objective.bind(bound, latent_dim)
-    return objective
+    return testing.objective(name, True if divergence == "default" else divergence, latent_dim, **params)
 
 
 def small_batch(seed=1, n=32):
@@ -205,10 +185,25 @@ def test_infovae_rejects_weights_that_reward_divergence_from_the_prior(registry)
 
 
 def test_mmd_regularised_objectives_work_with_deterministic_encoders(registry):
+    # A point-mass posterior: z is the encoder's output itself, and only the MMD's prior
+    # draw is random, so the losses are known from the codes alone.
     model, x = make_model(posterior="deterministic"), small_batch()
-    for name in ["vimae", "mmd_vae", "infovae", "ae"]:
-        loss = loss_with_seed(make_objective(registry, name), model, x)
-        assert torch.isfinite(loss.total)
+    with torch.no_grad():
+        z = model.encoder(x).mean
+        rec = model.decoder.log_prob(x, z)
+    torch.manual_seed(7)
+    z0 = torch.randn(z.shape)  # the one draw the MMD makes
+    mmd = independent_imq_mmd(z, z0)
+    with torch.no_grad():
+        losses = {name: loss_with_seed(make_objective(registry, name), model, x)
+                  for name in ["vimae", "mmd_vae", "infovae", "ae"]}
+    torch.testing.assert_close(losses["ae"].total, -rec.mean())
+    torch.testing.assert_close(losses["vimae"].total, -rec.mean() + 10.0 * mmd, rtol=1e-4, atol=1e-4)
+    # infovae's default: alpha = 1 (no KL, which needs a density), lambda = 1000, IMQ MMD
+    torch.testing.assert_close(losses["infovae"].total, -rec.mean() + 1000.0 * mmd, rtol=1e-4, atol=1e-2)
+    assert losses["mmd_vae"].terms["rec"] == pytest.approx(float(rec.mean()), abs=1e-3)
+    assert losses["mmd_vae"].total == pytest.approx(-float(rec.mean()) + 1000.0 * losses["mmd_vae"].terms["mmd"],
+                                                    abs=1e-2)
 
 
 # ------------------------------------------------------- divergence plumbing
@@ -221,13 +216,31 @@ NAMED_FOR = {"vimae": "mmd", "mmd_vae": "mmd", "stein_vae": "stein", "aae": "adv
 @pytest.mark.parametrize("divergence_name", DIVERGENCES)
 def test_infovae_trains_with_any_registered_divergence(registry, divergence_name):
     model, x = make_model(), small_batch()
-    objective = make_objective(registry, "infovae", divergence={"name": divergence_name}, alpha=0.5)
+    objective = make_objective(registry, "infovae", divergence={"name": divergence_name}, alpha=0.5,
+                               **{"lambda": 2.0})
     loss = loss_with_seed(objective, model, x)
     loss.total.backward()
-    assert torch.isfinite(loss.total)
-    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
     term = objective.divergence.term_name
-    assert (f"div_{term}" if term == "kl" else term) in loss.terms
+    logged = f"div_{term}" if term == "kl" else term  # the kl divergence beside the kl term
+    # rec - (1 - alpha) KL - (alpha + lambda - 1) D, from the terms the objective logged
+    expected = -loss.terms["rec"] + 0.5 * loss.terms["kl"] + 1.5 * loss.terms[logged]
+    assert float(loss.total.detach()) == pytest.approx(expected, rel=1e-5, abs=1e-4)
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)
+    assert any(g.abs().sum() > 0 for g in grads)
+
+
+def test_a_divergence_without_its_own_term_name_is_logged_as_div(registry):
+    from benchbed.components import Divergence
+
+    class Zero(Divergence):
+        def forward(self, codes):
+            return codes.z.sum() * 0.0
+
+    objective = registry.create("objective", "infovae")
+    objective.bind(Zero(), latent_dim=8)
+    loss = loss_with_seed(objective, make_model(), small_batch())
+    assert loss.terms["div"] == 0.0 and Zero.term_name == "div"
 
 
 @pytest.mark.parametrize("objective_name", sorted(NAMED_FOR))
@@ -296,9 +309,10 @@ def train(objective, model, data, steps, batch=100, lr=1e-3, seed=0):
     return losses
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name,prior", [(n, "normal") for n in OBJECTIVES] + [("vimae", "logistic")])
 def test_training_loss_falls_on_real_mnist(registry, mnist_train, name, prior):
-    model = make_model(prior=LogisticPrior() if prior == "logistic" else NormalPrior())
+    model = make_model(prior=prior)
     losses = train(make_objective(registry, name), model, mnist_train, steps=100)
     start, end = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
     assert all(math.isfinite(v) for v in losses)

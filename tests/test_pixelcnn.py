@@ -16,12 +16,8 @@ LATENT = 4
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
+def seeded():
     torch.manual_seed(0)
-    yield
-    torch.set_num_threads(previous)
 
 
 def small_decoder(side: int = 6, **params):

@@ -220,3 +220,18 @@ def test_params_that_would_accept_typos_are_refused(tmp_path, monkeypatch, reloa
     with pytest.raises(PluginError) as info:
         plugins.load_registry(extra_modules=["lax_plugin"])
     assert "prior 'lax'" in str(info.value) and "benchbed.components.Params" in str(info.value)
+
+
+def test_help_describes_the_tool_and_only_run_loads_plugins_for_its_flags(capsys, monkeypatch):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert "The ``benchbed`` command" not in out
+    assert "benchmark the representations that autoencoding generative models learn" in out
+    assert "Exit codes" in out
+
+    def no_plugins():
+        raise AssertionError("the plugins were loaded for a command without executor flags")
+    monkeypatch.setattr("benchbed.cli._executor_flags", no_plugins)
+    with pytest.raises(SystemExit):
+        main(["validate", "--help"])

@@ -12,11 +12,6 @@ from benchbed_plugins.priors import LogisticPrior, NormalPrior
 LOGISTIC_SCALE = math.sqrt(3.0) / math.pi  # unit variance: pi^2 s^2 / 3 = 1
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    torch.set_num_threads(1)
-
-
 def test_priors_are_registered_by_name():
     registry = load_registry()
     assert registry.get("prior", "normal").cls is NormalPrior

@@ -28,9 +28,10 @@ from pydantic import Field
 
 from benchbed import events, hookimpl
 from benchbed_plugins.objectives import ELBO
-from conftest import TESTS, TINY_SUITE
+from conftest import TESTS, TINY_SUITE, run_cli
 
 ray = pytest.importorskip("ray")
+pytestmark = pytest.mark.slow  # a Ray cluster, subprocesses
 
 THIS_PLUGIN = "test_ray_executor"
 MB = 1024 * 1024
@@ -117,11 +118,6 @@ def with_plugin(monkeypatch):
     yield plugins.configure()
     monkeypatch.delenv(plugins.ENV_PLUGINS, raising=False)
     plugins.configure()
-
-
-def run_cli(*args: str) -> int:
-    from benchbed.cli import main
-    return main(["run", *args, "--plain"])
 
 
 def records(boards: Path) -> dict[str, dict]:

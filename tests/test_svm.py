@@ -10,46 +10,29 @@ import numpy as np
 import pytest
 import torch
 from sklearn.datasets import load_digits
-from torch import nn
 
-from benchbed.components import Corruption, Decoder, Encoder, Prior, Split
-from benchbed.distributions import DeterministicPosterior, GaussianPosterior
+from benchbed import testing
+from benchbed.components import Corruption, Split
+from benchbed.distributions import DeterministicPosterior
 from benchbed.errors import BenchbedError
-from benchbed.evaluation_context import EvalContext
-from benchbed.model import Autoencoder
 from benchbed_plugins import recon, svm
 from benchbed_plugins.encoding import balanced_label_indices
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 # ------------------------------------------------------------------ fixtures
 
 
-class NoPrior(Prior):
-    pass
-
-
-class FlatCodes(Encoder):
-    """Identity-ish encoder: the code is the flattened image (a Gaussian posterior
-    with that mean, so the svm must use the mean and not a sample)."""
+class FlatCodes(testing.FlatEncoder):
+    """The code is the flattened image, as the mean of a wide Gaussian (std e^2: a
+    sample is noise, so the svm must use the mean); remembers every input it saw."""
 
     def __init__(self, dim):
-        super().__init__()
-        self.latent_dim = dim
-        self.anchor = nn.Parameter(torch.zeros(()))
+        super().__init__(dim, logvar=4.0)
         self.seen: list[torch.Tensor] = []
 
     def forward(self, x):
         self.seen.append(x.clone())
-        mean = x.reshape(x.shape[0], -1)
-        return GaussianPosterior(mean, torch.full_like(mean, 4.0))  # std e^2: samples are noise
+        return super().forward(x)
 
 
 class RandomCodes(FlatCodes):
@@ -60,20 +43,6 @@ class RandomCodes(FlatCodes):
         return DeterministicPosterior(torch.randn(x.shape[0], 16, generator=self.gen))
 
     gen = torch.Generator().manual_seed(0)
-
-
-class IdentityDecoder(Decoder):
-    def __init__(self, shape):
-        super().__init__()
-        self.shape = shape
-
-    def mean(self, z):
-        return z.reshape(z.shape[0], *self.shape)
-
-
-class ConstantDecoder(IdentityDecoder):
-    def mean(self, z):
-        return torch.full((z.shape[0], *self.shape), 0.5)
 
 
 class UniformNoise(Corruption):
@@ -96,10 +65,8 @@ def digits(train_size=1200):
 
 
 def context(encoder, train, test, decoder=None, corruptions=None, seed=0, tmp_path="."):
-    model = Autoencoder(encoder, decoder or IdentityDecoder(tuple(train.x.shape[1:])), NoPrior(),
-                        encoder.latent_dim)
-    return EvalContext(model=model, dataset=None, train=train, test=test, device=torch.device("cpu"),
-                       seed=seed, run_dir=tmp_path, cache_dir=tmp_path, corruptions=corruptions or {})
+    model = testing.model(encoder, decoder, shape=tuple(train.x.shape[1:]))
+    return testing.eval_context(model, train, test, run_dir=tmp_path, seed=seed, corruptions=corruptions)
 
 
 # ---------------------------------------------------------------- labelling
@@ -215,7 +182,7 @@ def test_perfect_reconstruction_has_zero_error_clean_and_known_error_when_greyed
 
 def test_reconstruction_targets_the_clean_image_not_the_corrupted_input(tmp_path):
     _, test = digits()
-    ctx = context(FlatCodes(64), test, test, decoder=ConstantDecoder((1, 8, 8)),
+    ctx = context(FlatCodes(64), test, test, decoder=testing.ConstantDecoder((1, 8, 8)),
                   corruptions={"noise": UniformNoise()}, tmp_path=tmp_path)
     values = recon.Reconstruction(conditions=["noise"]).evaluate(ctx).values
     # the decoder ignores its input, so noise cannot change the error against the clean image
