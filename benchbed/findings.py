@@ -184,6 +184,9 @@ def verdict(finding: Finding, records: list[dict[str, Any]]) -> tuple[str, list[
     used: dict[int, dict[str, Any]] = {}
     for comparison in finding.holds:
         left, op, right = parse(comparison)
+        if op == "~" and finding.tolerance <= 0:
+            return "not checked", [f"{comparison}: '~' needs a tolerance > 0, the margin within which "
+                                   "the two count as equal"]
         try:
             a, b = _term(left, finding, records), _term(right, finding, records)
         except Ambiguous as exc:
