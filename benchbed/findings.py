@@ -173,8 +173,8 @@ def _part(comparison: str, a: Term, op: str, b: Term, finding: Finding) -> Part:
     capped = [t.text for t in ((a,) if op in ("<", "<=") else (b,) if op in (">", ">=") else (a, b))
               if t.at_ceiling]
     if capped and outcome == "holds":
-        outcome = "unsure"
-        numbers += f"; {', '.join(capped)} at the estimator's ceiling"
+        return Part("unsure", f"{shown}: {numbers}: not shown, {', '.join(capped)} at the "
+                              "estimator's ceiling (the truth may be higher)")
     word = {"holds": "holds", "fails": "refuted", "unsure": "within the spread"}[outcome]
     return Part(outcome, f"{shown}: {numbers}: {word}")
 
@@ -184,6 +184,9 @@ def verdict(finding: Finding, records: list[dict[str, Any]]) -> tuple[str, list[
     used: dict[int, dict[str, Any]] = {}
     for comparison in finding.holds:
         left, op, right = parse(comparison)
+        if op == "~" and finding.tolerance <= 0:
+            return "not checked", [f"{comparison}: '~' needs a tolerance > 0, the margin within which "
+                                   "the two count as equal"]
         try:
             a, b = _term(left, finding, records), _term(right, finding, records)
         except Ambiguous as exc:

@@ -201,7 +201,7 @@ def render_table(table: Table, suite: Suite, records: list[dict[str, Any]],
     body = []
     for row in rows:
         method, dim, grid = row
-        label = suite.methods[method].label or method if method in suite.methods else method
+        label = (suite.methods[method].label or method) if method in suite.methods else method
         line: list[str] = [label + _row_marks(collapsed[row], under[row])]
         if by_dim:
             line.append(str(dim))
@@ -233,7 +233,7 @@ def render_table(table: Table, suite: Suite, records: list[dict[str, Any]],
                   "difference (the findings test claims against the seed spread). "
                   "Cells: mean ± std over seeds (n runs).", ""]
     if not not_run:
-        lines += _flag_legend(table, rows, cells, collapsed, under, [note for _, note in ranked if note])
+        lines += _flag_legend(rows, cells, collapsed, under, [note for _, note in ranked if note])
     if not_run:
         lines += [f"**Not run:** {not_run}", ""]
     failures = set()
@@ -271,9 +271,10 @@ def _row_marks(collapsed: list[tuple[dict[str, Any], list[str]]], under: tuple[i
     return marks
 
 
-def _flag_legend(table: Table, rows: list[Row], cells: dict[tuple[Row, int], Cell],
+def _flag_legend(rows: list[Row], cells: dict[tuple[Row, int], Cell],
                  collapsed: dict[Row, list[tuple[dict[str, Any], list[str]]]],
                  under: dict[Row, tuple[int, int, int]], no_bold: list[str]) -> list[str]:
+    """Legend lines for the flags this table shows, and why a column has no bold."""
     lines = []
     n_under = sum(u for u, _, _ in under.values())
     if n_under:

@@ -185,3 +185,8 @@ def test_identical_seeds_are_an_exact_difference():
 
 def test_terms_without_runs_are_not_run():
     assert verdict(finding("a > b"), runs({"b": [1.0, 2.0]}))[0] == "not run"
+
+
+def test_equivalence_without_a_margin_is_not_checked():
+    result, shown = verdict(finding("a ~ b"), runs({"a": [1.0, 1.1], "b": [1.0, 1.1]}))
+    assert result == "not checked" and "needs a tolerance > 0" in shown[0]
