@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from benchbed import hookimpl
 from benchbed.components import Architecture, Decoder, Encoder
+from benchbed_plugins.layout import ConvStack, conv_layout
 from benchbed_plugins.likelihoods import (
     FeatureEncoder,
     LikelihoodDecoder,
@@ -87,7 +88,7 @@ class Unflatten(nn.Module):
         self.channels, self.side = channels, side
 
     def forward(self, h: Tensor) -> Tensor:
-        return h.reshape(h.shape[0], self.channels, self.side, self.side)
+        return conv_layout(h.reshape(h.shape[0], self.channels, self.side, self.side))
 
 
 class WAEConv(Architecture):
@@ -132,7 +133,7 @@ class WAEConv(Architecture):
                        *norm_and_relu(c_out, bn)]
             c_in, side = c_out, math.ceil(side / 2)
         head = PosteriorHead(c_in * side * side, latent_dim, self.params.posterior)
-        return FeatureEncoder(nn.Sequential(*layers), head, latent_dim)
+        return FeatureEncoder(ConvStack(*layers), head, latent_dim)
 
     def build_decoder(self, shape: tuple[int, ...], latent_dim: int) -> Decoder:
         layout = layout_for(shape)

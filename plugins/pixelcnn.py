@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from benchbed import hookimpl
 from benchbed.components import Architecture, Decoder, Params
+from benchbed_plugins.layout import conv_layout
 
 
 def causal_mask(kernel: int, include_center: bool) -> Tensor:
@@ -77,7 +78,7 @@ class ConditionalPixelCNNDecoder(Decoder):
 
     def logits(self, x: Tensor, z: Tensor) -> Tensor:
         """Bernoulli logits of every pixel given the pixels before it (teacher forcing)."""
-        h = x
+        h = conv_layout(x)
         for conv, condition in zip(self.convs, self.conditions):
             h = F.relu(conv(h) + self._as_bias(condition(z)))
         return self.out(h) + self._as_bias(self.out_condition(z))
