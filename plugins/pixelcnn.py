@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from benchbed import hookimpl
 from benchbed.components import Architecture, Decoder, Params
-from benchbed_plugins.layout import conv_layout
+from benchbed_plugins.layout import conv_layout, with_conv_layout
 
 
 def causal_mask(kernel: int, include_center: bool) -> Tensor:
@@ -71,6 +71,7 @@ class ConditionalPixelCNNDecoder(Decoder):
         self.conditions = nn.ModuleList(nn.Linear(latent_dim, channels, bias=False) for _ in convs)
         self.out = nn.Conv2d(channels, shape[0], 1)
         self.out_condition = nn.Linear(latent_dim, shape[0], bias=False)
+        with_conv_layout(self)
 
     @staticmethod
     def _as_bias(v: Tensor) -> Tensor:
