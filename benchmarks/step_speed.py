@@ -12,7 +12,8 @@ networks are the suites' CPU choices:
 
 Every variant is a change to the step against ``base`` (the code as it stands,
 with the trainer's torch settings: flush denormals on; conv feature maps
-channels-last, ``benchbed_plugins.layout``), or undoes one of its speed-ups. Variants alternate
+channels-last, ``benchbed_plugins.layout``; fused Adam, ``benchbed.train``),
+or undoes one of its speed-ups. Variants alternate
 within each round in one process, so machine load hits them alike; each round
 gives a ratio variant / base, and the table shows the median over rounds (below
 1 is faster). Times are CPU seconds of this process (``time.process_time``), so
@@ -30,7 +31,7 @@ off.
 
     python benchmarks/step_speed.py                        # all configs, 1 thread
     python benchmarks/step_speed.py --threads 2 --wall
-    python benchmarks/step_speed.py --configs pixelcnn --variants base pixelcnn_full_kernels
+    python benchmarks/step_speed.py --configs pixelcnn --variants "NCHW (channels_last off)"
 """
 
 from __future__ import annotations
@@ -46,10 +47,13 @@ import torch
 
 from benchbed.model import Autoencoder
 from benchbed.plugins import load_registry
+from benchbed.suite import Optimiser
+from benchbed.train import make_optimiser
 from benchbed_plugins.priors import NormalPrior
 
 SHAPE = (1, 28, 28)
 BATCH = 100
+OPTIMISER = Optimiser(name="adam", lr=1e-3, betas=(0.5, 0.999))  # VIMAE's (WAE's) settings
 
 CONFIGS: dict[str, tuple[dict, dict, int]] = {
     "conv_bern": ({"name": "wae_conv", "width": 0.125}, {"name": "wae_conv", "width": 0.125}, 8),
@@ -109,7 +113,8 @@ def _layout(channels_last: bool):
 
 def _adam(**kwargs) -> Callable[["Runner"], None]:
     def setup(r: "Runner") -> None:
-        r.optimiser = torch.optim.Adam(r.model.parameters(), lr=1e-3, betas=(0.5, 0.999), **kwargs)
+        r.optimiser = torch.optim.Adam(r.model.parameters(), lr=OPTIMISER.lr, betas=OPTIMISER.betas,
+                                       **kwargs)
     return setup
 
 
@@ -145,8 +150,8 @@ VARIANTS: dict[str, Variant] = {
     "base": Variant(),
     "denormals kept (flush off)": Variant(flags=lambda: _flush_denormal(False)),
     "NCHW (channels_last off)": Variant(flags=lambda: _layout(False), applies=lambda c: c != "mlp"),
-    "adam foreach": Variant(setup=_adam(foreach=True)),
-    "adam fused": Variant(setup=_adam(fused=True)),
+    "adam for-loop (unfused)": Variant(setup=_adam(foreach=False, fused=False)),
+    "adam foreach (unfused)": Variant(setup=_adam(foreach=True, fused=False)),
     "pixelcnn nonzero kernel rows": Variant(setup=_pixelcnn_nonzero_rows,
                                      applies=lambda c: c == "pixelcnn"),
     "compile default": Variant(setup=_compile("default"), compiles=True),
@@ -154,6 +159,15 @@ VARIANTS: dict[str, Variant] = {
                                                   compiles=True),
     "mkldnn bf16 (not fp32)": Variant(changes_precision=True, flags=lambda: _mkldnn_precision("bf16")),
 }
+
+
+@contextmanager
+def variant_flags(variant: Variant):
+    if variant.flags is None:
+        yield
+    else:
+        with variant.flags():
+            yield
 
 
 @dataclass
@@ -171,7 +185,7 @@ class Runner:
         self.model = Autoencoder(encoder, decoder, NormalPrior(), z).train()
         self.objective = registry.create("objective", {"name": "elbo"})
         self.objective.bind(None, z)
-        self.optimiser = torch.optim.Adam(self.model.parameters(), lr=1e-3, betas=(0.5, 0.999))
+        self.optimiser = make_optimiser(OPTIMISER, list(self.model.parameters()))  # as the trainer
         self.variant.setup(self)
 
     def step(self, x: torch.Tensor) -> torch.Tensor:
@@ -181,13 +195,8 @@ class Runner:
         self.optimiser.step()
         return loss.total.detach()
 
-    @contextmanager
     def flags(self):
-        if self.variant.flags is None:
-            yield
-        else:
-            with self.variant.flags():
-                yield
+        return variant_flags(self.variant)
 
     def run(self, batches: list[torch.Tensor], clock: Callable[[], float]) -> float:
         with self.flags():
@@ -206,7 +215,8 @@ def measure(config: str, names: list[str], repeats: int, steps: int, clock) -> d
         variant = VARIANTS[name]
         if not variant.applies(config):
             continue
-        runner = Runner(config, variant)
+        with variant_flags(variant):  # some flags act when the networks are built
+            runner = Runner(config, variant)
         # Warm-up (allocator, Adam state, compilation): 3 steps from the same
         # weights, batches and noise as base, so the loss of step 3 (after two
         # Adam updates) shows any float-level difference.

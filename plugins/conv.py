@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from benchbed import hookimpl
 from benchbed.components import Architecture, Decoder, Encoder
-from benchbed_plugins.layout import ConvStack, conv_layout
+from benchbed_plugins.layout import ConvStack, conv_layout, with_conv_layout
 from benchbed_plugins.likelihoods import (
     FeatureEncoder,
     LikelihoodDecoder,
@@ -133,7 +133,7 @@ class WAEConv(Architecture):
                        *norm_and_relu(c_out, bn)]
             c_in, side = c_out, math.ceil(side / 2)
         head = PosteriorHead(c_in * side * side, latent_dim, self.params.posterior)
-        return FeatureEncoder(ConvStack(*layers), head, latent_dim)
+        return FeatureEncoder(with_conv_layout(ConvStack(*layers)), head, latent_dim)
 
     def build_decoder(self, shape: tuple[int, ...], latent_dim: int) -> Decoder:
         layout = layout_for(shape)
@@ -149,7 +149,8 @@ class WAEConv(Architecture):
         layers += [same_padding(side, layout.decoder_kernel, 1),
                    nn.Conv2d(c_in, shape[0], layout.decoder_kernel)]
         likelihood = make_likelihood(self.params, tuple(shape))
-        return LikelihoodDecoder(nn.Sequential(*layers), likelihood, tuple(shape), latent_dim)
+        return LikelihoodDecoder(with_conv_layout(nn.Sequential(*layers)), likelihood, tuple(shape),
+                                 latent_dim)
 
 
 @hookimpl

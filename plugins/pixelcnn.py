@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from benchbed import hookimpl
 from benchbed.components import Architecture, Decoder, Params
-from benchbed_plugins.layout import conv_layout
+from benchbed_plugins.layout import conv_layout, with_conv_layout
 
 
 def causal_mask(kernel: int, include_center: bool) -> Tensor:
@@ -56,6 +56,10 @@ class ConditionalPixelCNNDecoder(Decoder):
     which sees only x_{<i} (raster order): one pass with teacher forcing.
     """
 
+    # Decoding runs each pixel's step on its receptive field only: same values,
+    # about 3x fewer multiply-adds at 28x28 with the 5-layer net (see _decode).
+    crop_to_reach = True
+
     def __init__(self, shape: tuple[int, int, int], latent_dim: int, n_layers: int, channels: int,
                  kernel_size: int, first_kernel_size: int, mean_decode: str, mean_seed: int):
         super().__init__()
@@ -71,6 +75,9 @@ class ConditionalPixelCNNDecoder(Decoder):
         self.conditions = nn.ModuleList(nn.Linear(latent_dim, channels, bias=False) for _ in convs)
         self.out = nn.Conv2d(channels, shape[0], 1)
         self.out_condition = nn.Linear(latent_dim, shape[0], bias=False)
+        # rows above (and columns either side) that one pixel's logit can see
+        self.reach = first_kernel_size // 2 + (n_layers - 1) * (kernel_size // 2)
+        with_conv_layout(self)
 
     @staticmethod
     def _as_bias(v: Tensor) -> Tensor:
@@ -91,14 +98,20 @@ class ConditionalPixelCNNDecoder(Decoder):
     def _decode(self, z: Tensor, choose) -> Tensor:
         """Fill pixels in raster order; ``choose(logits)`` picks each pixel's value.
 
-        Logits of row i depend only on rows <= i (the masks never look down),
-        so each step runs on the rows decoded so far, which is exact.
+        The logit of pixel (i, j) depends only on pixels within ``reach`` rows
+        above and columns either side (the masks never look down), so each
+        step runs on that window of the pixels decoded so far, which is exact:
+        a window edge's zero padding only moves values ``reach`` or more pixels
+        away. ``crop_to_reach = False`` runs every step on all rows up to i.
         """
         _, height, width = self.shape
         x = torch.zeros(z.shape[0], *self.shape, device=z.device, dtype=z.dtype)
+        r = self.reach if self.crop_to_reach else max(height, width)
         for i in range(height):
+            top = max(0, i - r)
             for j in range(width):
-                logits = self.logits(x[:, :, : i + 1], z)[:, :, i, j]
+                left, right = max(0, j - r), min(width, j + r + 1)
+                logits = self.logits(x[:, :, top: i + 1, left:right], z)[:, :, i - top, j - left]
                 x[:, :, i, j] = choose(logits)
         return x
 

@@ -255,3 +255,31 @@ def test_pixelcnn_log_prob_trains_the_conditioning():
     assert (first.weight.grad * (1 - first.mask)).abs().max() == 0
     assert F.binary_cross_entropy_with_logits(dec.logits(x, z), x, reduction="sum").item() == \
         pytest.approx(-lp.sum().item(), rel=1e-5)
+
+
+def test_a_pixels_logit_depends_only_on_its_receptive_window_so_decoding_on_it_is_exact():
+    """reach = 7 // 2 + 2 * (3 // 2) = 5 rows above and columns either side for 3 layers (7x7 A, 3x3 B)."""
+    side = 12
+    dec = PixelCNN(n_layers=3, channels=8).build_decoder((1, side, side), LATENT).double()
+    assert dec.reach == 5
+    x = torch.bernoulli(torch.rand(4, 1, side, side, dtype=torch.float64))
+    z = torch.randn(4, LATENT, dtype=torch.float64)
+    with torch.no_grad():
+        full = dec.logits(x, z)
+        for i in range(side):
+            for j in range(side):
+                top, left, right = max(0, i - dec.reach), max(0, j - dec.reach), min(side, j + dec.reach + 1)
+                window = dec.logits(x[:, :, top:i + 1, left:right], z)[:, :, i - top, j - left]
+                torch.testing.assert_close(window, full[:, :, i, j], rtol=1e-12, atol=1e-12)
+        # a window one row or column short would miss part of the field: the check can fail
+        i, j = side - 1, side // 2
+        short = dec.logits(x[:, :, i - dec.reach + 1:i + 1, j - dec.reach + 1:j + dec.reach], z)
+        assert not torch.allclose(short[:, :, -1, dec.reach - 1], full[:, :, i, j])
+
+
+def test_decoding_on_receptive_windows_gives_the_same_samples_as_on_all_rows():
+    dec = small_decoder(10, n_layers=2, first_kernel_size=3)
+    z = torch.randn(6, LATENT, dtype=torch.float64)
+    windowed = dec.sample(z, generator=torch.Generator().manual_seed(4))
+    dec.crop_to_reach = False
+    assert torch.equal(dec.sample(z, generator=torch.Generator().manual_seed(4)), windowed)
