@@ -126,6 +126,8 @@ def _evaluate(task: RunTask, built: BuiltRun, registry: Registry, run_dir: Path,
             with torch.no_grad():
                 result = registry.create("metric", spec).evaluate(ctx)
         except Exception as exc:  # one broken metric must not hide the others
+            if is_no_space(exc):  # but a full disk stops the run (it resumes later)
+                raise
             if not isinstance(exc, BenchbedError):
                 _log(run_dir, traceback.format_exc())
             errors[key] = f"{type(exc).__name__}: {exc}" if not isinstance(exc, BenchbedError) else str(exc)

@@ -219,8 +219,11 @@ def run_suite(path: Path, profile: str | None, store_root: Path, executor: dict[
                 if wait:
                     for run in busy:
                         _wait_for_lock(store.run_dir(run.key), progress, run.name)
+                        status, reason = store.status(run.key)
                         if store.needs_work(run, retry_failed):
                             tasks += _tasks_for([run], store, threads)
+                        elif status == "failed":  # and failed it
+                            report.failed.append((run.name, f"{reason} (run by another process)"))
                         else:  # the other process finished it
                             report.skipped += 1
                     progress.total = progress.done + len(tasks)
