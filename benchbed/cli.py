@@ -54,8 +54,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"  FAILED {name}: {reason}")
     for name in report.elsewhere:
         print(f"  RUNNING ELSEWHERE {name}: another process is running it (--wait waits for it)")
-    for problem in report.problems:
-        print(f"  {problem}", file=sys.stderr)
+    if report.problems:
+        print(f"  {len(report.problems)} damaged record file(s) skipped (named above)")
     print(f"Leaderboard: {report.leaderboard or 'none (no records yet)'}")
     return 1 if report.failed or report.problems else 0
 

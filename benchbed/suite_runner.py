@@ -237,7 +237,10 @@ def run_suite(path: Path, profile: str | None, store_root: Path, executor: dict[
         export(runs, store, leaderboard_dir, name)
         board = build_leaderboard(path, profile, leaderboard_dir, suite)
         report.leaderboard = board.path
-        report.problems = list(dict.fromkeys([*report.problems, *(str(b) for b in board.bad)]))
+        for problem in map(str, board.bad):
+            if problem not in report.problems:  # said once, when first seen
+                progress.say(f"warning: {problem}")
+                report.problems.append(problem)
     finally:
         store.close()
     report.seconds = time.monotonic() - started

@@ -86,7 +86,9 @@ def test_damaged_records_are_named_skipped_and_the_rest_goes_on(copy, capsys):
     assert run_cli(*args(suite, store, boards)) == 1
     out = capsys.readouterr()
     no_traceback(out.err)
-    assert "junk.json" in out.err and "nokey.json" in out.err
+    for name in ("elbo__z2__s0.json", "junk.json", "nokey.json"):
+        assert out.err.count(f"{records / name}: skipped") == 1, out.err  # once each
+    assert "3 damaged record file(s) skipped" in out.out
     assert json.loads((records / "elbo__z2__s0.json").read_text())["status"] == "finished"
     assert "| ELBO-VAE" in (boards / "tiny.md").read_text()
 
