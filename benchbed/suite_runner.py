@@ -203,7 +203,6 @@ def run_suite(path: Path, profile: str | None, store_root: Path, executor: dict[
                         busy.append(run)
                         continue
                     if outcome.stopped:  # a full disk: nothing recorded, the run resumes later
-                        progress.run_done(run.name, "stopped", outcome.reason, outcome.wall_time)
                         raise WorkStopped(outcome.reason or "the run was stopped")
                     if outcome.archive is not None:
                         unpack_dir(outcome.archive, store.run_dir(run.key))
