@@ -70,7 +70,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     for file in args.suites:
         path = Path(file)
         try:
-            profiles, _ = profile_names(path)
+            profiles, default = profile_names(path)
         except BenchbedError as exc:
             print(f"error: {exc}", file=sys.stderr)
             status = 2
@@ -78,6 +78,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
         # Every profile unless one is named: a typo in a profile other than the
         # default must not wait for the day someone runs it.
         chosen = [args.profile] if args.profile or not profiles else profiles
+        if not args.profile and default is not None and default not in profiles:
+            chosen = [None]  # the default_profile itself is wrong: say that
         seen: set[str] = set()  # a problem shared by several profiles is said once
         for profile in chosen:
             try:

@@ -506,3 +506,19 @@ def test_mutated_suites_are_all_refused_with_the_file_and_line(tmp_path):
     verdicts = fuzz_suites.fuzz(sorted((REPO / "suites").glob("*.yaml")), per_kind=1, seed=0)
     missed = [(v.case.kind, v.case.what, v.output[-300:]) for v in verdicts if not v.located]
     assert len(verdicts) >= 30 and not missed, missed
+
+
+def test_a_figure_no_metric_writes_is_refused_with_the_close_name(write_suite):
+    path = write_suite(TINY_SUITE.replace("  logdet: {name: logdet_cov}",
+                                          "  logdet: {name: logdet_cov}\n  figs: {name: figures, which: [samples]}")
+                       .replace("  - id: t\n", "  - id: t\n    figures: [sample.png]\n"))
+    [problem] = problems_of(path)
+    assert "leaderboards[0].figures[0]: no metric writes a figure 'sample.png' (did you mean " \
+           "'samples.png'?)" in problem
+
+
+def test_a_wrong_default_profile_is_refused_by_plain_validate(write_suite, capsys):
+    path = write_suite(TINY_SUITE + "default_profile: fsat\nprofiles:\n  fast: {training: {epochs: 1}}\n")
+    assert main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}:24: profiles: no profile 'fsat' (did you mean 'fast'?)" in err, err
