@@ -77,8 +77,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"  FAILED {name}: {reason}")
     for name in report.elsewhere:
         print(f"  RUNNING ELSEWHERE {name}: another process is running it (--wait waits for it)")
-    for problem in report.problems:
-        print(f"  {problem}", file=sys.stderr)
+    if report.problems:
+        print(f"  {len(report.problems)} damaged record file(s) skipped (named above)")
     print(f"Leaderboard: {report.leaderboard or 'none (no records yet)'}")
     return 1 if report.failed or report.problems else 0
 
@@ -93,7 +93,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     for file in args.suites:
         path = Path(file)
         try:
-            profiles, _ = profile_names(path)
+            profiles, default = profile_names(path)
         except BenchbedError as exc:
             print(f"error: {exc}", file=sys.stderr)
             status = 2
@@ -101,6 +101,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
         # Every profile unless one is named: a typo in a profile other than the
         # default must not wait for the day someone runs it.
         chosen = [args.profile] if args.profile or not profiles else profiles
+        if not args.profile and default is not None and default not in profiles:
+            chosen = [None]  # the default_profile itself is wrong: say that
         seen: set[str] = set()  # a problem shared by several profiles is said once
         for profile in chosen:
             try:

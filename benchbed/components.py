@@ -360,6 +360,11 @@ class Metric(Component):
         refused before training. None (the default): not declared, not checked."""
         return None
 
+    def figures_written(self, corruptions: list[str]) -> list[str] | None:
+        """The figure files (names, e.g. ``samples.png``) ``evaluate`` writes,
+        given the suite's corruption names; None (the default): not declared."""
+        return None
+
     def probe(self, model: "Autoencoder", x: Tensor) -> dict[str, float]:
         raise NotImplementedError(f"{type(self).__name__} cannot be tracked during training")
 

@@ -59,7 +59,7 @@ class PlainProgress:
 
     def run_done(self, label: str, status: str, reason: str | None, seconds: float) -> None:
         self.done += 1
-        if status != "finished":
+        if status == "failed":  # not "running elsewhere": another process has that run
             self.failed += 1
         tail = f": {reason}" if reason else ""
         self.say(f"[{self.done}/{self.total}] {label}: {status} in {seconds:.0f}s{tail} "

@@ -139,6 +139,11 @@ REQUIRED = {"run_key": str, "method": str, "status": str, "latent_dim": int, "se
             "grid": dict, "metrics": dict}
 
 
+OPTIONAL = {"label": (str,), "slug": (str,), "reason": (str,), "provenance": (dict,),
+            "metric_errors": (dict,), "figures": (list,), "evaluation": (dict,),
+            "train_seconds": (int, float), "eval_seconds": (int, float)}
+
+
 @dataclass(frozen=True)
 class BadRecord:
     path: Path
@@ -158,6 +163,9 @@ def check_record(record: Any) -> str | None:
         value = record[key]
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
             return f"{key!r} must be {kind.__name__}, not {type(value).__name__} ({value!r:.40})"
+    for key, kinds in OPTIONAL.items():
+        if record.get(key) is not None and not isinstance(record[key], kinds):
+            return f"{key!r} must be {' or '.join(k.__name__ for k in kinds)}, not {type(record[key]).__name__}"
     for key, values in record["metrics"].items():
         if not isinstance(values, dict):
             return f"metrics.{key} must be an object of values"
@@ -187,7 +195,9 @@ def read_records(leaderboard_dir: Path, name: str) -> tuple[list[dict[str, Any]]
             bad.append(BadRecord(path, reason))
             continue
         record.setdefault("label", record["method"])
-        record.setdefault("provenance", {})
+        record.setdefault("reason", None)
+        if record.get("provenance") is None:
+            record["provenance"] = {}
         records.append(record)
     return records, bad
 

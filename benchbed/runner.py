@@ -131,9 +131,11 @@ def _evaluate(task: RunTask, built: BuiltRun, registry: Registry, run_dir: Path,
             with torch.no_grad():
                 result = registry.create("metric", spec).evaluate(ctx)
         except Exception as exc:  # one broken metric must not hide the others
+            if is_no_space(exc):  # but a full disk stops the run (it resumes later)
+                raise
             if not isinstance(exc, BenchbedError):
                 _log(run_dir, traceback.format_exc())
-            errors[key] = f"{type(exc).__name__}: {exc}" if not isinstance(exc, BenchbedError) else str(exc)
+            errors[key] = _reason(exc) if not isinstance(exc, BenchbedError) else str(exc)
             done[mhash] = {"spec": spec, "values": {}, "figures": [], "error": errors[key],
                            "seconds": round(time.perf_counter() - started, 3)}
             write_json(run_dir / "metrics.json", done)
@@ -208,6 +210,13 @@ def _check_checkpoint(run_dir: Path) -> None:
         set_aside(path, _short(exc), lambda text: _log(run_dir, text + "; training from scratch"))
 
 
+def _reason(exc: BaseException) -> str:
+    """A failure in words; never torch's advice to load a file with weights_only=False."""
+    if "Weights only load failed" in str(exc):
+        return f"a file {load_error(exc)}"
+    return f"{type(exc).__name__}: {exc}".strip()
+
+
 def _short(exc: BaseException) -> str:
     return load_error(exc)
 
@@ -261,8 +270,7 @@ def _run_task_locked(task: RunTask, on_event: OnEvent) -> TaskOutcome:
         if is_no_space(exc):
             return _no_space(task, run_dir, exc, started)
         _log(run_dir, traceback.format_exc())
-        reason = f"{type(exc).__name__}: {exc}".strip()
-        return _failed(task, run_dir, reason, started, trained=(run_dir / WEIGHTS).exists())
+        return _failed(task, run_dir, _reason(exc), started, trained=(run_dir / WEIGHTS).exists())
     emit(Done(status="finished"))
     # Trained and evaluated; a failed metric is reported but leaves the run finished.
     reason = "; ".join(f"metric {k} failed: {v}" for k, v in metric_errors.items()) or None

@@ -150,6 +150,8 @@ class Store:
                 self._say(f"waiting up to {self.lock_wait:.0f}s for the run index {self.index_path}, "
                           "which another process has locked...")
                 self._db = self._connect(timeout=self.lock_wait)
+            # Later writes wait as long for a lock another driver holds.
+            self._db.execute(f"PRAGMA busy_timeout = {int(self.lock_wait * 1000)}")
         except sqlite3.Error as exc:
             self._index_failed(exc)
             if self._db is None and not _locked(exc) and not is_no_space(exc):

@@ -11,7 +11,7 @@ parameters are checked against the plugin's own ``Params`` model in
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import re
 
@@ -79,10 +79,13 @@ class Method(Spec):
     enabled: bool = Field(True, description="false: not planned (a profile can switch methods off)")
 
 
+Beta = Annotated[float, Field(ge=0, lt=1)]  # Adam's moment decay: torch refuses others
+
+
 class Optimiser(Spec):
     name: Literal["adam", "adamw", "sgd", "rmsprop"] = "adam"
     lr: float = Field(1e-3, gt=0)
-    betas: tuple[float, float] = (0.9, 0.999)
+    betas: tuple[Beta, Beta] = (0.9, 0.999)
     weight_decay: float = Field(0.0, ge=0)
     momentum: float = Field(0.0, ge=0, description="sgd/rmsprop only")
 

@@ -203,7 +203,6 @@ def run_suite(path: Path, profile: str | None, store_root: Path, executor: dict[
                         busy.append(run)
                         continue
                     if outcome.stopped:  # a full disk: nothing recorded, the run resumes later
-                        progress.run_done(run.name, "stopped", outcome.reason, outcome.wall_time)
                         raise WorkStopped(outcome.reason or "the run was stopped")
                     if outcome.archive is not None:
                         unpack_dir(outcome.archive, store.run_dir(run.key))
@@ -219,8 +218,11 @@ def run_suite(path: Path, profile: str | None, store_root: Path, executor: dict[
                 if wait:
                     for run in busy:
                         _wait_for_lock(store.run_dir(run.key), progress, run.name)
+                        status, reason = store.status(run.key)
                         if store.needs_work(run, retry_failed):
                             tasks += _tasks_for([run], store, threads)
+                        elif status == "failed":  # and failed it
+                            report.failed.append((run.name, f"{reason} (run by another process)"))
                         else:  # the other process finished it
                             report.skipped += 1
                     progress.total = progress.done + len(tasks)
@@ -234,7 +236,10 @@ def run_suite(path: Path, profile: str | None, store_root: Path, executor: dict[
         export(runs, store, leaderboard_dir, name)
         board = build_leaderboard(path, profile, leaderboard_dir, suite)
         report.leaderboard = board.path
-        report.problems = list(dict.fromkeys([*report.problems, *(str(b) for b in board.bad)]))
+        for problem in map(str, board.bad):
+            if problem not in report.problems:  # said once, when first seen
+                progress.say(f"warning: {problem}")
+                report.problems.append(problem)
     finally:
         store.close()
     report.seconds = time.monotonic() - started

@@ -127,6 +127,11 @@ def convert_errors(exc: ValidationError, model: type[BaseModel], prefix: tuple[A
             msg = err["msg"].removeprefix("Value error, ") + shown
         path = prefix + loc
         where = locs.find(path)
+        # A section-wide rule ("give exactly one of 'epochs' and 'steps'"): point
+        # at the first named field written there.
+        written = [path + (name,) for name in _quoted(msg) if path + (name,) in locs]
+        if kind == "value_error" and written:
+            where = locs[written[0]]
         problems.append(Problem(str(where) if where else "?", dotted(path), msg))
     return problems
 
@@ -232,6 +237,21 @@ def produced_values(suite: Suite, registry: Registry) -> dict[str, list[str] | N
     return out
 
 
+def written_figures(suite: Suite, registry: Registry) -> list[str] | None:
+    """Every figure file the suite's metrics write (None: some metric does not say)."""
+    out: list[str] = []
+    for ref in suite.metrics.values():
+        try:
+            cls = registry.get("metric", ref.name).cls
+            names = cls(cls.Params.model_validate(ref.params)).figures_written(list(suite.corruptions))
+        except Exception:
+            return None
+        if names is None:
+            return None
+        out += [str(n) for n in names]
+    return list(dict.fromkeys(out))
+
+
 def value_problem(suite: Suite, produced: dict[str, list[str] | None], metric: str, value: str,
                   path: tuple[Any, ...], locs: Locations) -> list[Problem]:
     names = produced.get(metric)
@@ -327,6 +347,13 @@ def check_references(suite: Suite, registry: Registry, locs: Locations) -> list[
                                          f"unknown grid key {k!r}{did_you_mean(k, grid_keys)}"
                                          f" (grid keys: {', '.join(grid_keys)})"))
         problems += where_problems(suite, table.where, base, locs)
+        figures = written_figures(suite, registry) if table.figures else None
+        for i, figure in enumerate(table.figures if figures is not None else []):
+            if figure not in figures:
+                problems.append(_problem(locs, base + ("figures", i),
+                                         f"no metric writes a figure {figure!r}"
+                                         f"{did_you_mean(figure, figures)} (written: "
+                                         f"{', '.join(figures) or 'none'})"))
         for c, column in enumerate(table.columns):
             cbase = base + ("columns", c)
             if column.metric not in metric_keys:

@@ -80,6 +80,9 @@ class ClassCE(Metric):
     def produces(self) -> list[str]:
         return ["class_ce", "classifier_accuracy"]
 
+    def figures_written(self, corruptions: list[str]) -> list[str]:
+        return []
+
     def evaluate(self, ctx) -> MetricResult:
         classifier, accuracy = get_classifier(ctx)
         train = full_train_split(ctx)

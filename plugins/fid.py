@@ -430,6 +430,9 @@ class FID(Metric):
     def produces(self) -> list[str]:
         return ["fid"]
 
+    def figures_written(self, corruptions: list[str]) -> list[str]:
+        return []
+
     def evaluate(self, ctx) -> MetricResult:
         name, weights, extra = self.resolve_extractor(ctx)
         extractor, layer = create_extractor(name, weights, ctx.device)

@@ -155,6 +155,17 @@ class Figures(Metric):
     def produces(self) -> list[str]:
         return []  # figures only
 
+    def figures_written(self, corruptions: list[str]) -> list[str]:
+        names = {"samples": ["samples.png"],
+                 "markov_chain": ["markov_chain_data.png", "markov_chain_noise.png"],
+                 "reconstructions": ["reconstructions.png"],
+                 "corrupted_reconstructions": [
+                     f"corrupted_reconstructions_{safe_name(c)}.png"
+                     for c in (self.params.conditions if self.params.conditions is not None
+                               else corruptions)],
+                 "latent_scatter": ["latent_scatter.png"], "curves": ["curves.png"]}
+        return [f for kind in dict.fromkeys(self.params.which) for f in names[kind]]
+
     def evaluate(self, ctx) -> MetricResult:
         draw = {
             "samples": self.draw_samples,

@@ -172,6 +172,9 @@ class FullDataMMD(Metric):
     def produces(self) -> list[str]:
         return ["mmd", "n"]
 
+    def figures_written(self, corruptions: list[str]) -> list[str]:
+        return []
+
     def evaluate(self, ctx) -> MetricResult:
         p = self.params
         z = split_codes(ctx, p.codes, p.test_subset, p.batch_size)
@@ -228,6 +231,9 @@ class LogDetCovariance(Metric):
 
     def produces(self) -> list[str]:
         return ["logdet_cov", "n"]
+
+    def figures_written(self, corruptions: list[str]) -> list[str]:
+        return []
 
     def evaluate(self, ctx) -> MetricResult:
         p = self.params
@@ -290,6 +296,9 @@ class MutualInformation(Metric):
 
     def produces(self) -> list[str]:
         return ["mutual_info", "mutual_info_se", "log_m"]
+
+    def figures_written(self, corruptions: list[str]) -> list[str]:
+        return []
 
     def evaluate(self, ctx) -> MetricResult:
         p = self.params

@@ -79,6 +79,9 @@ class ImportanceSampledNLL(Metric):
     def produces(self) -> list[str]:
         return ["nll", "nll_se", "k", "n"]
 
+    def figures_written(self, corruptions: list[str]) -> list[str]:
+        return []
+
     def evaluate(self, ctx) -> MetricResult:
         p = self.params
         x = ctx.test.x[subset_indices(len(ctx.test), p.test_subset, ctx.generator(_SUBSET_SALT))]

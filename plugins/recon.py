@@ -51,6 +51,9 @@ class Reconstruction(Metric):
         # bce only for data in [0, 1], which a suite cannot know: both are declared.
         return [f"{kind}/{c}" for c in self.params.conditions for kind in ("mse", "bce")]
 
+    def figures_written(self, corruptions: list[str]) -> list[str]:
+        return []
+
     def evaluate(self, ctx) -> MetricResult:
         p = self.params
         check_conditions(p.conditions, ctx.corruptions)

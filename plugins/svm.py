@@ -87,6 +87,9 @@ class SemiSupervisedSVM(Metric):
         return [*(f"{kind}/{c}" for c in self.params.conditions for kind in ("accuracy", "error")),
                 "c", "labels"]
 
+    def figures_written(self, corruptions: list[str]) -> list[str]:
+        return []
+
     def evaluate(self, ctx) -> MetricResult:
         p = self.params
         check_conditions(p.conditions, ctx.corruptions)

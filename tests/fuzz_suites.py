@@ -33,8 +33,8 @@ FREE_TEXT = {"label", "title", "claim", "citation", "description", "notes", "hea
 DEFINING = {"methods", "metrics", "corruptions", "profiles", "params", "paper", "resources",
             "env_vars", "runtime_env"}
 REFERENCE_KEYS = {"metric", "value", "corruption", "track", "conditions", "methods"}
-KINDS = ("key_typo", "name_typo", "wrong_type", "unknown_key", "negative", "syntax", "empty",
-         "top_level_list")
+KINDS = ("key_typo", "name_typo", "string_typo", "wrong_type", "null_value", "container_swap",
+         "unknown_key", "negative", "syntax", "empty", "top_level_list")
 
 
 @dataclass
@@ -113,6 +113,30 @@ def mutations(text: str, rng: random.Random, per_kind: int) -> list[Case]:
     for path, value in rng.sample(names, min(per_kind, len(names))):
         cases.append(Case("name_typo", _replace(text, value, typo(value.value)), _line(value),
                           f"name {'.'.join(map(str, path))} = {value.value}"))
+
+    strings = [(p, v) for p, _, v in entries if isinstance(v, yaml.ScalarNode) and v.tag.endswith(":str")
+               and not _free(p) and v.style is None and len(v.value) > 2 and (p, v) not in names
+               and not (len(p) > 1 and p[-2] == "holds")]
+    for path, value in rng.sample(strings, min(per_kind, len(strings))):
+        cases.append(Case("string_typo", _replace(text, value, typo(value.value)), _line(value),
+                          f"string {'.'.join(map(str, path))} = {value.value}"))
+
+    required = [(p, v) for p, k, v in entries if k is not None and isinstance(v, yaml.ScalarNode)
+                and v.value not in ("null", "~", "") and not _free(p)
+                and not (len(p) > 1 and isinstance(p[-2], str) and p[-2] in DEFINING)]
+    for path, value in rng.sample(required, min(per_kind, len(required))):
+        cases.append(Case("null_value", _replace(text, value, "null"), _line(value),
+                          f"null for {'.'.join(map(str, path))}"))
+
+    containers = [(p, v) for p, k, v in entries if k is not None and isinstance(v, (yaml.SequenceNode,
+                  yaml.MappingNode)) and v.flow_style and v.value and not _free(p)
+                  and not (isinstance(p[-1], str) and p[-1] in DEFINING)]
+    containers = [(p, v) for p, v in containers if not text[v.start_mark.index:].startswith("&")]
+    for path, node in rng.sample(containers, min(per_kind, len(containers))):
+        new = "{x: 1}" if isinstance(node, yaml.SequenceNode) else "[1, 2]"
+        cases.append(Case("container_swap", _replace(text, node, new), _line(node),
+                          f"{'list' if new.startswith('{') else 'mapping'} swapped at "
+                          f"{'.'.join(map(str, path))}"))
 
     numbers = [(p, v) for p, _, v in entries if isinstance(v, yaml.ScalarNode)
                and v.tag.endswith((":int", ":float")) and not _free(p)]

@@ -86,7 +86,9 @@ def test_damaged_records_are_named_skipped_and_the_rest_goes_on(copy, capsys):
     assert run_cli(*args(suite, store, boards)) == 1
     out = capsys.readouterr()
     no_traceback(out.err)
-    assert "junk.json" in out.err and "nokey.json" in out.err
+    for name in ("elbo__z2__s0.json", "junk.json", "nokey.json"):
+        assert out.err.count(f"{records / name}: skipped") == 1, out.err  # once each
+    assert "3 damaged record file(s) skipped" in out.out
     assert json.loads((records / "elbo__z2__s0.json").read_text())["status"] == "finished"
     assert "| ELBO-VAE" in (boards / "tiny.md").read_text()
 
@@ -197,7 +199,7 @@ def test_a_full_disk_stops_with_one_line_and_the_run_resumes_after(tiny_suite, t
     no_traceback(out.err)
     [folder] = run_dirs(store)
     assert f"no space left on the device holding {folder.resolve()}" in out.err
-    assert out.err.count("no space left") == 2  # the progress line and the error, nothing else
+    assert out.err.count("no space left") == 1  # one line, nothing else
     assert not (folder / "model.pt").exists() and not (folder / "status.json").exists()
     assert not [p for p in folder.iterdir() if p.name.endswith(".tmp")]
     assert (folder / "checkpoint.pt").exists()  # the last epoch's checkpoint is kept
@@ -504,3 +506,19 @@ def test_mutated_suites_are_all_refused_with_the_file_and_line(tmp_path):
     verdicts = fuzz_suites.fuzz(sorted((REPO / "suites").glob("*.yaml")), per_kind=1, seed=0)
     missed = [(v.case.kind, v.case.what, v.output[-300:]) for v in verdicts if not v.located]
     assert len(verdicts) >= 30 and not missed, missed
+
+
+def test_a_figure_no_metric_writes_is_refused_with_the_close_name(write_suite):
+    path = write_suite(TINY_SUITE.replace("  logdet: {name: logdet_cov}",
+                                          "  logdet: {name: logdet_cov}\n  figs: {name: figures, which: [samples]}")
+                       .replace("  - id: t\n", "  - id: t\n    figures: [sample.png]\n"))
+    [problem] = problems_of(path)
+    assert "leaderboards[0].figures[0]: no metric writes a figure 'sample.png' (did you mean " \
+           "'samples.png'?)" in problem
+
+
+def test_a_wrong_default_profile_is_refused_by_plain_validate(write_suite, capsys):
+    path = write_suite(TINY_SUITE + "default_profile: fsat\nprofiles:\n  fast: {training: {epochs: 1}}\n")
+    assert main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}:24: profiles: no profile 'fsat' (did you mean 'fast'?)" in err, err
