@@ -54,8 +54,8 @@ def _executor_override(args: argparse.Namespace) -> dict[str, Any]:
 
 def _executor_flags() -> dict[str, list[tuple[str, str, str]]]:
     """Each flag executors declare -> [(executor, param, its description)]."""
-    from benchbed.executor_spec import executor_flags
-    from benchbed.plugins import get_registry
+    from benchbed.plan.executor_spec import executor_flags
+    from benchbed.plugin_api.registry import get_registry
     registry = get_registry()
     return {flag: [(name, param, registry.get("executor", name).cls.Params.model_fields[param].description
                     or "") for name, param in owners]
@@ -63,8 +63,8 @@ def _executor_flags() -> dict[str, list[tuple[str, str, str]]]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from benchbed.progress import make_progress
-    from benchbed.suite_runner import run_suite
+    from benchbed.run.progress import make_progress
+    from benchbed.run.driver import run_suite
 
     report = run_suite(Path(args.suite), args.profile, Path(args.store), _executor_override(args),
                        make_progress(force_plain=args.plain), Path(args.leaderboards),
@@ -84,10 +84,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from benchbed.plan import plan
-    from benchbed.plugins import get_registry
-    from benchbed.suite_source import profile_names
-    from benchbed.validate import SuiteInvalid, load_suite
+    from benchbed.plan.runs import plan
+    from benchbed.plugin_api.registry import get_registry
+    from benchbed.suite.source import profile_names
+    from benchbed.suite.load import SuiteInvalid, load_suite
 
     status = 0
     for file in args.suites:
@@ -128,7 +128,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    from benchbed.schema import suite_json_schema
+    from benchbed.suite.schema import suite_json_schema
     text = json.dumps(suite_json_schema(), indent=2)
     if args.output:
         Path(args.output).write_text(text + "\n")
@@ -157,7 +157,7 @@ def _show_component(registry, name: str) -> int:
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
-    from benchbed.plugins import get_registry
+    from benchbed.plugin_api.registry import get_registry
     registry = get_registry()
     if args.name:
         return _show_component(registry, args.name)
@@ -184,10 +184,10 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
-    from benchbed.records import publish_name, records_dir
-    from benchbed.suite_runner import build_leaderboard, check_output_folder
-    from benchbed.suite_source import profile_names
-    from benchbed.validate import load_suite
+    from benchbed.publish.records import publish_name, records_dir
+    from benchbed.run.driver import build_leaderboard, check_output_folder
+    from benchbed.suite.source import profile_names
+    from benchbed.suite.load import load_suite
 
     suite_path, leaderboards = Path(args.suite), Path(args.leaderboards)
     suite, _ = load_suite(suite_path, args.profile)
@@ -290,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
             pass
     try:
         if first.plugin:
-            from benchbed.plugins import ENV_PLUGINS, configure
+            from benchbed.plugin_api.registry import ENV_PLUGINS, configure
             # Worker processes load plugins from the environment.
             existing = [m for m in os.environ.get(ENV_PLUGINS, "").split(",") if m]
             os.environ[ENV_PLUGINS] = ",".join(dict.fromkeys([*existing, *first.plugin]))

@@ -26,8 +26,8 @@ from pydantic import Field, NonNegativeInt, PositiveFloat, model_validator
 from torch import Tensor
 
 from benchbed import hookimpl
-from benchbed.components import ANY_DIVERGENCE, Codes, Divergence, Loss, Objective, Params
-from benchbed_plugins.kl import per_example_kl
+from benchbed.plugin_api.components import ANY_DIVERGENCE, Codes, Divergence, Loss, Objective, Params
+from benchbed_plugins.divergences.kl import per_example_kl
 
 
 def divergence_term_name(divergence: Divergence, taken: tuple[str, ...] = ("rec", "loss")) -> str:

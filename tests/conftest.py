@@ -31,7 +31,7 @@ def write_suite(tmp_path):
 @pytest.fixture
 def fresh_registry(monkeypatch):
     """A registry reloaded for this test (with the test plugins), reset afterwards."""
-    from benchbed import plugins
+    from benchbed.plugin_api import registry as plugins
 
     monkeypatch.setenv(plugins.ENV_PLUGINS, "benchbed_test_plugins")
     registry = plugins.configure()

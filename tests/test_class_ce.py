@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 import torch
 
-from benchbed.components import Dataset, DatasetInfo, Split
+from benchbed.plugin_api.components import Dataset, DatasetInfo, Split
 from benchbed.errors import BenchbedError
-from benchbed.evaluation_context import EvalContext
-from benchbed_plugins import class_ce, classifier
+from benchbed.run.evaluation_context import EvalContext
+from benchbed_plugins.metrics import class_ce, classifier
 
 N_TRAIN, N_TEST = 3000, 1000
 # Three plain epochs (about 140 steps): enough for ~94% on this subset, in seconds.

@@ -14,7 +14,7 @@ import scipy.linalg
 import torch
 
 from benchbed.errors import BenchbedError
-from benchbed_plugins import classifier, fid
+from benchbed_plugins.metrics import classifier, fid
 
 # The MNIST subset, in-memory dataset and replaying "model" are shared with
 # the class_ce tests, and so is the session cache holding their classifier.

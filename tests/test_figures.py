@@ -12,12 +12,12 @@ import torch
 from PIL import Image
 from torch import nn
 
-from benchbed.components import Corruption, Dataset, DatasetInfo, Decoder, Encoder, Prior, Split
+from benchbed.plugin_api.components import Corruption, Dataset, DatasetInfo, Decoder, Encoder, Prior, Split
 from benchbed.distributions import GaussianPosterior
 from benchbed.errors import BenchbedError
-from benchbed.evaluation_context import EvalContext
-from benchbed.model import Autoencoder
-from benchbed_plugins import figures
+from benchbed.run.evaluation_context import EvalContext
+from benchbed.run.model import Autoencoder
+from benchbed_plugins.metrics import figures
 
 C, H, W = 1, 8, 8  # tiny grey images
 TILE = H + figures.PADDING

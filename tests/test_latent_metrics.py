@@ -12,12 +12,12 @@ import pytest
 import torch
 from torch import nn
 
-from benchbed.components import Decoder, Encoder, Prior, Split
+from benchbed.plugin_api.components import Decoder, Encoder, Prior, Split
 from benchbed.distributions import DeterministicPosterior, GaussianPosterior
 from benchbed.errors import BenchbedError
-from benchbed.evaluation_context import EvalContext
-from benchbed.model import Autoencoder
-from benchbed_plugins import latent_metrics as lm
+from benchbed.run.evaluation_context import EvalContext
+from benchbed.run.model import Autoencoder
+from benchbed_plugins.metrics import latent_metrics as lm
 
 
 # ------------------------------------------------------------------ fixtures

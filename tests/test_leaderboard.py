@@ -9,10 +9,10 @@ from __future__ import annotations
 import math
 import statistics
 
-from benchbed.deviations import profile_differences
-from benchbed.findings import verdict
-from benchbed.leaderboard import render
-from benchbed.suite import Suite
+from benchbed.publish.deviations import profile_differences
+from benchbed.publish.findings import verdict
+from benchbed.publish.leaderboard import render
+from benchbed.suite.protocol import Suite
 
 SUITE = Suite.model_validate({
     "name": "lb", "citation": "test",

@@ -12,13 +12,13 @@ import torch
 from sklearn.datasets import load_digits
 from torch import nn
 
-from benchbed.components import Corruption, Decoder, Encoder, Prior, Split
+from benchbed.plugin_api.components import Corruption, Decoder, Encoder, Prior, Split
 from benchbed.distributions import DeterministicPosterior, GaussianPosterior
 from benchbed.errors import BenchbedError
-from benchbed.evaluation_context import EvalContext
-from benchbed.model import Autoencoder
-from benchbed_plugins import recon, svm
-from benchbed_plugins.encoding import balanced_label_indices
+from benchbed.run.evaluation_context import EvalContext
+from benchbed.run.model import Autoencoder
+from benchbed_plugins.metrics import recon, svm
+from benchbed_plugins.metrics.encoding import balanced_label_indices
 
 
 @pytest.fixture(autouse=True)
