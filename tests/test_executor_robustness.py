@@ -198,7 +198,7 @@ def _task(suite_path: Path, store: Path, method: str):
 
 
 def test_a_run_another_process_is_running_is_skipped_untouched(tiny_suite, tmp_path):
-    from benchbed.run.tasks import execute
+    from benchbed.run.worker import execute
 
     task = _task(tiny_suite, tmp_path / "store", "elbo")
     folder = Path(task.run_dir)

@@ -10,14 +10,14 @@ from typing import Any
 
 from benchbed.publish.deviations import deviations_for
 from benchbed.errors import BenchbedError, NoSpace, WorkStopped, did_you_mean
-from benchbed.files import atomic_write, is_no_space, remove_stale_temps, temp_name
+from benchbed.files import atomic_write, file_lock, is_no_space, remove_stale_temps, temp_name
 from benchbed.plan.executor_spec import resolve_executor
 from benchbed.publish.leaderboard import record_slug, render
 from benchbed.plan.runs import PlannedRun, plan
 from benchbed.plugin_api.registry import get_registry
 from benchbed.run.progress import PlainProgress
 from benchbed.publish.records import BadRecord, export, export_run, first_seeds, publish_name, read_records
-from benchbed.run.store import Store
+from benchbed.run.store import LOCK, Store
 from benchbed.suite.protocol import Suite
 from benchbed.suite.source import profile_names
 from benchbed.run.tasks import RunTask, unpack_dir
@@ -124,20 +124,9 @@ def _published_complete(run: PlannedRun, record: dict[str, Any] | None) -> bool:
 
 def _wait_for_lock(run_dir: Path, progress: PlainProgress, label: str) -> None:
     """Block until no other process holds the run folder's lock."""
-    import fcntl
-    import os
-
-    from benchbed.run.worker import LOCK
-
     progress.say(f"waiting for {label}, which another process is running...")
-    handle = os.open(run_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX)  # Ctrl-C still interrupts this
-        fcntl.flock(handle, fcntl.LOCK_UN)
-    except OSError:
+    with file_lock(run_dir / LOCK):  # Ctrl-C still interrupts the wait
         pass
-    finally:
-        os.close(handle)
 
 
 def run_suite(path: Path, profile: str | None, store_root: Path, executor: dict[str, Any],

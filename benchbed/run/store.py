@@ -30,6 +30,8 @@ from benchbed.errors import NoSpace
 from benchbed.files import atomic_write, is_no_space, set_aside
 from benchbed.plan.runs import PlannedRun, canonical_json, hash_of
 
+LOCK = ".lock"  # a run folder's lock file: whoever holds it is running the run
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     key TEXT PRIMARY KEY,

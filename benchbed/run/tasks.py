@@ -1,7 +1,8 @@
 """A run task: the unit an executor ships to a worker.
 
 Tasks and outcomes are plain, picklable data, so any executor (a local
-process pool, a cluster) can carry them. A worker calls ``execute``; only
+process pool, a cluster) can carry them. A worker calls
+``benchbed.run.worker.execute``; only
 the driver writes the store's index.
 """
 
@@ -11,10 +12,7 @@ import io
 import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
-
-if TYPE_CHECKING:
-    from benchbed.events import OnEvent
+from typing import Any, Literal
 
 
 @dataclass
@@ -42,14 +40,6 @@ class TaskOutcome:
     # The machine stopped the run (a full disk), not the run itself: nothing
     # was recorded as failed, and the driver stops rather than go on.
     stopped: bool = False
-
-
-def execute(task: RunTask, on_event: "OnEvent | None" = None) -> TaskOutcome:
-    """Train (or resume) and evaluate one run, sending ``benchbed.events`` to
-    ``on_event``; never raises for run failures."""
-    from benchbed.events import ignore
-    from benchbed.run.worker import run_task
-    return run_task(task, on_event or ignore)
 
 
 def pack_dir(path: str | Path) -> bytes:

@@ -19,12 +19,12 @@ from benchbed.run.build import BuiltRun, build_run, resolve_device
 from benchbed.plugin_api.components import Split
 from benchbed.errors import BenchbedError, NoSpace, RunDiverged
 from benchbed.run.evaluation_context import EvalContext
-from benchbed.events import Done, Evaluating, OnEvent, RunEvent, Started
-from benchbed.files import (atomic_torch_save, atomic_write, is_no_space, load_error,
+from benchbed.events import Done, Evaluating, OnEvent, RunEvent, Started, ignore
+from benchbed.files import (atomic_torch_save, atomic_write, file_lock, is_no_space, load_error,
                             no_space_folder, remove_stale_temps, set_aside)
 from benchbed.plugin_api.registry import Registry, get_registry
 from benchbed.publish.provenance import provenance
-from benchbed.run.store import metric_hashes, read_object, write_json
+from benchbed.run.store import LOCK, metric_hashes, read_object, write_json
 from benchbed.suite.protocol import Training
 from benchbed.run.tasks import RunTask, TaskOutcome
 from benchbed.run.train import CHECKPOINT, train
@@ -148,7 +148,11 @@ def _evaluate(task: RunTask, built: BuiltRun, registry: Registry, run_dir: Path,
     return values, errors
 
 
-LOCK = ".lock"
+def execute(task: RunTask, on_event: "OnEvent | None" = None) -> TaskOutcome:
+    """Train (or resume) and evaluate one run, sending ``benchbed.events`` to
+    ``on_event``; never raises for run failures. What an executor calls in a
+    worker for each task."""
+    return run_task(task, on_event or ignore)
 
 
 def run_task(task: RunTask, on_event: OnEvent) -> TaskOutcome:
@@ -158,22 +162,12 @@ def run_task(task: RunTask, on_event: OnEvent) -> TaskOutcome:
     by the kernel however the process ends); a run another process is already
     running is ``skipped``, untouched.
     """
-    import fcntl
-    import os
-
     run_dir = Path(task.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    lock = os.open(run_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+    with file_lock(run_dir / LOCK, wait=False) as held:
+        if not held:
             return TaskOutcome(task.key, "skipped", "another process is running this run")
-        except OSError:  # a filesystem without flock: run unlocked, as before
-            pass
         return _run_task_locked(task, on_event)
-    finally:
-        os.close(lock)  # releases the lock
 
 
 def _load_weights(run_dir: Path, built: BuiltRun) -> bool:

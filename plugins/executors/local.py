@@ -23,7 +23,8 @@ from benchbed import hookimpl
 from benchbed.plugin_api.components import Executor, Params
 from benchbed.errors import WorkStopped
 from benchbed.events import OnEvent, WorkerDied
-from benchbed.run.tasks import RunTask, TaskOutcome, execute, watch_parent
+from benchbed.run.tasks import RunTask, TaskOutcome, watch_parent
+from benchbed.run.worker import execute
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,8 @@ from benchbed import hookimpl
 from benchbed.plugin_api.components import Executor, Params
 from benchbed.errors import BenchbedError, WorkStopped
 from benchbed.events import ClusterStatus, Event, OnEvent, Placed, Stepped
-from benchbed.run.tasks import RunTask, TaskOutcome, execute, pack_dir, unpack_dir
+from benchbed.run.tasks import RunTask, TaskOutcome, pack_dir, unpack_dir
+from benchbed.run.worker import execute
 
 INSTALL_HINT = "pip install 'benchbed[ray]'"
 PROBE_NAME = ".ray-shared-probe"  # in the store's cache dir: a worker that reads it shares our files

@@ -23,7 +23,6 @@ On MNIST (50k train) 3 epochs of Adam with a one-cycle schedule give about
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import io
@@ -34,7 +33,7 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -43,12 +42,7 @@ from torch import Tensor, nn
 
 from benchbed.plugin_api.components import Split
 from benchbed.errors import BenchbedError
-from benchbed.files import atomic_write
-
-try:  # POSIX only; elsewhere the atomic rename alone keeps files whole
-    import fcntl
-except ImportError:  # pragma: no cover - Windows
-    fcntl = None
+from benchbed.files import atomic_write, file_lock
 
 
 @dataclass(frozen=True)
@@ -132,20 +126,6 @@ def num_classes_of(ctx: Any, train: Split | None = None) -> int:
                             "split has none (class_ce and fid with extractor 'classifier' need "
                             "a labelled dataset)")
     return int(info_k) if info_k else int(train.y.max()) + 1
-
-
-@contextlib.contextmanager
-def file_lock(path: Path) -> Iterator[None]:
-    """An exclusive lock on ``path`` (created if needed) while inside."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as handle:
-        if fcntl is not None:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            if fcntl is not None:
-                fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
