@@ -192,7 +192,7 @@ def load_registry(extra_modules: Iterable[str] = (), autoload: bool | None = Non
             def register(name: str, cls: type, _kind=kind, _base=base, _source=source) -> None:
                 if not (isinstance(cls, type) and issubclass(cls, _base)):
                     raise PluginError(f"{_source} registered {_kind} {name!r} as {cls!r}, "
-                                      f"which is not a subclass of {_base.__module__}.{_base.__name__}")
+                                      f"which is not a subclass of benchbed.components.{_base.__name__}")
                 if not isinstance(name, str) or not name:
                     raise PluginError(f"{_source} registered a {_kind} with a bad name {name!r}")
                 if cls.Params.model_config.get("extra") != "forbid":
