@@ -310,6 +310,7 @@ def test_runs_on_one_cpu_workers_never_lend_their_cpu_to_extra_workers(write_sui
                                                                       with_plugin):
     """A task that blocked on Ray (e.g. waiting to send progress) would hand its CPU
     back and Ray would start more worker processes than CPUs, each loading the data."""
+    from benchbed.plan.loaded import load
     from benchbed.run.progress import PlainProgress
     from benchbed.run.driver import run_suite
 
@@ -325,7 +326,7 @@ def test_runs_on_one_cpu_workers_never_lend_their_cpu_to_extra_workers(write_sui
     suite = write_suite(SLOW_SUITE.replace("PAUSE_A", "0.1").replace("PAUSE_B", "0.11")
                         .replace("seed: [0]", "seed: [0, 1]"))
     progress = Recorder()
-    report = run_suite(suite, None, tmp_path / "store", {"name": "ray", "address": cluster.address},
+    report = run_suite(load(suite), tmp_path / "store", {"name": "ray", "address": cluster.address},
                        progress, tmp_path / "boards")
     assert report.finished == 4 and not report.failed
     placed = [e for e in progress.events if isinstance(e, events.Placed)]

@@ -8,13 +8,14 @@ import json
 import pytest
 
 from benchbed.cli import main
+from benchbed.plan.loaded import load
 from benchbed.suite.load import SuiteInvalid, load_suite
 from conftest import TINY_SUITE
 
 
 def problems_of(path, profile=None):
     with pytest.raises(SuiteInvalid) as info:
-        load_suite(path, profile)
+        load(path, profile)  # everything a command checks, planning included
     return [str(p) for p in info.value.problems]
 
 

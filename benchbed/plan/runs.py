@@ -24,7 +24,8 @@ from benchbed import RESULTS_VERSION
 from benchbed.errors import BenchbedError, UnknownComponent
 from benchbed.plugin_api.registry import BUILTIN_DISTRIBUTION, Registry
 from benchbed.suite.protocol import Suite, Training
-from benchbed.suite.source import Locations
+from benchbed.suite.load import Problem, dotted
+from benchbed.suite.source import Locations, merge_dicts
 
 SLOTS = ("objective", "divergence", "prior", "encoder", "decoder")
 SLOT_KIND = {"objective": "objective", "divergence": "divergence", "prior": "prior",
@@ -85,18 +86,6 @@ def _set_path(target: dict[str, Any], path: list[str], value: Any) -> None:
             target[part] = nxt
         target = nxt
     target[path[-1]] = value
-
-
-def merge_dicts(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    """Nested dicts merge key by key (a method's ``optimiser: {lr: ...}`` keeps
-    the suite's optimiser name); anything else replaces."""
-    out = dict(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = merge_dicts(out[key], value)
-        else:
-            out[key] = value
-    return out
 
 
 def code_versions(registry: Registry, method: dict[str, Any]) -> dict[str, str]:
@@ -248,17 +237,17 @@ def plan(suite: Suite, registry: Registry) -> list[PlannedRun]:
     return runs
 
 
-def plan_problems(suite: Suite, registry: Registry, locs: Locations) -> list:
-    """Problems that only show when runs are built (grid paths, overrides)."""
-    from benchbed.suite.load import Problem, dotted
-
-    problems = []
+def plan_checked(suite: Suite, registry: Registry, locs: Locations
+                 ) -> tuple[list[PlannedRun], list[Problem]]:
+    """The runs, and the problems that only show when runs are built (grid
+    paths, overrides, datasets without a split, two methods with one key)."""
+    problems: list[Problem] = []
     try:
         runs = plan(suite, registry)
     except PlanError as exc:
-        return [Problem(str(locs.find(exc.path)), dotted(exc.path), str(exc))]
+        return [], [Problem(str(locs.find(exc.path)), dotted(exc.path), str(exc))]
     except UnknownComponent as exc:
-        return [Problem(str(locs.find(())), "", str(exc))]
+        return [], [Problem(str(locs.find(())), "", str(exc))]
     datasets = [(("dataset",), suite.dataset)] + [
         (("methods", k, "dataset"), m.dataset) for k, m in suite.methods.items() if m.dataset]
     for path, ref in datasets:
@@ -279,4 +268,4 @@ def plan_problems(suite: Suite, registry: Registry, locs: Locations) -> list:
             problems.append(Problem(str(locs.find(("methods", run.method))), f"methods.{run.method}",
                                     f"identical to {keys[run.key]} (same config, same key)"))
         keys[run.key] = run.name
-    return problems
+    return runs, problems

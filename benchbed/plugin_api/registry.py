@@ -25,6 +25,7 @@ from typing import Any, Iterable
 import pluggy
 from pydantic import BaseModel
 
+import benchbed
 from benchbed.plugin_api import hookspecs
 from benchbed.plugin_api.components import BASES, Component
 from benchbed.plugin_api.kinds import HOOKS, KINDS, TABLE
@@ -125,8 +126,7 @@ def _builtin_modules() -> list[ModuleType]:
 
 
 def _benchbed_version() -> str:
-    from benchbed import __version__
-    return __version__
+    return benchbed.__version__  # read when called: tests change it
 
 
 def _make_manager() -> pluggy.PluginManager:

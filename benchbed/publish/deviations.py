@@ -8,11 +8,14 @@ comparison of the chosen profile against the suite's ``paper`` profile.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
-from benchbed.suite.protocol import Suite
-from benchbed.suite.source import apply_profile, load_raw
+from pydantic_core import PydanticUndefined
+
+from benchbed.plan.loaded import LoadedSuite
+from benchbed.plugin_api.registry import get_registry
+from benchbed.suite.protocol import Method, Training
+from benchbed.suite.source import Locations, apply_profile
 
 PAPER_PROFILE = "paper"
 # Presentation only: never a deviation of the protocol.
@@ -52,11 +55,6 @@ def _default(flat: dict[str, Any], key: str) -> Any:
     """The value ``key`` takes in a suite that leaves it out: a method's
     training falls back on the suite's, a component param on its plugin's
     default, anything else on the schema's default; None if unknown."""
-    from pydantic_core import PydanticUndefined
-
-    from benchbed.plugin_api.registry import get_registry
-    from benchbed.suite.protocol import Method, Training
-
     parts = key.split(".")
     if parts[0] == "methods" and len(parts) > 3 and parts[2] == "training":
         rest = ".".join(parts[3:])
@@ -91,15 +89,14 @@ def _show_side(flat: dict[str, Any], key: str) -> str:
     return "the default" if default is None else f"{_show(default)} (the default)"
 
 
-def profile_differences(path: Path, profile: str | None) -> list[str]:
-    data, locs = load_raw(path)
+def profile_differences(data: dict, locs: Locations, profile: str | None) -> list[str]:
+    """``data``, ``locs``: the suite as ``load_raw`` gives it (every profile in it)."""
     profiles = data.get("profiles") or {}
     chosen = profile or data.get("default_profile")
     if PAPER_PROFILE not in profiles or chosen in (None, PAPER_PROFILE):
         return []
     ours, _, _ = apply_profile(dict(data), locs, chosen)
-    paper_data, paper_locs = load_raw(path)
-    paper, _, _ = apply_profile(paper_data, paper_locs, PAPER_PROFILE)
+    paper, _, _ = apply_profile(dict(data), locs, PAPER_PROFILE)
     ours_flat = {k: v for k, v in _flatten(ours).items() if k.split(".")[0] not in IGNORED}
     paper_flat = {k: v for k, v in _flatten(paper).items() if k.split(".")[0] not in IGNORED}
     # One line per difference; the same change in several methods is one line.
@@ -123,5 +120,5 @@ def profile_differences(path: Path, profile: str | None) -> list[str]:
     return lines
 
 
-def deviations_for(path: Path, suite: Suite) -> list[str]:
-    return [*suite.deviations, *profile_differences(path, suite.profile)]
+def deviations_for(loaded: LoadedSuite) -> list[str]:
+    return [*loaded.suite.deviations, *profile_differences(loaded.raw, loaded.raw_locs, loaded.profile)]

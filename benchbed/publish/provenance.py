@@ -12,6 +12,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import benchbed
+
 
 def cpu_model() -> str:
     try:
@@ -49,9 +51,8 @@ def hardware(device, threads: int) -> str:
 
 def provenance(device, threads: int) -> dict[str, Any]:
     import torch
-    from benchbed import __version__
     return {
-        "benchbed": __version__,
+        "benchbed": benchbed.__version__,
         "torch": torch.__version__,
         "python": platform.python_version(),
         "platform": platform.platform(terse=True),

@@ -13,15 +13,13 @@ from benchbed.errors import BenchbedError, NoSpace, WorkStopped, did_you_mean
 from benchbed.files import atomic_write, file_lock, is_no_space, remove_stale_temps, temp_name
 from benchbed.plan.executor_spec import resolve_executor
 from benchbed.publish.leaderboard import record_slug, render
-from benchbed.plan.runs import PlannedRun, plan
+from benchbed.plan.loaded import LoadedSuite
+from benchbed.plan.runs import PlannedRun
 from benchbed.plugin_api.registry import get_registry
 from benchbed.run.progress import PlainProgress
 from benchbed.publish.records import BadRecord, export, export_run, first_seeds, publish_name, read_records
 from benchbed.run.store import LOCK, Store
-from benchbed.suite.protocol import Suite
-from benchbed.suite.source import profile_names
 from benchbed.run.tasks import RunTask, unpack_dir
-from benchbed.suite.load import load_suite
 
 
 @dataclass
@@ -76,16 +74,13 @@ class Leaderboard:
     bad: list[BadRecord]
 
 
-def build_leaderboard(path: Path, profile: str | None, leaderboard_dir: Path,
-                      suite: Suite | None = None) -> Leaderboard:
+def build_leaderboard(loaded: LoadedSuite, leaderboard_dir: Path) -> Leaderboard:
     """Render NAME.md from the suite and its committed records; damaged
     record files are skipped (and returned), and with no record at all
     nothing is written."""
-    if suite is None:
-        suite, _ = load_suite(path, profile)
-    _, default = profile_names(path)
+    suite, default = loaded.suite, loaded.default_profile
     name = publish_name(suite.name, suite.profile, default)
-    planned = {r.slug: r.key for r in plan(suite, get_registry())}
+    planned = {r.slug: r.key for r in loaded.runs}
     found, bad = read_records(leaderboard_dir, name)
     if not found:
         return Leaderboard(None, 0, bad)
@@ -97,20 +92,14 @@ def build_leaderboard(path: Path, profile: str | None, leaderboard_dir: Path,
         elif slug in planned:
             stale.append(slug)
     target = leaderboard_dir / f"{name}.md"
-    args = _command(path, suite.profile, default, leaderboard_dir)
+    args = _command(loaded.path, suite.profile, default, leaderboard_dir)
     text = render(suite, records, figure_root=f"{name}/figures",
-                  deviations=deviations_for(path, suite), run_command=f"benchbed run {args}",
+                  deviations=deviations_for(loaded), run_command=f"benchbed run {args}",
                   leaderboard_command=f"benchbed leaderboard {args}", stale=sorted(stale))
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(target.parent)
     atomic_write(target, text)
     return Leaderboard(target, len(found), bad)
-
-
-def write_leaderboard(path: Path, profile: str | None, leaderboard_dir: Path,
-                      suite: Suite | None = None) -> Path | None:
-    """``build_leaderboard``'s page (None when there are no records)."""
-    return build_leaderboard(path, profile, leaderboard_dir, suite).path
 
 
 def _published_complete(run: PlannedRun, record: dict[str, Any] | None) -> bool:
@@ -129,7 +118,7 @@ def _wait_for_lock(run_dir: Path, progress: PlainProgress, label: str) -> None:
         pass
 
 
-def run_suite(path: Path, profile: str | None, store_root: Path, executor: dict[str, Any],
+def run_suite(loaded: LoadedSuite, store_root: Path, executor: dict[str, Any],
               progress: PlainProgress, leaderboard_dir: Path, retry_failed: bool = False,
               only: list[str] | None = None, rerun_published: bool = False,
               wait: bool = False) -> SuiteReport:
@@ -137,10 +126,10 @@ def run_suite(path: Path, profile: str | None, store_root: Path, executor: dict[
     running are waited for (else they are left to it and reported)."""
     started = time.monotonic()
     registry = get_registry()
-    suite, _ = load_suite(path, profile, registry)
+    suite = loaded.suite
     # ``executor``: the caller's choices (``name`` optional) over the suite's own.
     executor_spec = resolve_executor(suite.executor, executor, registry)
-    runs = plan(suite, registry)
+    runs = loaded.runs
     if only:
         enabled = [k for k, m in suite.methods.items() if m.enabled]
         for m in only:
@@ -152,8 +141,7 @@ def run_suite(path: Path, profile: str | None, store_root: Path, executor: dict[
     check_output_folder(store_root, "--store")
     check_output_folder(leaderboard_dir, "--leaderboards")
     store = Store(store_root, say=progress.say)
-    _, default = profile_names(path)
-    name = publish_name(suite.name, suite.profile, default)
+    name = publish_name(suite.name, suite.profile, loaded.default_profile)
     found, bad = read_records(leaderboard_dir, name)
     for problem in bad:
         progress.say(f"warning: {problem}")
@@ -221,7 +209,7 @@ def run_suite(path: Path, profile: str | None, store_root: Path, executor: dict[
             reason = store.status(run.key)[1]
             report.failed.append((run.name, f"{reason} (earlier run; --retry-failed retries it)"))
         export(runs, store, leaderboard_dir, name)
-        board = build_leaderboard(path, profile, leaderboard_dir, suite)
+        board = build_leaderboard(loaded, leaderboard_dir)
         report.leaderboard = board.path
         report.problems = list(dict.fromkeys([*report.problems, *(str(b) for b in board.bad)]))
     finally:

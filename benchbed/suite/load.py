@@ -3,9 +3,10 @@
 ``load_suite`` reads the YAML (with ``extends`` and the chosen profile),
 validates the structure with the ``Suite`` model, each component's
 parameters with the plugin's own ``Params`` model, and every cross
-reference (metric conditions, tracked metrics, leaderboard columns, grid
-paths). Every problem names the file, the line, the field path and the bad
-value, and suggests close names.
+reference (metric conditions, tracked metrics, leaderboard columns);
+``benchbed.plan.loaded.load`` adds what only planning shows (grid paths).
+Every problem names the file, the line, the field path and the bad value,
+and suggests close names.
 """
 
 from __future__ import annotations
@@ -24,8 +25,7 @@ from benchbed.publish.findings import BadComparison, term_methods
 from benchbed.publish.findings import parse as parse_comparison
 from benchbed.plugin_api.registry import Registry, get_registry
 from benchbed.suite.protocol import ComponentRef, Suite, Training
-from benchbed.suite.source import Locations, apply_profile, load_raw
-from benchbed.plan.runs import merge_dicts
+from benchbed.suite.source import Locations, apply_profile, load_raw, merge_dicts
 
 
 @dataclass(frozen=True)
@@ -370,15 +370,15 @@ def check_references(suite: Suite, registry: Registry, locs: Locations) -> list[
     return problems
 
 
-def load_suite(path: str | Path, profile: str | None = None,
-               registry: Registry | None = None) -> tuple[Suite, Locations]:
-    """Read, resolve and completely check a suite; raise ``SuiteInvalid``."""
-    from benchbed.plan.runs import plan_problems
-
+def load_suite(path: str | Path, profile: str | None = None, registry: Registry | None = None,
+               raw: tuple[dict, Locations] | None = None) -> tuple[Suite, Locations]:
+    """Read (or take ``raw``, ``load_raw``'s result), resolve and check a suite:
+    everything but what only planning shows (``benchbed.plan.loaded.load``
+    adds that); raise ``SuiteInvalid``."""
     registry = registry or get_registry()
     path = Path(path)
-    data, locs = load_raw(path)
-    data, locs, chosen = apply_profile(data, locs, profile)
+    data, locs = raw if raw is not None else load_raw(path)
+    data, locs, chosen = apply_profile(dict(data), locs, profile)
     try:
         suite = Suite.model_validate(data)
     except ValidationError as exc:
@@ -387,8 +387,6 @@ def load_suite(path: str | Path, profile: str | None = None,
     for kind, slot_path, ref in component_slots(suite):
         problems += check_component(registry, kind, slot_path, ref, locs)
     problems += check_references(suite, registry, locs)
-    if not problems:
-        problems += plan_problems(suite, registry, locs)
     if problems:
         raise SuiteInvalid(str(path), list(dict.fromkeys(problems)), chosen)  # one line per problem
     return suite, locs

@@ -143,6 +143,20 @@ def deep_merge(base: Any, override: Any, base_locs: Locations, over_locs: Locati
     return override, _subtree(over_locs, path)
 
 
+def merge_dicts(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Nested dicts merge key by key (a method's ``optimiser: {lr: ...}`` keeps
+    the suite's optimiser name); anything else replaces. Unlike ``deep_merge``
+    it tracks no lines and keeps a renamed component's other keys: it merges
+    a method's ``training`` over the suite's, which has no components."""
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge_dicts(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
 def _subtree(locs: Locations, prefix: Path_) -> Locations:
     return Locations({p: l for p, l in locs.items() if p[:len(prefix)] == prefix})
 
@@ -193,7 +207,7 @@ def apply_profile(data: dict, locs: Locations, profile: str | None) -> tuple[dic
     return merged, merged_locs, chosen
 
 
-def profile_names(path: Path) -> tuple[list[str], str | None]:
-    data, _ = load_raw(path)
+def profile_names(data: dict) -> tuple[list[str], str | None]:
+    """A suite's profiles (sorted) and its default one, from ``load_raw``'s data."""
     profiles = data.get("profiles") or {}
     return sorted(profiles) if isinstance(profiles, dict) else [], data.get("default_profile")
