@@ -4,7 +4,7 @@ A component is a class with a docstring (its documentation, shown by
 ``benchbed plugins --verbose``) and a ``Params`` pydantic model (its
 parameters, validated from the suite). Plugins subclass one of the bases
 below and hand the class to the matching ``register`` callback. The kinds,
-their hooks and their bases are listed once, in ``benchbed.kinds.TABLE``;
+their hooks and their bases are listed once, in ``benchbed.plugin_api.kinds.TABLE``;
 ``BASES`` maps each kind to its base here.
 """
 
@@ -45,7 +45,7 @@ class Component:
     validates keyword arguments, which is handy in tests and notebooks.
     """
 
-    kind: ClassVar[str] = ""  # set on each base from benchbed.kinds.TABLE
+    kind: ClassVar[str] = ""  # set on each base from benchbed.plugin_api.kinds.TABLE
     Params: ClassVar[type[Params]] = NoParams
 
     def __init__(self, params: Params | None = None, **overrides: Any):

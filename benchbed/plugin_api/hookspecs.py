@@ -1,4 +1,4 @@
-"""The hooks a benchbed plugin implements: one per kind in ``benchbed.kinds.TABLE``.
+"""The hooks a benchbed plugin implements: one per kind in ``benchbed.plugin_api.kinds.TABLE``.
 
 Every hook receives a ``register(name, cls)`` callback. Call it once per
 component the plugin provides; ``cls`` subclasses the matching base in

@@ -1,6 +1,6 @@
 """The kinds of component, in one table: each kind's hook, base class and description.
 
-The hook specs (``benchbed.hookspecs``), the base classes' registry
+The hook specs (``benchbed.plugin_api.hookspecs``), the base classes' registry
 (``benchbed.components.BASES``), the registry's kinds and every listing
 derive from ``TABLE``. This module imports nothing heavy (no torch), so the
 hook specs stay cheap to import.

@@ -1,7 +1,7 @@
 """Checking a paper's qualitative claims against the records, beyond the seed spread.
 
 Each comparison of a finding is a t-test over the runs' seeds
-(benchbed.significance) at the 5% level:
+(benchbed.publish.significance) at the 5% level:
 
 * ``a > b``, ``a < b``: Welch's t-test, one-sided in the claimed direction;
   ``a >= b``, ``a <= b``: the same with the finding's ``tolerance`` as a
@@ -15,7 +15,7 @@ the other direction rejects the claim (refuted); else it is unsure. With
 fewer than 2 seeds on a side nothing is tested ("n=1"). A finding is
 reproduced when every part holds, refuted when any part fails, otherwise
 inconclusive; and inconclusive: under-trained whenever one of its runs
-stopped on its epoch budget rather than on convergence (benchbed.flags),
+stopped on its epoch budget rather than on convergence (benchbed.publish.flags),
 whatever the test says. A part that needs a value at an estimator's ceiling
 to be low cannot hold (the true value may be higher).
 """

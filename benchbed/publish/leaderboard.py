@@ -4,7 +4,7 @@ Each table row is a method (and latent size, when asked), each cell the
 mean ± std over seeds with n, the best value per column in bold, and the
 paper's value with our difference beside it. Runs that stopped on their
 budget, collapsed runs and values at an estimator's ceiling or floor are
-marked (benchbed.flags) and never bolded. Below the tables: figures,
+marked (benchbed.publish.flags) and never bolded. Below the tables: figures,
 findings with their tests, deviations from the paper's protocol, and a
 provenance footer. Nothing here reads the clock or the machine, so the
 output is a function of the suite and the records.

@@ -6,7 +6,7 @@ corruptions, and the leaderboard tables with the papers' reference values.
 Components (datasets, objectives, ...) are referred to by ``name`` plus
 their parameters inline, e.g. ``{name: mmd, kernel: imq}``; their
 parameters are checked against the plugin's own ``Params`` model in
-``benchbed.validate``.
+``benchbed.suite.load``.
 """
 
 from __future__ import annotations
@@ -207,7 +207,7 @@ class Finding(Spec):
     each ``TERM OP TERM`` where a term is a method key, optionally ``@z=N``
     for one latent size, or a number; OP is one of ``< <= > >= ~`` (``~``:
     within ``tolerance``; for ``<=``/``>=`` the tolerance is a margin).
-    Verdicts (t-tests over seeds, benchbed.findings): reproduced, refuted,
+    Verdicts (t-tests over seeds, benchbed.publish.findings): reproduced, refuted,
     inconclusive (also "(n=1)" and ": under-trained"), or not run.
     """
 
