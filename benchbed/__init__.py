@@ -5,6 +5,6 @@ __version__ = "0.1.0"
 # computes, not for every release, so published records stay valid.
 RESULTS_VERSION = "0.1.0"
 
-from benchbed.hookspecs import hookimpl  # noqa: E402  (public API for plugins)
+from benchbed.plugin_api.hookspecs import hookimpl  # noqa: E402  (public API for plugins)
 
 __all__ = ["__version__", "hookimpl"]

@@ -25,6 +25,10 @@ from benchbed import __version__
 from benchbed.errors import BenchbedError, did_you_mean
 from benchbed.paths import default_store
 
+# The commands import the stages they use when they run, not here: processes
+# that executors spawn re-import this module, and a queue manager must start
+# without torch (the plugins and the worker import it).
+
 
 SHORTHAND = "executor_flag_"  # argparse dest prefix of the flags executors declare
 
@@ -54,8 +58,8 @@ def _executor_override(args: argparse.Namespace) -> dict[str, Any]:
 
 def _executor_flags() -> dict[str, list[tuple[str, str, str]]]:
     """Each flag executors declare -> [(executor, param, its description)]."""
-    from benchbed.executor_spec import executor_flags
-    from benchbed.plugins import get_registry
+    from benchbed.plan.executor_spec import executor_flags
+    from benchbed.plugin_api.registry import get_registry
     registry = get_registry()
     return {flag: [(name, param, registry.get("executor", name).cls.Params.model_fields[param].description
                     or "") for name, param in owners]
@@ -63,10 +67,11 @@ def _executor_flags() -> dict[str, list[tuple[str, str, str]]]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from benchbed.progress import make_progress
-    from benchbed.suite_runner import run_suite
+    from benchbed.plan.loaded import load
+    from benchbed.run.progress import make_progress
+    from benchbed.run.driver import run_suite
 
-    report = run_suite(Path(args.suite), args.profile, Path(args.store), _executor_override(args),
+    report = run_suite(load(args.suite, args.profile), Path(args.store), _executor_override(args),
                        make_progress(force_plain=args.plain), Path(args.leaderboards),
                        retry_failed=args.retry_failed, only=args.only, rerun_published=args.rerun,
                        wait=args.wait)
@@ -84,16 +89,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from benchbed.plan import plan
-    from benchbed.plugins import get_registry
-    from benchbed.suite_source import profile_names
-    from benchbed.validate import SuiteInvalid, load_suite
+    from benchbed.plan.loaded import load
+    from benchbed.suite.load import SuiteInvalid
+    from benchbed.suite.source import load_raw, profile_names
 
     status = 0
     for file in args.suites:
         path = Path(file)
         try:
-            profiles, default = profile_names(path)
+            raw = load_raw(path)  # once, for every profile
+            profiles, default = profile_names(raw[0])
         except BenchbedError as exc:
             print(f"error: {exc}", file=sys.stderr)
             status = 2
@@ -106,7 +111,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         seen: set[str] = set()  # a problem shared by several profiles is said once
         for profile in chosen:
             try:
-                suite, _ = load_suite(path, profile)
+                loaded = load(path, profile, raw=raw)
             except SuiteInvalid as exc:
                 status = 2
                 fresh = [p for p in map(str, exc.problems) if p not in seen]
@@ -123,14 +128,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
                     seen.add(str(exc))
                     print(f"error: {exc}", file=sys.stderr)
                 continue
-            runs = plan(suite, get_registry())
+            suite = loaded.suite
             print(f"{path}: ok (profile {suite.profile or 'default'}): {len(suite.methods)} methods, "
-                  f"{len(runs)} runs, {len(suite.metrics)} metrics, {len(suite.leaderboards)} tables")
+                  f"{len(loaded.runs)} runs, {len(suite.metrics)} metrics, {len(suite.leaderboards)} tables")
     return status
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    from benchbed.schema import suite_json_schema
+    from benchbed.suite.schema import suite_json_schema
     text = json.dumps(suite_json_schema(), indent=2)
     if args.output:
         Path(args.output).write_text(text + "\n")
@@ -159,7 +164,7 @@ def _show_component(registry, name: str) -> int:
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
-    from benchbed.plugins import get_registry
+    from benchbed.plugin_api.registry import get_registry
     registry = get_registry()
     if args.name:
         return _show_component(registry, args.name)
@@ -186,20 +191,18 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
-    from benchbed.records import publish_name, records_dir
-    from benchbed.suite_runner import build_leaderboard, check_output_folder
-    from benchbed.suite_source import profile_names
-    from benchbed.validate import load_suite
+    from benchbed.plan.loaded import load
+    from benchbed.publish.records import publish_name, records_dir
+    from benchbed.run.driver import build_leaderboard, check_output_folder
 
-    suite_path, leaderboards = Path(args.suite), Path(args.leaderboards)
-    suite, _ = load_suite(suite_path, args.profile)
+    loaded, leaderboards = load(args.suite, args.profile), Path(args.leaderboards)
     if leaderboards.exists():
         check_output_folder(leaderboards, "--leaderboards")
-    board = build_leaderboard(suite_path, args.profile, leaderboards, suite)
+    board = build_leaderboard(loaded, leaderboards)
     for problem in board.bad:
         print(f"warning: {problem}", file=sys.stderr)
     if board.path is None:
-        name = publish_name(suite.name, suite.profile, profile_names(suite_path)[1])
+        name = publish_name(loaded.suite.name, loaded.profile, loaded.default_profile)
         print(f"error: no usable records for {name} in {records_dir(leaderboards, name)}: "
               f"run `benchbed run {args.suite}` first; no leaderboard written", file=sys.stderr)
         return 1
@@ -292,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
             pass
     try:
         if first.plugin:
-            from benchbed.plugins import ENV_PLUGINS, configure
+            from benchbed.plugin_api.registry import ENV_PLUGINS, configure
             # Worker processes load plugins from the environment.
             existing = [m for m in os.environ.get(ENV_PLUGINS, "").split(",") if m]
             os.environ[ENV_PLUGINS] = ",".join(dict.fromkeys([*existing, *first.plugin]))

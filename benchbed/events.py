@@ -2,8 +2,8 @@
 
 Events are small frozen dataclasses, picklable, so executors carry them
 from worker processes or cluster nodes back to the driver unchanged. Run
-events carry the run's ``key`` and ``label``; ``benchbed.runner`` fills those
-in around what the trainer emits. The display (``benchbed.progress``) reads
+events carry the run's ``key`` and ``label``; ``benchbed.run.worker`` fills those
+in around what the trainer emits. The display (``benchbed.run.progress``) reads
 them; an executor only forwards them.
 """
 

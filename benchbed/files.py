@@ -10,6 +10,7 @@ which ``remove_stale_temps`` clears later; never half a file.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import io
 import os
@@ -18,7 +19,12 @@ import sqlite3
 import time
 import uuid
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
+
+try:
+    import fcntl
+except ImportError:  # not on Windows: no locks there
+    fcntl = None
 
 from benchbed.errors import NoSpace
 
@@ -168,3 +174,25 @@ def load_error(exc: BaseException) -> str:
         return f"holds objects other than tensors{': ' + detail if detail else ''}"
     first = (text.splitlines() or [""])[0][:200]
     return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
+@contextlib.contextmanager
+def file_lock(path: Path, wait: bool = True) -> Iterator[bool]:
+    """An exclusive flock on ``path`` (created if needed) while inside, freed by
+    the kernel however the holder ends. Yields False at once, without the lock,
+    when another process holds it and not ``wait``; else True (also where the
+    filesystem has no flock: the work goes on unlocked)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        if fcntl is not None:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                yield False
+                return
+            except OSError:  # a filesystem without flock
+                pass
+        yield True
+    finally:
+        os.close(handle)  # releases the lock

@@ -19,11 +19,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from benchbed.components import Decoder, Encoder, Split
+from benchbed.plugin_api.components import Decoder, Encoder, Split
 from benchbed.distributions import DeterministicPosterior
-from benchbed.evaluation_context import EvalContext
-from benchbed.model import Autoencoder
-from benchbed_plugins.latent_metrics import FullDataMMD
+from benchbed.run.evaluation_context import EvalContext
+from benchbed.run.model import Autoencoder
+from benchbed_plugins.metrics.latent_metrics import FullDataMMD
 from benchbed_plugins.priors import NormalPrior
 
 

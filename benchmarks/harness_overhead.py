@@ -1,7 +1,7 @@
 """Harness overhead: benchbed's training loop against a bare PyTorch loop.
 
 Trains the quick suite's MMD-VAE (MLP 3x256, z = 8, batch 100) on MNIST,
-alternating in one process: one epoch through ``benchbed.train.train`` (with
+alternating in one process: one epoch through ``benchbed.run.train.train`` (with
 its objective plugin, checkpoints, logging and NaN checks) and one epoch of a
 hand-written loop with the same networks, data, batch order and the same
 MMD-VAE loss written out by hand. Prints the median ratio harness/bare as the
@@ -21,13 +21,13 @@ from pathlib import Path
 
 import torch
 
-from benchbed.build import build_run
-from benchbed.plan import plan
-from benchbed.plugins import get_registry
-from benchbed.runner import configure_torch
-from benchbed.suite import Training
-from benchbed.train import epoch_generator, train
-from benchbed.validate import load_suite
+from benchbed.run.build import build_run
+from benchbed.plan.runs import plan
+from benchbed.plugin_api.registry import get_registry
+from benchbed.run.worker import configure_torch
+from benchbed.suite.protocol import Training
+from benchbed.run.train import epoch_generator, train
+from benchbed.suite.load import load_suite
 
 SUITE = Path(__file__).resolve().parent.parent / "suites" / "quick.yaml"
 

@@ -22,11 +22,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from benchbed.components import Split
-from benchbed.evaluation_context import EvalContext
-from benchbed.model import Autoencoder
-from benchbed_plugins.mlp import MLP
-from benchbed_plugins.nll import ImportanceSampledNLL
+from benchbed.plugin_api.components import Split
+from benchbed.run.evaluation_context import EvalContext
+from benchbed.run.model import Autoencoder
+from benchbed_plugins.architectures.mlp import MLP
+from benchbed_plugins.metrics.nll import ImportanceSampledNLL
 from benchbed_plugins.priors import NormalPrior
 
 LOG_2PI = math.log(2 * math.pi)

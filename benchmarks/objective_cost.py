@@ -27,9 +27,9 @@ import time
 
 import torch
 
-from benchbed.model import Autoencoder
-from benchbed.plugins import load_registry
-from benchbed_plugins.mlp import MLP
+from benchbed.run.model import Autoencoder
+from benchbed.plugin_api.registry import load_registry
+from benchbed_plugins.architectures.mlp import MLP
 from benchbed_plugins.priors import NormalPrior
 
 SHAPE = (1, 28, 28)

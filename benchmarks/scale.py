@@ -74,13 +74,14 @@ def load() -> str:
 
 def run_grid(suite: Path, root: Path, name: str, executor: dict) -> tuple[float, list[float]]:
     """Makespan of the grid and each run's own wall time (inside its worker)."""
-    from benchbed.progress import PlainProgress
-    from benchbed.store import Store
-    from benchbed.suite_runner import run_suite
+    from benchbed.plan.loaded import load
+    from benchbed.run.progress import PlainProgress
+    from benchbed.run.store import Store
+    from benchbed.run.driver import run_suite
 
     store = root / name
     started = time.perf_counter()
-    report = run_suite(suite, None, store, executor, PlainProgress(io.StringIO()), root / f"{name}-boards")
+    report = run_suite(load(suite), store, executor, PlainProgress(io.StringIO()), root / f"{name}-boards")
     makespan = time.perf_counter() - started
     if report.failed:
         raise SystemExit(f"{name}: runs failed: {report.failed}")
@@ -106,7 +107,7 @@ def main() -> None:
 
     import ray
 
-    from benchbed_plugins.local_executor import LocalExecutor
+    from benchbed_plugins.executors.local import LocalExecutor
 
     # One torch thread per run for the local baseline too, as a Ray worker with num_cpus=1 gets.
     LocalExecutor.threads_per_task = lambda self: 1

@@ -1,7 +1,7 @@
 """Training-step speed of the CPU profiles' networks, and what makes it faster.
 
 One step = ELBO loss on a batch of 100 MNIST-sized binary images, backward and
-an Adam step (lr 1e-3, betas 0.5/0.999), as ``benchbed.train`` takes it. The
+an Adam step (lr 1e-3, betas 0.5/0.999), as ``benchbed.run.train`` takes it. The
 networks are the suites' CPU choices:
 
     conv_bern    VIMAE Table 1 cpu profile: wae_conv width 0.125, z = 8, Bernoulli pixels
@@ -12,7 +12,7 @@ networks are the suites' CPU choices:
 
 Every variant is a change to the step against ``base`` (the code as it stands,
 with the trainer's torch settings: flush denormals on; conv feature maps
-channels-last, ``benchbed_plugins.layout``; fused Adam, ``benchbed.train``),
+channels-last, ``benchbed_plugins.architectures.layout``; fused Adam, ``benchbed.run.train``),
 or undoes one of its speed-ups. Variants alternate
 within each round in one process, so machine load hits them alike; each round
 gives a ratio variant / base, and the table shows the median over rounds (below
@@ -45,10 +45,10 @@ from typing import Callable
 
 import torch
 
-from benchbed.model import Autoencoder
+from benchbed.run.model import Autoencoder
 from benchbed.plugins import load_registry
-from benchbed.suite import Optimiser
-from benchbed.train import make_optimiser
+from benchbed.suite.protocol import Optimiser
+from benchbed.run.train import make_optimiser
 from benchbed_plugins.priors import NormalPrior
 
 SHAPE = (1, 28, 28)
@@ -101,8 +101,8 @@ def _mkldnn_precision(value: str):
 
 @contextmanager
 def _layout(channels_last: bool):
-    """The conv architectures' feature-map layout (``benchbed_plugins.layout``)."""
-    from benchbed_plugins import layout
+    """The conv architectures' feature-map layout (``benchbed_plugins.architectures.layout``)."""
+    from benchbed_plugins.architectures import layout
     before = layout.CHANNELS_LAST
     layout.CHANNELS_LAST = channels_last
     try:
@@ -135,7 +135,7 @@ def _pixelcnn_nonzero_rows(r: "Runner") -> None:
     """Convolve with the top c + 1 kernel rows only (the mask zeroes the rest):
     pad c rows above and none below. The same function with fewer taps."""
     import torch.nn.functional as F
-    from benchbed_plugins.pixelcnn import MaskedConv2d
+    from benchbed_plugins.architectures.pixelcnn import MaskedConv2d
 
     def forward(self, x):
         c = self.kernel_size[0] // 2
@@ -265,7 +265,7 @@ def main() -> None:
     parser.add_argument("--wall", action="store_true", help="wall time instead of CPU time")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    torch.set_flush_denormal(True)  # as benchbed.runner.configure_torch
+    torch.set_flush_denormal(True)  # as benchbed.run.worker.configure_torch
     names = ["base"] + [n for n in args.variants if n != "base"]
     clock = time.perf_counter if args.wall else time.process_time
     print(f"step time / base: median of {args.repeats} alternating rounds, batch {BATCH}, "

@@ -12,7 +12,7 @@ from pydantic import Field
 from torch import Tensor
 
 from benchbed import hookimpl
-from benchbed.components import Corruption, Params
+from benchbed.plugin_api.components import Corruption, Params
 
 
 def standard_normal(shape: torch.Size, generator: torch.Generator, like: Tensor) -> Tensor:

@@ -26,8 +26,8 @@ from pydantic import Field, NonNegativeInt, PositiveFloat, model_validator
 from torch import Tensor
 
 from benchbed import hookimpl
-from benchbed.components import ANY_DIVERGENCE, Codes, Divergence, Loss, Objective, Params
-from benchbed_plugins.kl import per_example_kl
+from benchbed.plugin_api.components import ANY_DIVERGENCE, Codes, Divergence, Loss, Objective, Params
+from benchbed_plugins.divergences.kl import per_example_kl
 
 
 def divergence_term_name(divergence: Divergence, taken: tuple[str, ...] = ("rec", "loss")) -> str:
@@ -72,7 +72,7 @@ class ELBO(_ReconstructionObjective):
 
     loss = mean_i [ -log p(x_i|z_i) + w_t KL(q(z|x_i) || p(z)) ], with the KL in
     closed form for a Gaussian posterior and the normal prior, one-sample
-    Monte Carlo log q(z|x) - log p(z) otherwise (``benchbed_plugins.kl``).
+    Monte Carlo log q(z|x) - log p(z) otherwise (``benchbed_plugins.divergences.kl``).
     KL warm-up: w_t = min(1, t / warmup_steps) after t training steps
     (w = 1 when warmup_steps = 0). t counts the calls made in training mode
     with gradients enabled and is a buffer, so it is checkpointed and resumes.

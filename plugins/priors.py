@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from benchbed import hookimpl
-from benchbed.components import Prior
+from benchbed.plugin_api.components import Prior
 
 LOG_2PI = math.log(2 * math.pi)
 

@@ -13,7 +13,7 @@ import torch
 from pydantic import Field
 
 from benchbed import hookimpl
-from benchbed.components import Loss, Objective, Params
+from benchbed.plugin_api.components import Loss, Objective, Params
 
 
 class ExplodeAt(Objective):

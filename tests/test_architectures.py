@@ -10,15 +10,15 @@ from pydantic import ValidationError
 from torch import nn
 
 from benchbed.distributions import DeterministicPosterior, GaussianPosterior
-from benchbed.plugins import load_registry
-from benchbed_plugins.conv import WAEConv
-from benchbed_plugins.likelihoods import (
+from benchbed.plugin_api.registry import load_registry
+from benchbed_plugins.architectures.conv import WAEConv
+from benchbed_plugins.architectures.likelihoods import (
     BernoulliLikelihood,
     GaussianLikelihood,
     LikelihoodParams,
     make_likelihood,
 )
-from benchbed_plugins.mlp import MLP
+from benchbed_plugins.architectures.mlp import MLP
 
 MNIST = (1, 28, 28)
 CELEBA = (3, 64, 64)

@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from benchbed import testing
-from benchbed.components import Split
+from benchbed.plugin_api.components import Split
 from benchbed.errors import BenchbedError
-from benchbed_plugins import class_ce, classifier
+from benchbed_plugins.metrics import class_ce, classifier
 from conftest import digits_ctx
 
 pytestmark = [pytest.mark.usefixtures("cheap_classifier_recipe"), pytest.mark.slow]  # trains a classifier

@@ -7,8 +7,8 @@ import json
 import pytest
 
 from benchbed.cli import main
-from benchbed.suite import Converge
-from benchbed.train import ConvergenceCheck
+from benchbed.suite.protocol import Converge
+from benchbed.run.train import ConvergenceCheck
 
 
 def check(losses, patience=2, tolerance=0.1):

@@ -12,7 +12,7 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from benchbed.plugins import load_registry
+from benchbed.plugin_api.registry import load_registry
 from benchbed_plugins.corruptions import BernoulliMask, GaussianNoise
 
 

@@ -20,13 +20,13 @@ import pytest
 import torch
 
 from benchbed.errors import DataNotFound
-from benchbed.plugins import load_registry
-from benchbed_plugins import datafiles, fashion_mnist, mnist
-from benchbed_plugins.celeba import CelebA
-from benchbed_plugins.datafiles import DataCorrupted
-from benchbed_plugins.digits import Digits
-from benchbed_plugins.fashion_mnist import FashionMNIST
-from benchbed_plugins.mnist import MNIST, BinarizedMNIST
+from benchbed.plugin_api.registry import load_registry
+from benchbed_plugins.datasets import datafiles, fashion_mnist, mnist
+from benchbed_plugins.datasets.celeba import CelebA
+from benchbed_plugins.datasets.datafiles import DataCorrupted
+from benchbed_plugins.datasets.digits import Digits
+from benchbed_plugins.datasets.fashion_mnist import FashionMNIST
+from benchbed_plugins.datasets.mnist import MNIST, BinarizedMNIST
 
 # Published MNIST class counts (LeCun et al.; e.g. torchvision docs, countless tutorials).
 MNIST_TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]

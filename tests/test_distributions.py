@@ -7,7 +7,7 @@ import math
 import torch
 
 from benchbed.distributions import GaussianPosterior
-from benchbed_plugins.latent_metrics import mutual_info_minibatch
+from benchbed_plugins.metrics.latent_metrics import mutual_info_minibatch
 
 
 def test_log_prob_at_logvar_minus_150_is_finite_and_exact():

@@ -6,13 +6,13 @@ import pytest
 import torch
 
 from benchbed import testing
-from benchbed.plugins import load_registry
-from benchbed_plugins.adversarial import Adversarial
-from benchbed_plugins.kernels import pairwise_sq_dists
-from benchbed_plugins.kl import KL, per_example_kl
-from benchbed_plugins.mmd import MMD
+from benchbed.plugin_api.registry import load_registry
+from benchbed_plugins.divergences.adversarial import Adversarial
+from benchbed_plugins.divergences.kernels import pairwise_sq_dists
+from benchbed_plugins.divergences.kl import KL, per_example_kl
+from benchbed_plugins.divergences.mmd import MMD
 from benchbed_plugins.priors import LogisticPrior, NormalPrior
-from benchbed_plugins.stein import Stein
+from benchbed_plugins.divergences.stein import Stein
 
 WAE_SCALES = [0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0]
 

@@ -111,7 +111,7 @@ def test_energy_distance_is_positive_under_a_shift_and_matches_the_gaussian_clos
 @pytest.mark.parametrize("estimator", ["unbiased", "biased"])
 def test_energy_distance_is_the_mmd_of_the_distance_induced_kernel(energy, estimator):
     # k(a, b) = |a|^b + |b|^b - |a - b|^b, fed to benchbed's own MMD estimator (built-in code).
-    from benchbed_plugins.kernels import mmd_from_kernels
+    from benchbed_plugins.divergences.kernels import mmd_from_kernels
     b = 0.8
     gen = torch.Generator().manual_seed(4)
     x = torch.randn(25, 3, generator=gen, dtype=torch.float64) * 0.7

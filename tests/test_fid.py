@@ -15,7 +15,7 @@ import torch
 
 from benchbed import testing
 from benchbed.errors import BenchbedError
-from benchbed_plugins import classifier, fid
+from benchbed_plugins.metrics import classifier, fid
 from conftest import digits_ctx
 
 pytestmark = [pytest.mark.usefixtures("cheap_classifier_recipe"), pytest.mark.slow]  # a classifier, Inception

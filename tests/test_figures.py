@@ -13,12 +13,11 @@ from PIL import Image
 from torch import nn
 
 from benchbed import testing
-from benchbed.components import Corruption, Decoder, Encoder
+from benchbed.plugin_api.components import Corruption, Decoder, Encoder
 from benchbed.distributions import GaussianPosterior
 from benchbed.errors import BenchbedError
-from benchbed.evaluation_context import EvalContext
-from benchbed_plugins import figures
-
+from benchbed.run.evaluation_context import EvalContext
+from benchbed_plugins.metrics import figures
 C, H, W = 1, 8, 8  # tiny grey images
 TILE = H + figures.PADDING
 

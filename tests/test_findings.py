@@ -10,9 +10,9 @@ import math
 import pytest
 from scipy import stats
 
-from benchbed.findings import verdict
-from benchbed.significance import fmt_p, one_sample, welch
-from benchbed.suite import Finding
+from benchbed.publish.findings import verdict
+from benchbed.publish.significance import fmt_p, one_sample, welch
+from benchbed.suite.protocol import Finding
 
 CONVERGED = {"converged": True, "stop": "converged", "epochs": 40, "max_epochs": 100,
              "best_epoch": 35, "criterion": "validation loss: no 1% gain in 5 epochs"}

@@ -8,8 +8,8 @@ import math
 import pytest
 import torch
 
-from benchbed import flags
-from benchbed_plugins.class_ce import class_cross_entropy
+from benchbed.publish import flags
+from benchbed_plugins.metrics.class_ce import class_cross_entropy
 
 
 def record(metrics: dict, names: dict, convergence=None, params=None):

@@ -14,7 +14,7 @@ import torch
 from benchbed import testing
 from benchbed.distributions import GaussianPosterior
 from benchbed.errors import BenchbedError
-from benchbed_plugins import latent_metrics as lm
+from benchbed_plugins.metrics import latent_metrics as lm
 
 
 # ------------------------------------------------------------------ helpers

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from benchbed_plugins import layout
-from benchbed_plugins.conv import WAEConv
-from benchbed_plugins.pixelcnn import PixelCNN
+from benchbed_plugins.architectures import layout
+from benchbed_plugins.architectures.conv import WAEConv
+from benchbed_plugins.architectures.pixelcnn import PixelCNN
 
 MNIST = (1, 28, 28)
 

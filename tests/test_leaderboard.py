@@ -9,10 +9,11 @@ from __future__ import annotations
 import math
 import statistics
 
-from benchbed.deviations import profile_differences
-from benchbed.findings import verdict
-from benchbed.leaderboard import render
-from benchbed.suite import Suite
+from benchbed.publish.deviations import profile_differences
+from benchbed.suite.source import load_raw
+from benchbed.publish.findings import verdict
+from benchbed.publish.leaderboard import render
+from benchbed.suite.protocol import Suite
 
 SUITE = Suite.model_validate({
     "name": "lb", "citation": "test",
@@ -141,14 +142,14 @@ def test_profile_differences_name_each_changed_field(write_suite):
             metrics:
               mi: {m: 200}
         """)
-    lines = profile_differences(path, "cpu")
+    lines = profile_differences(*load_raw(path), "cpu")
     assert "`training.epochs`: 3 here; 100 in the paper protocol" in lines
     # Left out on one side: the value it then takes is named, not just "the default".
     assert "`methods.{a,b}.encoder.hidden`: [8] here; [256, 256, 256] (the default) in the paper protocol" in lines
     assert "`methods.a.training.epochs`: 1 here; 100 (the default) in the paper protocol" in lines
     assert "`metrics.mi.m`: 200 here; 1000 (the default) in the paper protocol" in lines
     assert "`training.train_subset`: 500 here; all of it (the default) in the paper protocol" in lines
-    assert profile_differences(path, "paper") == []
+    assert profile_differences(*load_raw(path), "paper") == []
 
 
 def test_runs_that_differ_in_a_grid_value_are_never_pooled():

@@ -13,10 +13,10 @@ import torch
 from torch import nn
 
 from benchbed import testing
-from benchbed.components import Decoder, Encoder
+from benchbed.plugin_api.components import Decoder, Encoder
 from benchbed.distributions import DeterministicPosterior, GaussianPosterior
 from benchbed.errors import BenchbedError
-from benchbed_plugins import nll as nll_plugin
+from benchbed_plugins.metrics import nll as nll_plugin
 
 S = 0.5  # decoder noise std
 LATENT = 2

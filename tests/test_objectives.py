@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from benchbed import testing
-from benchbed.plugins import load_registry
+from benchbed.plugin_api.registry import load_registry
 from conftest import mnist_images
 
 SHAPE = (1, 28, 28)
@@ -231,7 +231,7 @@ def test_infovae_trains_with_any_registered_divergence(registry, divergence_name
 
 
 def test_a_divergence_without_its_own_term_name_is_logged_as_div(registry):
-    from benchbed.components import Divergence
+    from benchbed.plugin_api.components import Divergence
 
     class Zero(Divergence):
         def forward(self, codes):

@@ -21,9 +21,10 @@ def test_the_wheel_carries_every_builtin_plugin_and_the_command(tmp_path):
     [wheel] = tmp_path.glob("benchbed-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     shipped = {n.split("/", 1)[1] for n in names if n.startswith("benchbed_plugins/")}
-    in_repo = {p.name for p in (REPO / "plugins").glob("*.py")}
+    in_repo = {p.relative_to(REPO / "plugins").as_posix() for p in (REPO / "plugins").rglob("*.py")}
     assert in_repo and in_repo <= shipped, in_repo - shipped
-    assert "benchbed/hookspecs.py" in names
+    core = {p.relative_to(REPO).as_posix() for p in (REPO / "benchbed").rglob("*.py")}
+    assert core <= set(names), core - set(names)
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     text = zipfile.ZipFile(wheel).read(entry_points).decode()
     assert "benchbed = benchbed.cli:main" in text

@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 from pydantic import ValidationError
 
-from benchbed.plugins import load_registry
-from benchbed_plugins.pixelcnn import PixelCNN
+from benchbed.plugin_api.registry import load_registry
+from benchbed_plugins.architectures.pixelcnn import PixelCNN
 
 LATENT = 4
 
@@ -199,7 +199,7 @@ def test_ancestral_samples_and_chain_states_are_draws_not_greedy_decodes():
     blank, so ancestral samples (class_ce, FID, sample grids) and InfoVAE's
     Markov chain show draws x ~ p(x|z), made with the caller's generator."""
     from benchbed.distributions import DeterministicPosterior
-    from benchbed.model import Autoencoder
+    from benchbed.run.model import Autoencoder
     from benchbed_plugins.priors import NormalPrior
 
     decoder = small_decoder(5).float()

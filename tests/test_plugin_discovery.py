@@ -7,15 +7,16 @@ import textwrap
 
 import pytest
 
-from benchbed import hookspecs, plugins
-from benchbed.components import BASES
-from benchbed.kinds import HOOKS, KINDS, TABLE
+from benchbed.plugin_api import hookspecs
+from benchbed.plugin_api import registry as plugins
+from benchbed.plugin_api.components import BASES
+from benchbed.plugin_api.kinds import HOOKS, KINDS, TABLE
 from benchbed.cli import main
 from benchbed.errors import PluginError
 
 PLUGIN_MODULE = '''
 from benchbed import hookimpl
-from benchbed.components import Divergence, Params
+from benchbed.plugin_api.components import Divergence, Params
 
 class Zero(Divergence):
     """A divergence that is always zero."""
@@ -58,7 +59,7 @@ def test_every_built_in_module_with_a_hook_is_a_default_plugin():
 
     import benchbed_plugins
     hooked = []
-    for info in pkgutil.iter_modules(benchbed_plugins.__path__, "benchbed_plugins."):
+    for info in pkgutil.walk_packages(benchbed_plugins.__path__, "benchbed_plugins."):
         module = importlib.import_module(info.name)
         if any(hasattr(module, hook) for hook in HOOKS):
             hooked.append(info.name)
@@ -100,7 +101,7 @@ def test_two_plugins_claiming_one_name_is_an_error_naming_both(tmp_path, monkeyp
         plugins.load_registry()
     message = str(info.value)
     assert "divergence 'mmd' is registered twice" in message
-    assert "benchbed_plugins.mmd (benchbed" in message and "benchbed-clash 1.2.3" in message
+    assert "benchbed_plugins.divergences.mmd (benchbed" in message and "benchbed-clash 1.2.3" in message
 
 
 def test_a_module_can_be_loaded_by_import_path(tmp_path, monkeypatch, reload_after):
@@ -138,7 +139,7 @@ def test_registering_a_non_component_is_refused(tmp_path, monkeypatch, reload_af
 
 OBJECTIVE_PLUGIN = '''
 from benchbed import hookimpl
-from benchbed.components import Objective
+from benchbed.plugin_api.components import Objective
 
 class Declared(Objective):
     """Says it takes the MMD only, but defaults to {default!r}."""
@@ -208,7 +209,7 @@ def test_params_that_would_accept_typos_are_refused(tmp_path, monkeypatch, reloa
     (tmp_path / "lax_plugin.py").write_text(textwrap.dedent('''
         from pydantic import BaseModel
         from benchbed import hookimpl
-        from benchbed.components import Prior
+        from benchbed.plugin_api.components import Prior
         class Lax(Prior):
             class Params(BaseModel):
                 scale: float = 1.0

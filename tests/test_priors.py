@@ -6,7 +6,7 @@ import pytest
 import torch
 from scipy import stats
 
-from benchbed.plugins import load_registry
+from benchbed.plugin_api.registry import load_registry
 from benchbed_plugins.priors import LogisticPrior, NormalPrior
 
 LOGISTIC_SCALE = math.sqrt(3.0) / math.pi  # unit variance: pi^2 s^2 / 3 = 1

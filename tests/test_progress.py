@@ -8,7 +8,7 @@ import io
 import pickle
 
 from benchbed import events
-from benchbed.progress import PlainProgress, RichProgress, make_progress
+from benchbed.run.progress import PlainProgress, RichProgress, make_progress
 
 RUN = {"key": "k1", "label": "elbo z=2 seed=0"}
 EVENTS = [

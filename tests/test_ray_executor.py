@@ -112,7 +112,7 @@ def cluster():
 @pytest.fixture
 def with_plugin(monkeypatch):
     """The driver (this process) and, through the executor, the workers load this module."""
-    from benchbed import plugins
+    from benchbed.plugin_api import registry as plugins
 
     monkeypatch.setenv(plugins.ENV_PLUGINS, THIS_PLUGIN)
     yield plugins.configure()
@@ -188,7 +188,7 @@ def test_without_ray_installed_the_ray_executor_says_how_to_install_it(tiny_suit
 
 
 def test_ray_executor_options_are_validated_and_set_the_torch_threads(tiny_suite, tmp_path, capsys):
-    from benchbed.plugins import get_registry
+    from benchbed.plugin_api.registry import get_registry
 
     executor = get_registry().create("executor", {"name": "ray", "num_cpus": 2, "memory": "2GiB"})
     assert executor.threads_per_task() == 2
@@ -203,10 +203,10 @@ def test_ray_executor_options_are_validated_and_set_the_torch_threads(tiny_suite
 
 def _tiny_task(tmp_path: Path):
     """The tiny suite's ELBO run as a task, planned as the driver plans it."""
-    from benchbed.plan import plan
-    from benchbed.plugins import get_registry
-    from benchbed.tasks import RunTask
-    from benchbed.validate import load_suite
+    from benchbed.plan.runs import plan
+    from benchbed.plugin_api.registry import get_registry
+    from benchbed.run.tasks import RunTask
+    from benchbed.suite.load import load_suite
 
     path = tmp_path / "tiny.yaml"
     path.write_text(TINY_SUITE.lstrip())
@@ -220,8 +220,8 @@ def _tiny_task(tmp_path: Path):
 
 
 def test_a_worker_without_the_drivers_files_ships_the_run_folder_back(tmp_path):
-    from benchbed.tasks import unpack_dir
-    from benchbed_plugins.ray_executor import run_on_worker
+    from benchbed.run.tasks import unpack_dir
+    from benchbed_plugins.executors.ray import run_on_worker
 
     torch.set_num_threads(1)
     task = _tiny_task(tmp_path)
@@ -306,8 +306,9 @@ def test_runs_on_one_cpu_workers_never_lend_their_cpu_to_extra_workers(write_sui
                                                                       with_plugin):
     """A task that blocked on Ray (e.g. waiting to send progress) would hand its CPU
     back and Ray would start more worker processes than CPUs, each loading the data."""
-    from benchbed.progress import PlainProgress
-    from benchbed.suite_runner import run_suite
+    from benchbed.plan.loaded import load
+    from benchbed.run.progress import PlainProgress
+    from benchbed.run.driver import run_suite
 
     class Recorder(PlainProgress):
         def __init__(self):
@@ -321,7 +322,7 @@ def test_runs_on_one_cpu_workers_never_lend_their_cpu_to_extra_workers(write_sui
     suite = write_suite(SLOW_SUITE.replace("PAUSE_A", "0.1").replace("PAUSE_B", "0.11")
                         .replace("seed: [0]", "seed: [0, 1]"))
     progress = Recorder()
-    report = run_suite(suite, None, tmp_path / "store", {"name": "ray", "address": cluster.address},
+    report = run_suite(load(suite), tmp_path / "store", {"name": "ray", "address": cluster.address},
                        progress, tmp_path / "boards")
     assert report.finished == 4 and not report.failed
     placed = [e for e in progress.events if isinstance(e, events.Placed)]

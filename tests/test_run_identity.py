@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import benchbed
 from benchbed.cli import main
-from benchbed.plan import plan
-from benchbed.plugins import get_registry
-from benchbed.store import metric_hashes
-from benchbed.validate import load_suite
+from benchbed.plan.runs import plan
+from benchbed.plugin_api.registry import get_registry
+from benchbed.run.store import metric_hashes
+from benchbed.suite.load import load_suite
 
 CORRUPTED_SUITE = """
 name: ident
@@ -41,14 +41,14 @@ def _keys(path) -> list[str]:
 def test_bumping_the_package_version_alone_keeps_every_key(tiny_suite, monkeypatch):
     before = _keys(tiny_suite)
     monkeypatch.setattr(benchbed, "__version__", "99.0.0")
-    from benchbed import plugins
+    from benchbed.plugin_api import registry as plugins
     monkeypatch.setattr(plugins, "_REGISTRY", None)  # sources re-read the version
     assert _keys(tiny_suite) == before
 
 
 def test_bumping_the_results_version_changes_every_built_in_key(tiny_suite, monkeypatch):
     before = _keys(tiny_suite)
-    from benchbed import plan as plan_module
+    from benchbed.plan.runs import runs as plan_module
     monkeypatch.setattr(plan_module, "RESULTS_VERSION", "99.0.0")
     after = _keys(tiny_suite)
     assert len(after) == len(before) and not set(after) & set(before)

@@ -8,13 +8,14 @@ import json
 import pytest
 
 from benchbed.cli import main
-from benchbed.validate import SuiteInvalid, load_suite
+from benchbed.plan.loaded import load
+from benchbed.suite.load import SuiteInvalid, load_suite
 from conftest import TINY_SUITE
 
 
 def problems_of(path, profile=None):
     with pytest.raises(SuiteInvalid) as info:
-        load_suite(path, profile)
+        load(path, profile)  # everything a command checks, planning included
     return [str(p) for p in info.value.problems]
 
 
@@ -148,8 +149,8 @@ def test_grid_paths_into_components_are_validated(write_suite):
     good = write_suite(TINY_SUITE.replace("seed: [0]}", "seed: [0], params: {objective.lambda: [1, 10]}}")
                        .replace("objective: {name: elbo}", "objective: {name: vimae}\n    prior: logistic"))
     suite, _ = load_suite(good)
-    from benchbed.plan import plan
-    from benchbed.plugins import get_registry
+    from benchbed.plan.runs import plan
+    from benchbed.plugin_api.registry import get_registry
     runs = plan(suite, get_registry())
     assert sorted({r.config["method"]["objective"]["lambda"] for r in runs}) == [1, 10]
     bad = write_suite(TINY_SUITE.replace("seed: [0]}", "seed: [0], params: {objective.lamda: [1]}}"),
@@ -218,8 +219,8 @@ def test_a_method_training_override_merges_into_the_suites_optimiser(write_suite
         "training: {epochs: 2, batch_size: 50}",
         "training: {epochs: 2, batch_size: 50, optimiser: {name: sgd, lr: 0.1, momentum: 0.9}}")
         .replace("objective: {name: elbo}", "objective: {name: elbo}\n    training: {optimiser: {lr: 0.01}}"))
-    from benchbed.plan import plan
-    from benchbed.plugins import get_registry
+    from benchbed.plan.runs import plan
+    from benchbed.plugin_api.registry import get_registry
     suite, _ = load_suite(path)
     elbo = next(r for r in plan(suite, get_registry()) if r.method == "elbo")
     assert elbo.config["training"]["optimiser"] == {**elbo.config["training"]["optimiser"],
@@ -247,8 +248,8 @@ def test_method_keys_must_be_plain_names_and_latent_sizes_positive(write_suite):
 def test_a_suite_may_declare_its_executor_and_the_command_line_overrides_it(write_suite):
     from benchbed.cli import _executor_override, build_parser
     from benchbed.errors import BenchbedError
-    from benchbed.executor_spec import resolve_executor
-    from benchbed.plugins import get_registry
+    from benchbed.plan.executor_spec import resolve_executor
+    from benchbed.plugin_api.registry import get_registry
 
     path = write_suite(TINY_SUITE + "executor: {name: local, jobz: 2}\n")
     [problem] = problems_of(path)
@@ -280,8 +281,8 @@ def test_the_command_line_names_no_executor_its_flags_come_from_the_executors():
     import inspect
 
     from benchbed import cli
-    from benchbed.components import Executor
-    from benchbed.plugins import get_registry
+    from benchbed.plugin_api.components import Executor
+    from benchbed.plugin_api.registry import get_registry
 
     source = inspect.getsource(cli)
     assert not any(name in source for name in ('"jobs"', "--jobs", '"address"', "--address", '"ray"'))

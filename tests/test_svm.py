@@ -12,11 +12,11 @@ import torch
 from sklearn.datasets import load_digits
 
 from benchbed import testing
-from benchbed.components import Corruption, Split
+from benchbed.plugin_api.components import Corruption, Split
 from benchbed.distributions import DeterministicPosterior
 from benchbed.errors import BenchbedError
-from benchbed_plugins import recon, svm
-from benchbed_plugins.encoding import balanced_label_indices
+from benchbed_plugins.metrics import recon, svm
+from benchbed_plugins.metrics.encoding import balanced_label_indices
 
 
 # ------------------------------------------------------------------ fixtures

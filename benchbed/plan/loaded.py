@@ -1,0 +1,49 @@
+"""A suite loaded once per command: read, checked completely and planned.
+
+Each command builds one ``LoadedSuite`` with ``load`` and hands it down, so
+the YAML is read, its profile applied and its runs planned once, however many
+parts (the driver, the leaderboard, the deviations) need them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from benchbed.plan.runs import PlannedRun, plan_checked
+from benchbed.plugin_api.registry import Registry, get_registry
+from benchbed.suite.load import SuiteInvalid, load_suite
+from benchbed.suite.protocol import Suite
+from benchbed.suite.source import Locations, load_raw, profile_names
+
+
+@dataclass(frozen=True)
+class LoadedSuite:
+    path: Path
+    raw: dict  # the YAML with its extends chain merged, every profile still in it
+    raw_locs: Locations
+    suite: Suite  # the chosen profile applied, validated
+    locs: Locations  # where each of the suite's values was written
+    runs: list[PlannedRun]  # every run, with its key
+
+    @property
+    def profile(self) -> str | None:
+        return self.suite.profile
+
+    @property
+    def default_profile(self) -> str | None:
+        return profile_names(self.raw)[1]
+
+
+def load(path: str | Path, profile: str | None = None, registry: Registry | None = None,
+         raw: tuple[dict, Locations] | None = None) -> LoadedSuite:
+    """Read (or take ``raw``, ``load_raw``'s result), check and plan a suite;
+    raise ``SuiteInvalid`` with every problem found."""
+    registry = registry or get_registry()
+    path = Path(path)
+    data, data_locs = raw if raw is not None else load_raw(path)
+    suite, locs = load_suite(path, profile, registry, (data, data_locs))
+    runs, problems = plan_checked(suite, registry, locs)
+    if problems:
+        raise SuiteInvalid(str(path), list(dict.fromkeys(problems)), suite.profile)  # one line each
+    return LoadedSuite(path, data, data_locs, suite, locs, runs)

@@ -1,0 +1,271 @@
+"""Expanding a suite into runs, each with a fully resolved config and a key.
+
+A run's key is a hash of everything that changes what training produces:
+the dataset, the method's components and parameters (with the objective's
+default divergence filled in), the latent size, the seed, the training
+settings, and the versions of the code that provides those components.
+Metrics are not part of the key: adding a metric to a suite evaluates
+existing runs without retraining them.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import itertools
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from benchbed import RESULTS_VERSION
+from benchbed.errors import BenchbedError, UnknownComponent
+from benchbed.plugin_api.registry import BUILTIN_DISTRIBUTION, Registry
+from benchbed.suite.protocol import Suite, Training
+from benchbed.suite.load import Problem, dotted
+from benchbed.suite.source import Locations, merge_dicts
+
+SLOTS = ("objective", "divergence", "prior", "encoder", "decoder")
+SLOT_KIND = {"objective": "objective", "divergence": "divergence", "prior": "prior",
+             "encoder": "architecture", "decoder": "architecture"}
+# Settings that change logging only, not what training computes.
+NOT_IN_KEY = ("log_every",)
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def hash_of(value: Any, length: int = 16) -> str:
+    return hashlib.sha256(canonical_json(value).encode()).hexdigest()[:length]
+
+
+@dataclass
+class PlannedRun:
+    suite: str
+    profile: str | None
+    method: str
+    label: str
+    latent_dim: int
+    seed: int
+    grid: dict[str, Any]
+    config: dict[str, Any]  # what training needs (the key hashes this)
+    key: str
+    evaluation: dict[str, Any] = field(default_factory=dict)  # metrics + corruptions
+
+    @property
+    def name(self) -> str:
+        extra = "".join(f" {k}={v}" for k, v in self.grid.items())
+        return f"{self.method} z={self.latent_dim} seed={self.seed}{extra}"
+
+    @property
+    def slug(self) -> str:
+        """A file-name-safe name for the run, unique within its suite."""
+        extra = "".join(f"__{_safe(k)}={_safe(v)}" for k, v in self.grid.items())
+        return f"{self.method}__z{self.latent_dim}__s{self.seed}{extra}"
+
+
+def _safe(value: Any) -> str:
+    return re.sub(r"[^A-Za-z0-9_.=+-]", "-", str(value).replace(".", "-") if isinstance(value, str)
+                  else str(value))
+
+
+class PlanError(BenchbedError):
+    def __init__(self, path: tuple[Any, ...], message: str):
+        self.path = path
+        super().__init__(message)
+
+
+def _set_path(target: dict[str, Any], path: list[str], value: Any) -> None:
+    for part in path[:-1]:
+        nxt = target.get(part)
+        if not isinstance(nxt, dict):
+            nxt = {}
+            target[part] = nxt
+        target = nxt
+    target[path[-1]] = value
+
+
+def code_versions(registry: Registry, method: dict[str, Any]) -> dict[str, str]:
+    """Versions of the distributions that provide this method's components.
+
+    benchbed's own built-ins count as ``RESULTS_VERSION``, not the package
+    version: a release that changes no result keeps every record valid."""
+    versions = {BUILTIN_DISTRIBUTION: RESULTS_VERSION}
+    for slot in SLOTS:
+        ref = method.get(slot)
+        if ref:
+            source = registry.get(SLOT_KIND[slot], ref["name"]).source
+            if source.distribution != BUILTIN_DISTRIBUTION:
+                versions[source.distribution] = source.version
+    return versions
+
+
+def _takers(registry: Registry, divergence: str | None) -> str:
+    """The objectives that would take this divergence, as a hint."""
+    if divergence is None:
+        return ""
+    takers = [name for name in registry.names("objective")
+              if registry.get("objective", name).cls.divergence_refusal(divergence) is None]
+    return f" (objectives that take {divergence!r}: {', '.join(takers)})" if takers else ""
+
+
+def resolve_method(suite: Suite, key: str, registry: Registry,
+                   grid_params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The method's component dicts and training dict, with grid values applied."""
+    spec = suite.methods[key]
+    method: dict[str, Any] = {slot: (getattr(spec, slot).as_dict() if getattr(spec, slot) else None)
+                              for slot in SLOTS}
+    objective_cls = registry.get("objective", method["objective"]["name"]).cls
+    if method["divergence"] is None and objective_cls.default_divergence is not None:
+        method["divergence"] = copy.deepcopy(dict(objective_cls.default_divergence))
+    training = merge_dicts(suite.training.model_dump(mode="json"), spec.training)
+    for dotted_path, value in grid_params.items():
+        head, *rest = dotted_path.split(".")
+        if head == "training" and rest:
+            _set_path(training, rest, value)
+        elif head in SLOTS and rest:
+            if method.get(head) is None:
+                raise PlanError(("grid", "params", dotted_path),
+                                f"method {key!r} has no {head} to set {'.'.join(rest)!r} on")
+            _set_path(method[head], rest, value)
+        else:
+            raise PlanError(("grid", "params", dotted_path),
+                            f"grid path {dotted_path!r} must start with 'training.' or one of "
+                            f"{', '.join(s + '.' for s in SLOTS)}")
+    divergence_name = method["divergence"]["name"] if method["divergence"] else None
+    refusal = objective_cls.divergence_refusal(divergence_name)
+    if refusal is not None:
+        raise PlanError(("methods", key, "divergence" if divergence_name else "objective"),
+                        f"objective {method['objective']['name']!r} {refusal}"
+                        f"{_takers(registry, divergence_name)}")
+    for slot in SLOTS:
+        ref = method[slot]
+        if ref is None:
+            continue
+        params = {k: v for k, v in ref.items() if k != "name"}
+        cls = registry.get(SLOT_KIND[slot], ref["name"]).cls
+        try:
+            validated = cls.Params.model_validate(params)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            raise PlanError(("methods", key, slot),
+                            f"{slot} {ref['name']!r}: {'.'.join(map(str, first['loc']))}: "
+                            f"{first['msg']}") from None
+        # Store every parameter (defaults too) so the key changes when a default does.
+        method[slot] = {"name": ref["name"], **validated.model_dump(mode="json", by_alias=True)}
+    try:
+        training = Training.model_validate(training).model_dump(mode="json")
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise PlanError(("methods", key, "training"),
+                        f"training.{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+    return method, training
+
+
+def resolve_component(kind: str, ref: dict[str, Any], registry: Registry) -> dict[str, Any]:
+    """``{"name": ..., **params}`` with every default filled in, so that a changed
+    default changes the identity of what uses it."""
+    cls = registry.get(kind, ref["name"]).cls
+    params = {k: v for k, v in ref.items() if k != "name"}
+    return {"name": ref["name"], **cls.Params.model_validate(params).model_dump(mode="json", by_alias=True)}
+
+
+def resolve_evaluation(suite: Suite, wanted: list[str], registry: Registry) -> dict[str, Any]:
+    """The metrics a method is evaluated with (defaults filled in), the suite's
+    corruptions, and which corruptions each metric evaluates under: a metric's
+    result is identified by its spec and those (``store.metric_hash``)."""
+    corruptions = {k: resolve_component("corruption", ref.as_dict(), registry)
+                   for k, ref in suite.corruptions.items()}
+    metrics, conditions = {}, {}
+    for key, ref in suite.metrics.items():
+        if key not in wanted:
+            continue
+        try:
+            metrics[key] = resolve_component("metric", ref.as_dict(), registry)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            raise PlanError(("metrics", key), f"metric {ref.name!r}: "
+                            f"{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+        conditions[key] = registry.create("metric", ref.as_dict()).conditions_used(list(corruptions))
+    return {"metrics": metrics, "corruptions": corruptions, "conditions": conditions}
+
+
+def plan(suite: Suite, registry: Registry) -> list[PlannedRun]:
+    """Every run of the suite, in a stable order (method, latent size, seed, grid)."""
+    suite_dataset = suite.dataset.as_dict()
+    grid_names = list(suite.grid.params)
+    grid_values = list(itertools.product(*suite.grid.params.values())) or [()]
+    runs = []
+    for method_key, spec in suite.methods.items():
+        if not spec.enabled:
+            continue
+        dataset = resolve_component("dataset", spec.dataset.as_dict() if spec.dataset else suite_dataset,
+                                    registry)
+        wanted = spec.metrics if spec.metrics is not None else list(suite.metrics)
+        evaluation = resolve_evaluation(suite, wanted, registry)
+        for latent_dim in spec.latent_dims or suite.grid.latent_dim:
+            for seed in suite.grid.seed:
+                for values in grid_values:
+                    grid = dict(zip(grid_names, values))
+                    try:
+                        method, training = resolve_method(suite, method_key, registry, grid)
+                    except PlanError as exc:
+                        if not grid:
+                            raise
+                        resolve_method(suite, method_key, registry, {})  # fine without the grid?
+                        raise PlanError(("grid", "params"), f"with {grid}: {exc}") from None
+                    # An absent `converge` stays out of the key, so fixed-budget runs
+                    # keep the keys they had before early stopping existed.
+                    keyed_training = {k: v for k, v in training.items()
+                                      if k not in NOT_IN_KEY and not (k == "converge" and v is None)}
+                    config = {
+                        "dataset": dataset,
+                        "method": method,
+                        "latent_dim": latent_dim,
+                        "seed": seed,
+                        "training": training,
+                        "code": code_versions(registry, method),
+                    }
+                    key = hash_of({**config, "training": keyed_training})
+                    runs.append(PlannedRun(
+                        suite=suite.name, profile=suite.profile, method=method_key,
+                        label=spec.label or method_key, latent_dim=latent_dim, seed=seed,
+                        grid=grid, config=config, key=key, evaluation=evaluation))
+    return runs
+
+
+def plan_checked(suite: Suite, registry: Registry, locs: Locations
+                 ) -> tuple[list[PlannedRun], list[Problem]]:
+    """The runs, and the problems that only show when runs are built (grid
+    paths, overrides, datasets without a split, two methods with one key)."""
+    problems: list[Problem] = []
+    try:
+        runs = plan(suite, registry)
+    except PlanError as exc:
+        return [], [Problem(str(locs.find(exc.path)), dotted(exc.path), str(exc))]
+    except UnknownComponent as exc:
+        return [], [Problem(str(locs.find(())), "", str(exc))]
+    datasets = [(("dataset",), suite.dataset)] + [
+        (("methods", k, "dataset"), m.dataset) for k, m in suite.methods.items() if m.dataset]
+    for path, ref in datasets:
+        where = str(locs.find(path))
+        try:
+            info = registry.create("dataset", ref.as_dict()).info()
+        except BenchbedError as exc:
+            problems.append(Problem(where, ".".join(path), str(exc)))
+            continue
+        for split in ("train", "test"):
+            if split not in info.splits:
+                problems.append(Problem(where, ".".join(path),
+                                        f"dataset {ref.name!r} has no {split!r} split "
+                                        f"(it has: {', '.join(info.splits)})"))
+    keys = {}
+    for run in runs:
+        if run.key in keys:
+            problems.append(Problem(str(locs.find(("methods", run.method))), f"methods.{run.method}",
+                                    f"identical to {keys[run.key]} (same config, same key)"))
+        keys[run.key] = run.name
+    return runs, problems

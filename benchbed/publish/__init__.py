@@ -1,0 +1,2 @@
+"""Stage 4, publishing: records, leaderboards, findings, flags, significance,
+deviations from the papers and provenance."""

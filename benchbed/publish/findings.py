@@ -1,0 +1,242 @@
+"""Checking a paper's qualitative claims against the records, beyond the seed spread.
+
+Each comparison of a finding is a t-test over the runs' seeds
+(benchbed.publish.significance) at the 5% level:
+
+* ``a > b``, ``a < b``: Welch's t-test, one-sided in the claimed direction;
+  ``a >= b``, ``a <= b``: the same with the finding's ``tolerance`` as a
+  non-inferiority margin (a >= b - tolerance), so with no tolerance it is
+  the strict test;
+* ``a ~ b``: two one-sided tests (TOST): |a - b| < tolerance on both sides;
+* a number on one side: a one-sample t-test.
+
+A part holds when its test rejects the opposite; it fails when the test in
+the other direction rejects the claim (refuted); else it is unsure. With
+fewer than 2 seeds on a side nothing is tested ("n=1"). A finding is
+reproduced when every part holds, refuted when any part fails, otherwise
+inconclusive; and inconclusive: under-trained whenever one of its runs
+stopped on its epoch budget rather than on convergence (benchbed.publish.flags),
+whatever the test says. A part that needs a value at an estimator's ceiling
+to be low cannot hold (the true value may be higher).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import statistics
+from dataclasses import dataclass, field
+from typing import Any
+
+from benchbed.publish import flags
+from benchbed.publish.selection import matches as _matches
+from benchbed.publish.significance import ALPHA, TStatistic, fmt_p, fmt_t, one_sample, welch
+from benchbed.suite.protocol import Finding, Suite
+
+OPS = ("<=", ">=", "<", ">", "~")
+TERM = r"([A-Za-z_][\w.-]*(?:@z=\d+)?|[-+]?\d+(?:\.\d+)?)"
+COMPARISON = re.compile(rf"^\s*{TERM}\s*(<=|>=|<|>|~)\s*{TERM}\s*$")
+
+
+class BadComparison(ValueError):
+    pass
+
+
+class Ambiguous(ValueError):
+    pass
+
+
+def parse(comparison: str) -> tuple[str, str, str]:
+    match = COMPARISON.match(comparison)
+    if not match:
+        raise BadComparison(f"cannot read {comparison!r}: write TERM OP TERM, e.g. 'vimae_n >= vae' "
+                            "or 'stein@z=40 < stein@z=2' or 'mmd_vae ~ 0'")
+    return match.group(1), match.group(2), match.group(3)
+
+
+def term_methods(term: str) -> str | None:
+    try:
+        float(term)
+        return None
+    except ValueError:
+        return term.split("@", 1)[0]
+
+
+@dataclass
+class Term:
+    """One side of a comparison: a number, or the runs of one method."""
+
+    text: str
+    constant: float | None = None
+    values: list[float] = field(default_factory=list)
+    records: list[dict[str, Any]] = field(default_factory=list)
+    raw: list[float] = field(default_factory=list)
+    at_ceiling: bool = False
+
+    @property
+    def mean(self) -> float:
+        return self.constant if self.constant is not None else statistics.fmean(self.values)
+
+    def show(self, digits: int) -> str:
+        if self.constant is not None:
+            return self.text
+        return f"{self.text} = {self.mean:.{digits}f} (n={len(self.values)})"
+
+
+def _term(term: str, finding: Finding, records: list[dict[str, Any]]) -> Term | None:
+    try:
+        return Term(term, constant=float(term))
+    except ValueError:
+        pass
+    method, _, dim = term.partition("@z=")
+    out = Term(term)
+    settings: set[tuple[int, str]] = set()
+    for r in records:
+        if r["method"] != method or r["status"] != "finished":
+            continue
+        if dim and r["latent_dim"] != int(dim):
+            continue
+        where = {k: v for k, v in finding.where.items() if not (dim and k == "latent_dim")}
+        if not _matches(r, where):
+            continue
+        value = r["metrics"].get(finding.metric, {}).get(finding.value)
+        if value is not None and math.isfinite(value):
+            out.values.append(value * finding.scale)
+            out.raw.append(value)
+            out.records.append(r)
+            settings.add((r["latent_dim"], json.dumps(r["grid"], sort_keys=True)))
+    if len(settings) > 1:
+        raise Ambiguous(f"{term} pools runs of {len(settings)} different latent sizes or grid values; "
+                        "pin one with `where` or `@z=`")
+    if not out.values:
+        return None
+    b = flags.bound(out.records, finding.metric, finding.value, out.raw)
+    out.at_ceiling = b is not None and b.kind == "ceiling"
+    return out
+
+
+@dataclass
+class Part:
+    outcome: str  # "holds", "fails", "unsure" or "n=1"
+    text: str
+
+
+def _statistic(a: Term, b: Term) -> TStatistic:
+    """t for mean(a) - mean(b): Welch's, or one-sample against a number."""
+    if a.constant is not None and b.constant is not None:
+        return TStatistic(a.constant - b.constant, 0.0, math.nan)
+    if b.constant is not None:
+        return one_sample(a.values, b.constant)
+    if a.constant is not None:
+        stat = one_sample(b.values, a.constant)
+        return TStatistic(-stat.estimate, stat.se, stat.df)
+    return welch(a.values, b.values)
+
+
+def _test(a: Term, op: str, b: Term, margin: float) -> tuple[str, str]:
+    """(outcome, the test's numbers) for 'a op b'; d = mean(a) - mean(b)."""
+    stat = _statistic(a, b)
+    kind = ("Welch" if a.constant is None and b.constant is None else
+            "one-sample" if a.constant is None or b.constant is None else "exact")
+    if op == "~":
+        # TOST: equivalent when both d > -margin and d < margin are shown.
+        p_low, p_high = stat.at(-margin).p_greater(), stat.at(margin).p_less()
+        p_equiv = max(p_low, p_high)
+        p_apart = min(stat.at(margin).p_greater(), stat.at(-margin).p_less())
+        numbers = (f"{kind} TOST, margin ±{margin:g}: {fmt_t(stat.at(0.0))}, "
+                   f"{fmt_p(p_equiv)} (equivalent; apart: {fmt_p(p_apart)})")
+        outcome = "holds" if p_equiv < ALPHA else "fails" if p_apart < ALPHA else "unsure"
+        return outcome, numbers
+    if op in (">", ">="):
+        shifted = stat.at(-margin if op == ">=" else 0.0)
+        p_claim, p_opposite = shifted.p_greater(), shifted.p_less()
+    else:
+        shifted = stat.at(margin if op == "<=" else 0.0)
+        p_claim, p_opposite = shifted.p_less(), shifted.p_greater()
+    shown_margin = f", margin {margin:g}" if op in (">=", "<=") and margin else ""
+    numbers = (f"{kind} {fmt_t(shifted)}{shown_margin}, one-sided {fmt_p(p_claim)} "
+               f"(opposite: {fmt_p(p_opposite)})")
+    outcome = "holds" if p_claim < ALPHA else "fails" if p_opposite < ALPHA else "unsure"
+    return outcome, numbers
+
+
+def _part(comparison: str, a: Term, op: str, b: Term, finding: Finding) -> Part:
+    d = finding.digits
+    shown = f"{a.show(d)} {op} {b.show(d)}" + (f" (±{finding.tolerance:g})" if op == "~" else "")
+    small = [t for t in (a, b) if t.constant is None and len(t.values) < 2]
+    if small:
+        return Part("n=1", f"{shown}: untested (n=1)")
+    outcome, numbers = _test(a, op, b, finding.tolerance)
+    # A value at the estimator's ceiling may truly be higher: it cannot show
+    # that it is the lower (or an equal) side.
+    capped = [t.text for t in ((a,) if op in ("<", "<=") else (b,) if op in (">", ">=") else (a, b))
+              if t.at_ceiling]
+    if capped and outcome == "holds":
+        return Part("unsure", f"{shown}: {numbers}: not shown, {', '.join(capped)} at the "
+                              "estimator's ceiling (the truth may be higher)")
+    word = {"holds": "holds", "fails": "refuted", "unsure": "within the spread"}[outcome]
+    return Part(outcome, f"{shown}: {numbers}: {word}")
+
+
+def verdict(finding: Finding, records: list[dict[str, Any]]) -> tuple[str, list[str]]:
+    parts: list[Part] = []
+    used: dict[int, dict[str, Any]] = {}
+    for comparison in finding.holds:
+        left, op, right = parse(comparison)
+        if op == "~" and finding.tolerance <= 0:
+            return "not checked", [f"{comparison}: '~' needs a tolerance > 0, the margin within which "
+                                   "the two count as equal"]
+        try:
+            a, b = _term(left, finding, records), _term(right, finding, records)
+        except Ambiguous as exc:
+            return "not checked", [str(exc)]
+        if a is None or b is None:
+            missing = left if a is None else right
+            reported = sorted({k for r in records for k in r["metrics"].get(finding.metric, {})})
+            if reported and finding.value not in reported:
+                return "not checked", [f"metric {finding.metric!r} reports no value {finding.value!r} "
+                                       f"(it reports: {', '.join(reported)})"]
+            return "not run", [f"{comparison}: no finished runs for {missing}"]
+        used.update((id(r), r) for r in a.records + b.records)
+        parts.append(_part(comparison, a, op, b, finding))
+    outcomes = {p.outcome for p in parts}
+    if "fails" in outcomes:
+        result = "refuted"
+    elif outcomes == {"holds"}:
+        result = "reproduced"
+    elif "n=1" in outcomes:
+        result = "inconclusive (n=1)"
+    else:
+        result = "inconclusive"
+    shown = [p.text for p in parts]
+    under = [r for r in used.values() if flags.under_trained(r)]
+    if under:
+        n1 = " (n=1)" if "n=1" in outcomes else ""
+        alone = "" if n1 else f" (the test alone: {result})"
+        shown.append(f"{len(under)} of {len(used)} runs stopped on their epoch budget or had no "
+                     f"convergence check, so the verdict waits for converged runs{alone}")
+        result = f"inconclusive: under-trained{n1}"
+    return result, shown
+
+
+def render_findings(suite: Suite, records: list[dict[str, Any]]) -> list[str]:
+    if not suite.findings:
+        return []
+    lines = ["## Findings", "",
+             "Each claim of the papers, tested over the seeds of the runs above at the 5% level: "
+             "Welch's t-test, one-sided in the claimed direction, for `a > b` and `a >= b` (with the "
+             "tolerance as the margin a ≥ b − tolerance), two one-sided tests (TOST) within the "
+             "tolerance for `a ~ b`, and a one-sample t-test against a number. **Reproduced**: every "
+             "part holds beyond the seed spread; **refuted**: some part's opposite does; otherwise "
+             "**inconclusive**: always with fewer than 2 seeds on a side (n=1), and whenever a run "
+             "stopped on its epoch budget instead of converging (under-trained).", ""]
+    for finding in suite.findings:
+        result, shown = verdict(finding, records)
+        where = ", ".join(f"{k} = {v}" for k, v in finding.where.items())
+        source = f" ({finding.source})" if finding.source else ""
+        lines.append(f"- **{finding.claim}**{source} — **{result}**. "
+                     f"{finding.metric} {finding.value}{f' at {where}' if where else ''}: "
+                     + "; ".join(shown) + ".")
+    lines.append("")
+    return lines

@@ -1,0 +1,350 @@
+"""Markdown leaderboards built from run records alone.
+
+Each table row is a method (and latent size, when asked), each cell the
+mean ± std over seeds with n, the best value per column in bold, and the
+paper's value with our difference beside it. Runs that stopped on their
+budget, collapsed runs and values at an estimator's ceiling or floor are
+marked (benchbed.publish.flags) and never bolded. Below the tables: figures,
+findings with their tests, deviations from the paper's protocol, and a
+provenance footer. Nothing here reads the clock or the machine, so the
+output is a function of the suite and the records.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from pathlib import Path
+from typing import Any
+
+from tabulate import tabulate
+
+from benchbed.publish import flags
+from benchbed.publish.findings import render_findings
+from benchbed.publish.provenance import provenance_footer
+from benchbed.publish.selection import matches as _matches
+from benchbed.suite.protocol import Column, Suite, Table
+
+# (method key, latent size or None, the grid values that vary across runs)
+Row = tuple[str, int | None, tuple[tuple[str, str], ...]]
+
+
+UNDER_TRAINED = "†"
+COLLAPSED = "⊘"
+
+
+def _raw(record: dict[str, Any], column: Column) -> float | None:
+    value = record["metrics"].get(column.metric, {}).get(column.value)
+    if value is None or not math.isfinite(value):
+        return None
+    return value
+
+
+class Cell:
+    def __init__(self, values: list[float], failed: int, bound: flags.Bound | None = None,
+                 collapsed: bool = False):
+        self.values, self.failed, self.bound, self.collapsed = values, failed, bound, collapsed
+
+    @property
+    def mean(self) -> float | None:
+        return statistics.fmean(self.values) if self.values else None
+
+    def text(self, digits: int, best: bool) -> str:
+        if not self.values:
+            return "failed" if self.failed else "—"
+        mean = f"{self.mean:.{digits}f}"
+        if best:
+            mean = f"**{mean}**"
+        if len(self.values) > 1:
+            spread = f" ± {statistics.stdev(self.values):.{digits}f}"
+        else:
+            spread = ""
+        extra = f", {self.failed} failed" if self.failed else ""
+        if self.bound:
+            return f"{self.bound.text} ({mean}{spread}, n={len(self.values)}{extra})"
+        return f"{mean}{spread} (n={len(self.values)}{extra})"
+
+
+def _shown(mean: float, digits: int, better: str) -> float:
+    """The mean as the table shows it (the distance to 0 for closer_to_zero)."""
+    shown = float(f"{mean:.{digits}f}")
+    return abs(shown) if better == "closer_to_zero" else shown
+
+
+def _best(cells: list[Cell], column: Column) -> tuple[float | None, str | None]:
+    """The best mean of the column among the cells that may rank (neither
+    collapsed nor at a bound), and why there is none when a bound could hide
+    the best or the best ties at the shown precision."""
+    better = column.better
+    if better == "none" or sum(c.mean is not None for c in cells) < 2:
+        return None, None
+    hidden = [c for c in cells if c.mean is not None and c.bound and not c.collapsed
+              and flags.hides_best(c.bound, better)]
+    if hidden:
+        return None, (f"no bold in {column.header}: {len(hidden)} value(s) at the estimator's "
+                      f"{hidden[0].bound.kind} could be the best")
+    means = [c.mean for c in cells if c.mean is not None and not c.bound and not c.collapsed]
+    if len(means) < 2:
+        return None, None
+    if better == "higher":
+        best = max(means)
+    elif better == "lower":
+        best = min(means)
+    else:
+        best = min(means, key=abs)
+    tied = [m for m in means if _shown(m, column.digits, better) == _shown(best, column.digits, better)]
+    if len(tied) > 1:
+        return None, (f"no bold in {column.header}: {len(tied)} values tie for the best at the "
+                      "shown precision")
+    return best, None
+
+
+def _fmt(value: float | None, digits: int, signed: bool = False) -> str:
+    if value is None:
+        return ""
+    return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
+
+
+def _grid_items(record: dict[str, Any], keys: list[str]) -> tuple[tuple[str, str], ...]:
+    return tuple((k, json.dumps(record["grid"].get(k))) for k in keys)
+
+
+def _layout(table: Table, records: list[dict[str, Any]]) -> tuple[bool, list[str]]:
+    """Whether rows split by latent size, and by which grid keys: never pool
+    runs that differ in anything but the seed."""
+    matching = [r for r in records if _matches(r, table.where)]
+    by_dim = table.by_latent_dim or any(
+        len({r["latent_dim"] for r in matching if r["method"] == m}) > 1
+        for m in {r["method"] for r in matching})
+    keys = sorted({k for r in matching for k in r["grid"] if k not in table.where})
+    varying = [k for k in keys if len({json.dumps(r["grid"].get(k)) for r in matching}) > 1]
+    return by_dim, varying
+
+
+def _rows(table: Table, suite: Suite, records: list[dict[str, Any]], by_dim: bool,
+          varying: list[str]) -> list[Row]:
+    methods = table.methods or list(suite.methods)
+    matching = [r for r in records if _matches(r, table.where)]
+    rows: list[Row] = []
+    for method in methods:
+        present = sorted({(r["latent_dim"] if by_dim else None, _grid_items(r, varying))
+                          for r in matching if r["method"] == method},
+                         key=lambda t: (t[0] or 0, t[1]))
+        if present:
+            rows += [(method, dim, grid) for dim, grid in present]
+        elif by_dim:
+            spec = suite.methods.get(method)
+            dims = table.where.get("latent_dim") or (spec.latent_dims if spec and spec.latent_dims
+                                                     else suite.grid.latent_dim)
+            rows += [(method, d, ()) for d in (dims if isinstance(dims, list) else [dims])]
+        else:
+            rows.append((method, None, ()))
+    return rows
+
+
+def _records_for(row: Row, records: list[dict[str, Any]], where: dict[str, Any],
+                 varying: list[str] = ()) -> list[dict[str, Any]]:
+    method, dim, grid = row
+    return [r for r in records if r["method"] == method and _matches(r, where)
+            and (dim is None or r["latent_dim"] == dim)
+            and (not grid or _grid_items(r, list(varying)) == grid)]
+
+
+def _missing_values(table: Table, records: list[dict[str, Any]]) -> list[str]:
+    """Columns naming a value the metric never reports: say what it does report."""
+    notes = []
+    for column in table.columns:
+        reported = {k for r in records if _matches(r, table.where)
+                    for k in r["metrics"].get(column.metric, {})}
+        if reported and column.value not in reported:
+            notes.append(f"- column {column.header!r}: metric {column.metric!r} reports no value "
+                         f"{column.value!r} (it reports: {', '.join(sorted(reported))})")
+    return notes
+
+
+def render_table(table: Table, suite: Suite, records: list[dict[str, Any]],
+                 figure_root: str) -> str:
+    lines = [f"### {table.title}", ""]
+    if table.reference:
+        ref = table.reference
+        page = (f", {ref.section}" if ref.section else "") + (f", p. {ref.page}" if ref.page else "")
+        lines += [f"Source: {ref.paper}, {ref.where}{page}.", ""]
+    if table.where:
+        lines += ["Runs: " + ", ".join(f"{k} = {v}" for k, v in table.where.items()) + ".", ""]
+    by_dim, varying = _layout(table, records)
+    rows = _rows(table, suite, records, by_dim, varying)
+    not_run = table.not_run if not any(
+        suite.methods[m].enabled for m, _, _ in rows if m in suite.methods) else None
+    header = ["method"] + (["z"] if by_dim else []) + varying
+    cells: dict[tuple[Row, int], Cell] = {}
+    collapsed: dict[Row, list[tuple[dict[str, Any], list[str]]]] = {}
+    under: dict[Row, tuple[int, int, int]] = {}  # (under-trained, finished, never checked)
+    for row in rows:
+        group = _records_for(row, records, table.where, varying)
+        finished = [r for r in group if r["status"] == "finished"]
+        failed = len(group) - len(finished)
+        collapsed[row] = [(r, why) for r in finished if (why := flags.collapsed(r))]
+        under[row] = (sum(flags.under_trained(r) for r in finished), len(finished),
+                      sum("convergence" not in r for r in finished))
+        for c, column in enumerate(table.columns):
+            pairs = [(r, v) for r in finished if (v := _raw(r, column)) is not None]
+            broken = sum(1 for r in finished if column.metric in r.get("metric_errors", {}))
+            b = flags.bound([r for r, _ in pairs], column.metric, column.value, [v for _, v in pairs])
+            cells[(row, c)] = Cell([v * column.scale for _, v in pairs], failed + broken, b,
+                                   bool(collapsed[row]))
+    ranked = [_best([cells[(row, c)] for row in rows], col) for c, col in enumerate(table.columns)]
+    for column in table.columns:
+        header.append(column.header)
+        if column.paper:
+            header += [f"{column.header} (paper)", "Δ"]
+    body = []
+    for row in rows:
+        method, dim, grid = row
+        label = (suite.methods[method].label or method) if method in suite.methods else method
+        line: list[str] = [label + _row_marks(collapsed[row], under[row])]
+        if by_dim:
+            line.append(str(dim))
+        line += [value for _, value in grid]
+        for c, column in enumerate(table.columns):
+            cell, best = cells[(row, c)], ranked[c][0]
+            is_best = (best is not None and cell.mean is not None and not cell.bound
+                       and not cell.collapsed and math.isclose(cell.mean, best))
+            line.append("not run" if not_run else cell.text(column.digits, is_best))
+            if column.paper:
+                paper = column.paper.get(method)
+                if isinstance(paper, (int, float)):
+                    line.append(_fmt(float(paper), column.digits).rstrip("0").rstrip(".")
+                                if float(paper) != int(paper) else str(int(paper)))
+                    diff = None if cell.mean is None or not_run else cell.mean - float(paper)
+                    line.append(_fmt(diff, column.digits, signed=True))
+                else:
+                    line += [paper or "", ""]
+        body.append(line)
+    lines.append(tabulate(body, headers=header, tablefmt="github", disable_numparse=True))
+    lines.append("")
+    directions = {"higher": "higher is better", "lower": "lower is better",
+                  "closer_to_zero": "closer to 0 is better"}
+    legend = "; ".join(f"{c.header}: {directions[c.better]}" for c in table.columns
+                       if c.better in directions)
+    if legend:
+        lines += [f"Bold: best of ours per column ({legend}), never a collapsed run ({COLLAPSED}) "
+                  "or a value at an estimator's ceiling or floor; the best mean, not a tested "
+                  "difference (the findings test claims against the seed spread). "
+                  "Cells: mean ± std over seeds (n runs).", ""]
+    if not not_run:
+        lines += _flag_legend(rows, cells, collapsed, under, [note for _, note in ranked if note])
+    if not_run:
+        lines += [f"**Not run:** {not_run}", ""]
+    failures = set()
+    for row in rows:
+        for r in _records_for(row, records, table.where, varying):
+            if r["status"] == "failed":
+                failures.add((r["label"], r["latent_dim"], r["seed"], r["reason"]))
+            for column in table.columns:
+                error = r.get("metric_errors", {}).get(column.metric)
+                if error and r["status"] == "finished":
+                    failures.add((r["label"], r["latent_dim"], r["seed"], f"metric {column.metric}: {error}"))
+    for label, dim, seed, reason in sorted(failures):
+        lines.append(f"- failed: {label} z={dim} seed={seed}: {reason}")
+    missing = _missing_values(table, records)
+    lines += missing
+    if failures or missing:
+        lines.append("")
+    for note in table.notes:
+        lines.append(f"- {note}")
+    if table.notes:
+        lines.append("")
+    lines += _figures(table, rows, records, figure_root, varying)
+    return "\n".join(lines)
+
+
+def _row_marks(collapsed: list[tuple[dict[str, Any], list[str]]], under: tuple[int, int, int]) -> str:
+    """The row label's flags: collapsed runs, then runs stopped on their budget
+    (with a count when only some of the row's seeds are)."""
+    marks = ""
+    n_under, n, _ = under
+    if collapsed:
+        marks += f" {COLLAPSED}" + (f"({len(collapsed)}/{n})" if len(collapsed) < n else "")
+    if n_under:
+        marks += f" {UNDER_TRAINED}" + (f"({n_under}/{n})" if n_under < n else "")
+    return marks
+
+
+def _flag_legend(rows: list[Row], cells: dict[tuple[Row, int], Cell],
+                 collapsed: dict[Row, list[tuple[dict[str, Any], list[str]]]],
+                 under: dict[Row, tuple[int, int, int]], no_bold: list[str]) -> list[str]:
+    """Legend lines for the flags this table shows, and why a column has no bold."""
+    lines = []
+    n_under = sum(u for u, _, _ in under.values())
+    if n_under:
+        n_all = sum(n for _, n, _ in under.values())
+        unchecked = sum(c for _, _, c in under.values())
+        checked = f"; {unchecked} of them fixed-epoch runs with no convergence check" if unchecked else ""
+        lines.append(f"- {UNDER_TRAINED} under-trained: {n_under} of {n_all} runs stopped on their "
+                     f"epoch budget, not on convergence{checked}. Their numbers may still move "
+                     "with more training; findings on them are inconclusive.")
+    for row in rows:
+        for r, why in collapsed[row]:
+            lines.append(f"- {COLLAPSED} collapsed: {r['label']} z={r['latent_dim']} seed={r['seed']}: "
+                         + "; ".join(why) + ". Never bolded.")
+    whys = sorted({cell.bound.why for cell in cells.values() if cell.bound})
+    lines += [f"- {why}." for why in whys]
+    lines += [f"- {note}." for note in no_bold]
+    return lines + [""] if lines else []
+
+
+def _figures(table: Table, rows: list[Row], records: list[dict[str, Any]], figure_root: str,
+             varying: list[str]) -> list[str]:
+    if not table.figures:
+        return []
+    header = ["method"] + [Path(f).stem.replace("_", " ") for f in table.figures]
+    body = []
+    for row in rows:
+        group = sorted(_records_for(row, records, table.where, varying), key=lambda r: r["seed"])
+        if not group:
+            continue
+        first = group[0]
+        slug = Path(record_slug(first))
+        line = [f"{first['label']} z={first['latent_dim']}" + "".join(f" {k}={v}" for k, v in row[2])]
+        for fig in table.figures:
+            have = any(Path(f).name == fig for f in first.get("figures", []))
+            line.append(f"![{first['label']} {fig}]({figure_root}/{slug}/{fig})" if have else "—")
+        body.append(line)
+    if not body:
+        return []
+    return ["Figures (first seed of each row):", "",
+            tabulate(body, headers=header, tablefmt="github", disable_numparse=True), ""]
+
+
+def record_slug(record: dict[str, Any]) -> str:
+    """The run's folder name under records/ and figures/ (stored since 0.1)."""
+    if record.get("slug"):
+        return record["slug"]
+    extra = "".join(f"__{k.replace('.', '-')}={v}" for k, v in record["grid"].items())
+    return f"{record['method']}__z{record['latent_dim']}__s{record['seed']}{extra}"
+
+
+def render(suite: Suite, records: list[dict[str, Any]], figure_root: str,
+           deviations: list[str], run_command: str, leaderboard_command: str,
+           stale: list[str] = ()) -> str:
+    title = suite.title or suite.name
+    lines = [f"# {title}", "", f"Reproduces: {suite.citation}", ""]
+    if suite.description:
+        lines += [suite.description.strip(), ""]
+    lines += [f"Profile **{suite.profile or 'default'}**. Repeat every run with `{run_command} --rerun` "
+              f"(without `--rerun`, runs whose records are committed count as done); rebuild this page "
+              f"from the committed records with `{leaderboard_command}`.", ""]
+    if stale:
+        lines += [f"**{len(stale)} stale record(s) ignored**: their config no longer matches the suite "
+                  f"({', '.join(stale)}); run the suite again to replace them.", ""]
+    for table in suite.leaderboards:
+        lines.append(render_table(table, suite, records, figure_root))
+    findings = render_findings(suite, records)
+    if findings:
+        lines += findings
+    lines += ["## Deviations from the paper's protocol", ""]
+    lines += [f"- {d}" for d in deviations] or ["- none"]
+    lines.append("")
+    lines += provenance_footer(records, suite.profile)
+    return "\n".join(lines).rstrip() + "\n"

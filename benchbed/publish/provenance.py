@@ -1,0 +1,181 @@
+"""Where and with what a run was trained, and the leaderboard footer that
+says so: one commit (or a loud warning), the code versions, the machines
+and the machine-hours, and what repeats where."""
+
+from __future__ import annotations
+
+import datetime as dt
+import platform
+import re
+import subprocess
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import benchbed
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def git_commit() -> str | None:
+    """The benchbed checkout's commit (with '+dirty' for changed tracked files
+    outside leaderboards/, which a run itself writes), when run from one."""
+    here = Path(__file__).resolve().parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=here, capture_output=True,
+                              text=True, timeout=5)
+        if head.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
+                                ":(top)", ":(top,exclude)leaderboards"], cwd=here,
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        return head.stdout.strip() + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def hardware(device, threads: int) -> str:
+    import torch
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)} (CUDA {torch.version.cuda})"
+    return f"{cpu_model()}, {threads} torch thread{'s' if threads != 1 else ''}"
+
+
+def provenance(device, threads: int) -> dict[str, Any]:
+    import torch
+    return {
+        "benchbed": benchbed.__version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(terse=True),
+        "hardware": hardware(device, threads),
+        "threads": threads,
+        "git_commit": git_commit(),
+        "finished": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+
+
+# ------------------------------------------------------------------ footer
+
+THREADS = re.compile(r"(\d+) torch threads?\b")
+
+
+def threads_of(record: dict[str, Any]) -> int | None:
+    """The run's torch threads: recorded since 0.1, else read from 'hardware'."""
+    prov = record.get("provenance") or {}
+    if isinstance(prov.get("threads"), int):
+        return prov["threads"]
+    match = THREADS.search(str(prov.get("hardware") or ""))
+    return int(match.group(1)) if match else None
+
+
+def machine_of(record: dict[str, Any]) -> str:
+    """CPU model (or GPU) with threads, and the torch version: what a number's
+    bits depend on besides the code and the seed."""
+    prov = record.get("provenance") or {}
+    return f"{prov.get('hardware') or 'unknown hardware'}, torch {prov.get('torch') or 'unknown'}"
+
+
+def _seconds(record: dict[str, Any]) -> float:
+    return (record.get("train_seconds") or 0.0) + (record.get("eval_seconds") or 0.0)
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min"
+
+
+def commit_lines(records: list[dict[str, Any]]) -> list[str]:
+    """One clean commit, named; anything else, a warning that says what is wrong."""
+    commits = Counter(str((r.get("provenance") or {}).get("git_commit") or "unknown") for r in records)
+    if not commits:
+        return ["- git commit: none (no runs)"]
+    if len(commits) == 1:
+        commit = next(iter(commits))
+        if not commit.endswith("+dirty") and commit != "unknown":
+            return [f"- git commit: {commit} (every run)"]
+    dirty = sum(n for c, n in commits.items() if c.endswith("+dirty"))
+    unknown = commits.get("unknown", 0)
+    problems = []
+    if len(commits) > 1:
+        problems.append(f"the runs come from {len(commits)} different commits")
+    if dirty:
+        problems.append(f"{dirty} of {len(records)} runs from a checkout with uncommitted changes (+dirty)")
+    if unknown:
+        problems.append(f"{unknown} of {len(records)} runs name no commit")
+    listed = ", ".join(f"{c} ({n} run{'s' if n != 1 else ''})" for c, n in sorted(commits.items()))
+    return [f"- **WARNING: not published from one clean commit**: {'; '.join(problems)}. "
+            "The code that produced these numbers cannot be checked out; rerun the suite from one "
+            f"clean commit before citing them. Commits: {listed}."]
+
+
+def code_lines(records: list[dict[str, Any]]) -> list[str]:
+    """Every distribution (benchbed and plugin packages) and version that produced the runs."""
+    versions: dict[str, set[str]] = {}
+    for r in records:
+        code = (r.get("config") or {}).get("code") or {"benchbed": (r.get("provenance") or {}).get("benchbed")}
+        for dist, version in code.items():
+            versions.setdefault(dist, set()).add(str(version))
+    if not versions:
+        return ["- code: unknown"]
+    listed = ", ".join(f"{d} {' and '.join(sorted(v))}" for d, v in sorted(versions.items()))
+    line = f"- code: {listed} (the distributions that provided the runs' components)"
+    mixed = sorted(d for d, v in versions.items() if len(v) > 1)
+    if mixed:
+        line += f". **WARNING: runs of several versions of {', '.join(mixed)} are mixed here.**"
+    pythons = sorted({str((r.get("provenance") or {}).get("python")) for r in records
+                      if (r.get("provenance") or {}).get("python")})
+    platforms = sorted({str((r.get("provenance") or {}).get("platform")) for r in records
+                        if (r.get("provenance") or {}).get("platform")})
+    return [line, f"- Python {', '.join(pythons) or 'unknown'} on {', '.join(platforms) or 'unknown'}"]
+
+
+def machine_lines(records: list[dict[str, Any]]) -> list[str]:
+    """Each machine with its runs, their times and machine-hours (seconds x threads)."""
+    by_machine: dict[str, list[dict[str, Any]]] = {}
+    for r in records:
+        by_machine.setdefault(machine_of(r), []).append(r)
+    lines, total, unknown = [], 0.0, 0
+    for machine, runs in sorted(by_machine.items()):
+        train = sum(r.get("train_seconds") or 0.0 for r in runs)
+        evaluate = sum(r.get("eval_seconds") or 0.0 for r in runs)
+        hours = 0.0
+        for r in runs:
+            threads = threads_of(r)
+            unknown += threads is None
+            hours += _seconds(r) * (threads or 1) / 3600
+        total += hours
+        lines.append(f"- machine: {machine}: {len(runs)} run{'s' if len(runs) != 1 else ''}, "
+                     f"{_minutes(train)} training + {_minutes(evaluate)} evaluation, "
+                     f"{hours:.2f} machine-hours")
+    note = f"; {unknown} run(s) with unknown threads counted as 1" if unknown else ""
+    lines.append(f"- total: {total:.2f} machine-hours (training + evaluation seconds × torch threads, "
+                 f"summed over runs{note}); every time above is of the machine it names")
+    return lines
+
+
+def provenance_footer(records: list[dict[str, Any]], profile: str | None) -> list[str]:
+    finished = [r for r in records if r.get("status") == "finished"]
+    dates = sorted(r["provenance"]["finished"] for r in records
+                   if (r.get("provenance") or {}).get("finished"))
+    return [
+        "## Provenance", "",
+        f"- profile: {profile or 'default'}",
+        f"- runs: {len(finished)} finished, {len(records) - len(finished)} failed",
+        *commit_lines(records),
+        *code_lines(records),
+        *machine_lines(records),
+        f"- trained: {dates[0] if dates else '?'} to {dates[-1] if dates else '?'}",
+        "- what repeats where: the numbers repeat bit for bit only on the same CPU kind, torch "
+        "thread count and torch version as the machine(s) above, with the same code and seeds; "
+        "anywhere else they repeat only within the seed spread (each cell's ±), and times differ "
+        "with the machine.",
+        "",
+    ]

@@ -1,0 +1,207 @@
+"""Run records: the small, committable summary of each run of a suite.
+
+A record holds the run's resolved config, its metric values, status and
+provenance, but no weights. Leaderboards are built from records alone, so
+they can be rebuilt byte for byte from a checkout without the run store.
+
+Layout, for a suite (and profile) published as NAME::
+
+    leaderboards/NAME.md
+    leaderboards/NAME/records/<method>__z<d>__s<seed>.json
+    leaderboards/NAME/figures/<method>__z<d>__s<seed>/<figure>.png
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from benchbed.files import atomic_write, remove_stale_temps
+from benchbed.plan.runs import PlannedRun
+from benchbed.run.store import Store, read_json, write_json
+
+
+def publish_name(suite_name: str, profile: str | None, default_profile: str | None) -> str:
+    """The default profile publishes as the suite's name; others get a suffix."""
+    if profile is None or profile == default_profile:
+        return suite_name
+    return f"{suite_name}-{profile}"
+
+
+def records_dir(leaderboard_dir: Path, name: str) -> Path:
+    return leaderboard_dir / name / "records"
+
+
+def figures_dir(leaderboard_dir: Path, name: str) -> Path:
+    return leaderboard_dir / name / "figures"
+
+
+def finite_metrics(metrics: dict[str, dict[str, float]]) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """Metric values with NaN and infinities as null (JSON has neither), and
+    the ``metric/value`` names that were not finite (e.g. a standard error
+    over one sample)."""
+    out: dict[str, dict[str, Any]] = {}
+    not_finite = []
+    for key, values in metrics.items():
+        out[key] = {}
+        for name, value in values.items():
+            if isinstance(value, float) and not math.isfinite(value):
+                not_finite.append(f"{key}/{name} = {value}")
+                value = None
+            out[key][name] = value
+    return out, not_finite
+
+
+def make_record(run: PlannedRun, store: Store) -> dict[str, Any]:
+    run_dir = store.run_dir(run.key)
+    status = read_json(run_dir / "status.json", {}) or {}
+    done = read_json(run_dir / "metrics.json", {}) or {}
+    figures = sorted({f for entry in done.values() for f in entry.get("figures", [])})
+    eval_seconds = sum(entry.get("seconds", 0.0) for entry in done.values())
+    metrics, not_finite = finite_metrics(store.metric_values(run))
+    record = {
+        "suite": run.suite,
+        "profile": run.profile,
+        "method": run.method,
+        "label": run.label,
+        "latent_dim": run.latent_dim,
+        "seed": run.seed,
+        "grid": run.grid,
+        "run_key": run.key,
+        "slug": run.slug,
+        "status": status.get("status", "pending"),
+        "reason": status.get("reason"),
+        "steps": status.get("steps"),
+        "train_seconds": round(status.get("train_seconds", 0.0), 1),
+        "convergence": status.get("convergence"),
+        "eval_seconds": round(eval_seconds, 1),
+        "metrics": metrics,
+        "metric_errors": store.metric_errors(run),
+        "figures": figures,
+        "config": run.config,
+        "evaluation": run.evaluation,
+        "provenance": read_json(run_dir / "provenance.json", {}) or {},
+    }
+    if not_finite:  # only then, so records of finite runs keep their bytes
+        record["not_finite"] = not_finite  # written as null in "metrics"
+    return record
+
+
+def first_seeds(runs: list[PlannedRun]) -> set[str]:
+    """Keys of the runs whose figures are published: each row's first seed."""
+    first: dict[tuple, PlannedRun] = {}
+    for run in runs:
+        row = (run.method, run.latent_dim, json.dumps(run.grid, sort_keys=True))
+        if row not in first or run.seed < first[row].seed:
+            first[row] = run
+    return {run.key for run in first.values()}
+
+
+def export_run(run: PlannedRun, store: Store, leaderboard_dir: Path, name: str,
+               with_figures: bool) -> bool:
+    """Write the run's record (and copy its figures); False if it has no outcome yet."""
+    record = make_record(run, store)
+    if record["status"] not in ("finished", "failed"):
+        return False
+    rdir = records_dir(leaderboard_dir, name)
+    rdir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(rdir)  # a killed writer's, so that `git add` never sees one
+    target = rdir / f"{run.slug}.json"
+    previous = read_json(target)
+    if (record["status"] == "failed" and isinstance(previous, dict)
+            and previous.get("run_key") == run.key and previous.get("status") == "finished"):
+        return False  # a local failure never replaces a published finished run
+    # Strict JSON: allow_nan=False, as make_record wrote non-finite values as null.
+    atomic_write(target, json.dumps(record, indent=2, sort_keys=True, default=str,
+                                    allow_nan=False) + "\n")
+    if with_figures:
+        target = figures_dir(leaderboard_dir, name) / run.slug
+        for rel in record["figures"]:
+            source = store.run_dir(run.key) / rel
+            if source.exists():
+                target.mkdir(parents=True, exist_ok=True)
+                atomic_write(target / Path(rel).name, source.read_bytes())
+    return True
+
+
+def export(runs: list[PlannedRun], store: Store, leaderboard_dir: Path, name: str) -> int:
+    """Records for every run with an outcome; returns how many were written."""
+    published = first_seeds(runs)
+    return sum(export_run(run, store, leaderboard_dir, name, run.key in published) for run in runs)
+
+
+# What the leaderboard reads from a record, with the type it must have.
+REQUIRED = {"run_key": str, "method": str, "status": str, "latent_dim": int, "seed": int,
+            "grid": dict, "metrics": dict}
+
+
+OPTIONAL = {"label": (str,), "slug": (str,), "reason": (str,), "provenance": (dict,),
+            "metric_errors": (dict,), "figures": (list,), "evaluation": (dict,),
+            "train_seconds": (int, float), "eval_seconds": (int, float)}
+
+
+@dataclass(frozen=True)
+class BadRecord:
+    path: Path
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: skipped, not a run record: {self.reason}"
+
+
+def check_record(record: Any) -> str | None:
+    """Why ``record`` cannot be used (None when it can)."""
+    if not isinstance(record, dict):
+        return f"a record is a JSON object, not {type(record).__name__}"
+    for key, kind in REQUIRED.items():
+        if key not in record:
+            return f"no {key!r}"
+        value = record[key]
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            return f"{key!r} must be {kind.__name__}, not {type(value).__name__} ({value!r:.40})"
+    for key, kinds in OPTIONAL.items():
+        if record.get(key) is not None and not isinstance(record[key], kinds):
+            return f"{key!r} must be {' or '.join(k.__name__ for k in kinds)}, not {type(record[key]).__name__}"
+    for key, values in record["metrics"].items():
+        if not isinstance(values, dict):
+            return f"metrics.{key} must be an object of values"
+        for name, value in values.items():
+            if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool)):
+                return f"metrics.{key}.{name} must be a number or null, not {value!r:.40}"
+    return None
+
+
+def read_records(leaderboard_dir: Path, name: str) -> tuple[list[dict[str, Any]], list[BadRecord]]:
+    """The usable records, and the files that are not (each with its reason)."""
+    rdir = records_dir(leaderboard_dir, name)
+    if not rdir.is_dir():
+        return [], []
+    records, bad = [], []
+    for path in sorted(rdir.glob("*.json")):
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            bad.append(BadRecord(path, f"not JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"))
+            continue
+        except (OSError, UnicodeDecodeError) as exc:
+            bad.append(BadRecord(path, f"unreadable ({getattr(exc, 'strerror', None) or exc})"))
+            continue
+        reason = check_record(record)
+        if reason:
+            bad.append(BadRecord(path, reason))
+            continue
+        record.setdefault("label", record["method"])
+        record.setdefault("reason", None)
+        if record.get("provenance") is None:
+            record["provenance"] = {}
+        records.append(record)
+    return records, bad
+
+
+def load_records(leaderboard_dir: Path, name: str) -> list[dict[str, Any]]:
+    """The usable records (see ``read_records`` for the unusable ones)."""
+    return read_records(leaderboard_dir, name)[0]

@@ -1,0 +1,230 @@
+"""suite -> plan -> execute -> record -> leaderboard, for ``benchbed run``."""
+
+from __future__ import annotations
+
+import shlex
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from benchbed.publish.deviations import deviations_for
+from benchbed.errors import BenchbedError, NoSpace, WorkStopped, did_you_mean
+from benchbed.files import atomic_write, file_lock, is_no_space, remove_stale_temps, temp_name
+from benchbed.plan.executor_spec import resolve_executor
+from benchbed.publish.leaderboard import record_slug, render
+from benchbed.plan.loaded import LoadedSuite
+from benchbed.plan.runs import PlannedRun
+from benchbed.plugin_api.registry import get_registry
+from benchbed.run.progress import PlainProgress
+from benchbed.publish.records import BadRecord, export, export_run, first_seeds, publish_name, read_records
+from benchbed.run.store import LOCK, Store
+from benchbed.run.tasks import RunTask, unpack_dir
+
+
+@dataclass
+class SuiteReport:
+    total: int
+    skipped: int
+    finished: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (run name, reason)
+    elsewhere: list[str] = field(default_factory=list)  # runs another process is running
+    problems: list[str] = field(default_factory=list)  # damaged record files, skipped
+    leaderboard: Path | None = None
+    seconds: float = 0.0
+
+
+def _command(path: Path, profile: str | None, default: str | None, leaderboard_dir: Path) -> str:
+    """The suite path as seen from the folder holding leaderboards/ (the
+    repository root), so the page does not depend on how the path was typed;
+    shell-quoted, so the command can be pasted."""
+    base = leaderboard_dir.resolve().parent
+    try:
+        shown = path.resolve().relative_to(base).as_posix()
+    except ValueError:
+        shown = path.resolve().as_posix()
+    flag = f" --profile {shlex.quote(profile)}" if profile and profile != default else ""
+    return f"{shlex.quote(shown)}{flag}"
+
+
+def check_output_folder(path: Path, option: str) -> None:
+    """Refuse, before any work, a folder that cannot be written (``option``
+    names the flag in the message)."""
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing.exists() and not existing.is_dir():
+        where = "is a file" if existing == path else f"cannot be made: {existing} is a file"
+        raise BenchbedError(f"{option} {path}: {where}, not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = temp_name(path / "write-probe")
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        if is_no_space(exc):
+            raise NoSpace(path) from None
+        raise BenchbedError(f"{option} {path}: cannot write there ({exc.strerror or exc})") from None
+
+
+@dataclass
+class Leaderboard:
+    path: Path | None  # None: nothing written (no records)
+    records: int
+    bad: list[BadRecord]
+
+
+def build_leaderboard(loaded: LoadedSuite, leaderboard_dir: Path) -> Leaderboard:
+    """Render NAME.md from the suite and its committed records; damaged
+    record files are skipped (and returned), and with no record at all
+    nothing is written."""
+    suite, default = loaded.suite, loaded.default_profile
+    name = publish_name(suite.name, suite.profile, default)
+    planned = {r.slug: r.key for r in loaded.runs}
+    found, bad = read_records(leaderboard_dir, name)
+    if not found:
+        return Leaderboard(None, 0, bad)
+    records, stale = [], []
+    for record in found:
+        slug = record_slug(record)
+        if planned.get(slug) == record["run_key"]:
+            records.append(record)
+        elif slug in planned:
+            stale.append(slug)
+    target = leaderboard_dir / f"{name}.md"
+    args = _command(loaded.path, suite.profile, default, leaderboard_dir)
+    text = render(suite, records, figure_root=f"{name}/figures",
+                  deviations=deviations_for(loaded), run_command=f"benchbed run {args}",
+                  leaderboard_command=f"benchbed leaderboard {args}", stale=sorted(stale))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(target.parent)
+    atomic_write(target, text)
+    return Leaderboard(target, len(found), bad)
+
+
+def _published_complete(run: PlannedRun, record: dict[str, Any] | None) -> bool:
+    """A committed record counts as done (runs resume across machines through
+    git): same key, finished, and evaluated with this suite's metric specs."""
+    if record is None or record.get("status") != "finished":
+        return False
+    return (record.get("evaluation") == run.evaluation
+            and set(run.evaluation.get("metrics", {})) <= set(record.get("metrics", {})))
+
+
+def _wait_for_lock(run_dir: Path, progress: PlainProgress, label: str) -> None:
+    """Block until no other process holds the run folder's lock."""
+    progress.say(f"waiting for {label}, which another process is running...")
+    with file_lock(run_dir / LOCK):  # Ctrl-C still interrupts the wait
+        pass
+
+
+def run_suite(loaded: LoadedSuite, store_root: Path, executor: dict[str, Any],
+              progress: PlainProgress, leaderboard_dir: Path, retry_failed: bool = False,
+              only: list[str] | None = None, rerun_published: bool = False,
+              wait: bool = False) -> SuiteReport:
+    """Run what the suite still needs; ``wait``: runs another process is
+    running are waited for (else they are left to it and reported)."""
+    started = time.monotonic()
+    registry = get_registry()
+    suite = loaded.suite
+    # ``executor``: the caller's choices (``name`` optional) over the suite's own.
+    executor_spec = resolve_executor(suite.executor, executor, registry)
+    runs = loaded.runs
+    if only:
+        enabled = [k for k, m in suite.methods.items() if m.enabled]
+        for m in only:
+            if m not in enabled:
+                what = "is disabled in this suite" if m in suite.methods else "is not in this suite"
+                raise BenchbedError(f"--only: method {m!r} {what}{did_you_mean(m, enabled)}"
+                                    f" (enabled methods: {', '.join(enabled) or 'none'})")
+        runs = [r for r in runs if r.method in only]
+    check_output_folder(store_root, "--store")
+    check_output_folder(leaderboard_dir, "--leaderboards")
+    store = Store(store_root, say=progress.say)
+    name = publish_name(suite.name, suite.profile, loaded.default_profile)
+    found, bad = read_records(leaderboard_dir, name)
+    for problem in bad:
+        progress.say(f"warning: {problem}")
+    # Committed records count as done, unless the user wants to repeat them.
+    published = {} if rerun_published else {r["run_key"]: r for r in found}
+    try:
+        todo = [r for r in runs if store.needs_work(r, retry_failed)
+                and not _published_complete(r, published.get(r.key))]
+        todo_keys = {r.key for r in todo}
+        earlier_failures = [r for r in runs if r.key not in todo_keys and store.status(r.key)[0] == "failed"]
+        report = SuiteReport(total=len(runs), skipped=len(runs) - len(todo) - len(earlier_failures),
+                             problems=[str(b) for b in bad])
+        runner = registry.create("executor", executor_spec)
+        threads = runner.threads_per_task()
+        by_key: dict[str, PlannedRun] = {}
+        tasks = []
+        for run in todo:
+            folder = store.prepare(run)
+            by_key[run.key] = run
+            tasks.append(RunTask(key=run.key, config={**run.config, "evaluation": run.evaluation},
+                                 run_dir=str(folder.resolve()), cache_dir=str(store.cache_dir.resolve()),
+                                 threads=threads, label=run.name))
+        for run in runs:
+            if run.key not in todo_keys:
+                store.prepare(run)  # keeps the suite -> run map current
+        with_figures = first_seeds(runs)
+        progress.start(len(tasks), report.skipped, f"{suite.name} ({suite.profile or 'default'})")
+        try:
+            while tasks:
+                busy = []
+                for outcome in runner.run(tasks, progress.on_event):
+                    run = by_key[outcome.key]
+                    if outcome.status == "skipped":  # another process holds the run's lock
+                        progress.run_done(run.name, "running elsewhere", outcome.reason,
+                                          outcome.wall_time)
+                        busy.append(run)
+                        continue
+                    if outcome.stopped:  # a full disk: nothing recorded, the run resumes later
+                        raise WorkStopped(outcome.reason or "the run was stopped")
+                    if outcome.archive is not None:
+                        unpack_dir(outcome.archive, store.run_dir(run.key))
+                    store.record(run, outcome.status, outcome.reason, outcome.wall_time)
+                    # Published at once, so an interrupted suite loses no finished run.
+                    export_run(run, store, leaderboard_dir, name, run.key in with_figures)
+                    progress.run_done(run.name, outcome.status, outcome.reason, outcome.wall_time)
+                    if outcome.status == "finished":
+                        report.finished += 1
+                    if outcome.reason:  # a failed run, or a finished one with a failed metric
+                        report.failed.append((run.name, outcome.reason))
+                tasks = []
+                if wait:
+                    for run in busy:
+                        _wait_for_lock(store.run_dir(run.key), progress, run.name)
+                        status, reason = store.status(run.key)
+                        if store.needs_work(run, retry_failed):
+                            tasks += _tasks_for([run], store, threads)
+                        elif status == "failed":  # and failed it
+                            report.failed.append((run.name, f"{reason} (run by another process)"))
+                        else:  # the other process finished it
+                            report.skipped += 1
+                    progress.total = progress.done + len(tasks)
+                else:
+                    report.elsewhere = [run.name for run in busy]
+        finally:
+            progress.close()
+        for run in earlier_failures:  # they still count against the exit code
+            reason = store.status(run.key)[1]
+            report.failed.append((run.name, f"{reason} (earlier run; --retry-failed retries it)"))
+        export(runs, store, leaderboard_dir, name)
+        board = build_leaderboard(loaded, leaderboard_dir)
+        report.leaderboard = board.path
+        for problem in map(str, board.bad):
+            if problem not in report.problems:  # said once, when first seen
+                progress.say(f"warning: {problem}")
+                report.problems.append(problem)
+    finally:
+        store.close()
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def _tasks_for(runs: list[PlannedRun], store: Store, threads: int) -> list[RunTask]:
+    return [RunTask(key=run.key, config={**run.config, "evaluation": run.evaluation},
+                    run_dir=str(store.run_dir(run.key).resolve()),
+                    cache_dir=str(store.cache_dir.resolve()), threads=threads, label=run.name)
+            for run in runs]

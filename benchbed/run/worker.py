@@ -1,0 +1,296 @@
+"""One run, in a worker: train (or resume), then evaluate the missing metrics.
+
+Everything is written into the run folder; failures become a ``failed``
+outcome with a reason, never an exception, so the rest of a suite goes on.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from benchbed.run.build import BuiltRun, build_run, resolve_device
+from benchbed.plugin_api.components import Split
+from benchbed.errors import BenchbedError, NoSpace, RunDiverged
+from benchbed.run.evaluation_context import EvalContext
+from benchbed.events import Done, Evaluating, OnEvent, RunEvent, Started, ignore
+from benchbed.files import (atomic_torch_save, atomic_write, file_lock, is_no_space, load_error,
+                            no_space_folder, remove_stale_temps, set_aside)
+from benchbed.plugin_api.registry import Registry, get_registry
+from benchbed.publish.provenance import provenance
+from benchbed.run.store import LOCK, metric_hashes, read_object, write_json
+from benchbed.suite.protocol import Training
+from benchbed.run.tasks import RunTask, TaskOutcome
+from benchbed.run.train import CHECKPOINT, train
+
+WEIGHTS = "model.pt"
+
+
+def configure_torch(threads: int) -> None:
+    torch.set_num_threads(max(1, threads))
+    # numpy/scipy BLAS too (SVM, FID): parallel runs must not oversubscribe cores.
+    from threadpoolctl import threadpool_limits
+    threadpool_limits(max(1, threads))
+    # Denormals make MLP epochs ~45% slower on this kind of CPU.
+    torch.set_flush_denormal(True)
+
+
+def _log(run_dir: Path, message: str) -> None:
+    try:  # best effort: a full disk must not turn a message into a second failure
+        with open(run_dir / "log.txt", "a") as handle:
+            handle.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n")
+    except OSError:
+        pass
+
+
+def _subset(split: Split, n: int | None) -> Split:
+    if n is None or n >= len(split):
+        return split
+    return Split(split.x[:n], None if split.y is None else split.y[:n])
+
+
+def write_curves(path: Path, curves: list[dict[str, float]]) -> None:
+    import io
+
+    columns = list(dict.fromkeys(k for row in curves for k in row))
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(curves)
+    atomic_write(path, text.getvalue())
+
+
+def read_curves(path: Path) -> list[dict[str, float]]:
+    if not path.exists():
+        return []
+    with open(path) as handle:
+        return [{k: float(v) for k, v in row.items() if v not in ("", None)}
+                for row in csv.DictReader(handle)]
+
+
+def _train_run(task: RunTask, built: BuiltRun, registry: Registry, run_dir: Path,
+               train_split: Split, test_split: Split, device: torch.device,
+               on_event: OnEvent) -> None:
+    config = task.config
+    training = Training.model_validate(config["training"])
+    corruptions = task.config.get("evaluation", {}).get("corruptions", {})
+    metrics = task.config.get("evaluation", {}).get("metrics", {})
+    probes = {key: registry.create("metric", metrics[key]) for key in training.track}
+    corruption = (registry.create("corruption", corruptions[training.corruption])
+                  if training.corruption else None)
+    result = train(
+        built.model, built.objective, train_split.x, built.dataset.train_view, training,
+        int(config["seed"]), run_dir, device, on_event=on_event, probes=probes,
+        probe_x=test_split.x[:training.probe_size], corruption=corruption)
+    atomic_torch_save({"model": built.model.state_dict(), "objective": built.objective.state_dict()},
+                      run_dir / WEIGHTS)
+    write_curves(run_dir / "curves.csv", result.curves)
+    write_json(run_dir / "provenance.json", provenance(device, task.threads))
+    write_json(run_dir / "status.json", {"status": "trained", "reason": None, "steps": result.steps,
+                                         "train_seconds": result.seconds,
+                                         "convergence": result.convergence})
+    (run_dir / "checkpoint.pt").unlink(missing_ok=True)  # model.pt supersedes it
+    _log(run_dir, f"trained {result.steps} steps in {result.seconds:.1f}s"
+                  + (f" ({result.convergence['stop']} after {result.convergence['epochs']} epochs)"
+                     if result.convergence else ""))
+
+
+def _evaluate(task: RunTask, built: BuiltRun, registry: Registry, run_dir: Path,
+              train_split: Split, test_split: Split, device: torch.device,
+              on_event: OnEvent) -> tuple[dict[str, dict[str, float]], dict[str, str]]:
+    evaluation = task.config.get("evaluation", {})
+    corruption_specs = evaluation.get("corruptions", {})
+    corruptions = {k: registry.create("corruption", spec) for k, spec in corruption_specs.items()}
+    done: dict[str, Any] = read_object(run_dir / "metrics.json")
+    built.model.to(device).eval()
+    # Metrics see the training data as training did (e.g. one fixed binarisation),
+    # drawn once with a seeded generator so every metric sees the same draw.
+    view = torch.Generator().manual_seed(int(task.config["seed"]))
+    train_view = Split(built.dataset.train_view(train_split.x, view), train_split.y)
+    ctx = EvalContext(model=built.model, dataset=built.dataset, train=train_view, test=test_split,
+                      device=device, seed=int(task.config["seed"]), run_dir=run_dir,
+                      cache_dir=Path(task.cache_dir), corruptions=corruptions,
+                      config=task.config, curves=read_curves(run_dir / "curves.csv"))
+    values: dict[str, dict[str, float]] = {}
+    errors: dict[str, str] = {}
+    hashes = metric_hashes(evaluation)
+    for key, spec in evaluation.get("metrics", {}).items():
+        mhash = hashes[key]
+        if isinstance(done.get(mhash), dict) and "error" not in done[mhash] and "values" in done[mhash]:
+            values[key] = done[mhash]["values"]
+            continue
+        on_event(Evaluating(metric=key))
+        started = time.perf_counter()
+        try:
+            with torch.no_grad():
+                result = registry.create("metric", spec).evaluate(ctx)
+        except Exception as exc:  # one broken metric must not hide the others
+            if is_no_space(exc):  # but a full disk stops the run (it resumes later)
+                raise
+            if not isinstance(exc, BenchbedError):
+                _log(run_dir, traceback.format_exc())
+            errors[key] = _reason(exc) if not isinstance(exc, BenchbedError) else str(exc)
+            done[mhash] = {"spec": spec, "values": {}, "figures": [], "error": errors[key],
+                           "seconds": round(time.perf_counter() - started, 3)}
+            write_json(run_dir / "metrics.json", done)
+            _log(run_dir, f"metric {key} ({spec['name']}) FAILED: {errors[key]}")
+            continue
+        seconds = time.perf_counter() - started
+        done[mhash] = {"spec": spec, "values": {k: float(v) for k, v in result.values.items()},
+                       "figures": list(result.figures), "seconds": round(seconds, 3)}
+        write_json(run_dir / "metrics.json", done)
+        values[key] = done[mhash]["values"]
+        _log(run_dir, f"metric {key} ({spec['name']}) in {seconds:.1f}s: {values[key]}")
+    return values, errors
+
+
+def execute(task: RunTask, on_event: "OnEvent | None" = None) -> TaskOutcome:
+    """Train (or resume) and evaluate one run, sending ``benchbed.events`` to
+    ``on_event``; never raises for run failures. What an executor calls in a
+    worker for each task."""
+    return run_task(task, on_event or ignore)
+
+
+def run_task(task: RunTask, on_event: OnEvent) -> TaskOutcome:
+    """Train and evaluate one run; every failure becomes a ``failed`` outcome.
+
+    The run folder is locked meanwhile (``.lock``, an exclusive flock, freed
+    by the kernel however the process ends); a run another process is already
+    running is ``skipped``, untouched.
+    """
+    run_dir = Path(task.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with file_lock(run_dir / LOCK, wait=False) as held:
+        if not held:
+            return TaskOutcome(task.key, "skipped", "another process is running this run")
+        return _run_task_locked(task, on_event)
+
+
+def _load_weights(run_dir: Path, built: BuiltRun) -> bool:
+    """Load model.pt into the run; a file that does not load is set aside
+    (the run then trains again) instead of failing the run for good."""
+    try:
+        state = torch.load(run_dir / WEIGHTS, map_location="cpu", weights_only=True)
+        built.model.load_state_dict(state["model"])
+        built.objective.load_state_dict(state["objective"])
+    except Exception as exc:  # truncated, not a zip, wrong keys or shapes
+        set_aside(run_dir / WEIGHTS, _short(exc), lambda text: _log(run_dir, text + "; training again"))
+        return False
+    return True
+
+
+CHECKPOINT_KEYS = ("model", "objective", "optimiser", "adversaries", "epoch", "batch", "step",
+                   "curves", "seconds", "rng")
+
+
+def _check_checkpoint(run_dir: Path) -> None:
+    """Set aside a checkpoint that does not load (truncated, damaged, foreign),
+    so that training starts again from scratch instead of failing for good."""
+    path = run_dir / CHECKPOINT
+    if not path.exists():
+        return
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        missing = [k for k in CHECKPOINT_KEYS if not isinstance(state, dict) or k not in state]
+        if missing:
+            raise ValueError(f"not a benchbed checkpoint (no {', '.join(missing)})")
+    except Exception as exc:
+        set_aside(path, _short(exc), lambda text: _log(run_dir, text + "; training from scratch"))
+
+
+def _reason(exc: BaseException) -> str:
+    """A failure in words; never torch's advice to load a file with weights_only=False."""
+    if "Weights only load failed" in str(exc):
+        return f"a file {load_error(exc)}"
+    return f"{type(exc).__name__}: {exc}".strip()
+
+
+def _short(exc: BaseException) -> str:
+    return load_error(exc)
+
+
+def _run_task_locked(task: RunTask, on_event: OnEvent) -> TaskOutcome:
+    started = time.perf_counter()
+    configure_torch(task.threads)
+    run_dir = Path(task.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(run_dir)  # ours alone now (we hold the lock)
+
+    def emit(event: RunEvent) -> None:
+        on_event(event.of(task.key, task.label))
+
+    status = read_object(run_dir / "status.json").get("status")
+    trained = (run_dir / WEIGHTS).exists() and status in ("trained", "finished", "failed")
+    try:
+        registry = get_registry()
+        built = build_run(task.config, registry)
+        device = resolve_device(task.config["training"]["device"])
+        if device.type == "cuda":
+            # The GPU does the work; a couple of CPU threads feed it, and cuDNN
+            # picks its fastest kernels for our fixed batch shapes.
+            configure_torch(min(task.threads, 2))
+            torch.backends.cudnn.benchmark = True
+        train_split = _subset(built.dataset.load("train"), task.config["training"].get("train_subset"))
+        test_split = built.dataset.load("test")
+        if trained and not _load_weights(run_dir, built):
+            trained = False
+            built = build_run(task.config, registry)  # fresh weights, not half-loaded ones
+        if not trained:
+            _check_checkpoint(run_dir)
+        emit(Started(resume=(run_dir / "checkpoint.pt").exists() and not trained))
+        if not trained:
+            _log(run_dir, f"training {task.label} on {device}")
+            _train_run(task, built, registry, run_dir, train_split, test_split, device, emit)
+        metrics, metric_errors = _evaluate(task, built, registry, run_dir, train_split, test_split,
+                                           device, emit)
+        wall = time.perf_counter() - started
+        write_json(run_dir / "status.json", {"status": "finished", "reason": None,
+                                             **_train_stats(run_dir)})
+    except RunDiverged as exc:
+        # A checkpoint from a diverging run would only diverge again on retry.
+        (run_dir / "checkpoint.pt").unlink(missing_ok=True)
+        return _failed(task, run_dir, f"diverged: {exc}", started, trained=False)
+    except BenchbedError as exc:
+        if is_no_space(exc):
+            return _no_space(task, run_dir, exc, started)
+        return _failed(task, run_dir, str(exc), started, trained=(run_dir / WEIGHTS).exists())
+    except Exception as exc:  # a bug in a plugin must not stop the suite
+        if is_no_space(exc):
+            return _no_space(task, run_dir, exc, started)
+        _log(run_dir, traceback.format_exc())
+        return _failed(task, run_dir, _reason(exc), started, trained=(run_dir / WEIGHTS).exists())
+    emit(Done(status="finished"))
+    # Trained and evaluated; a failed metric is reported but leaves the run finished.
+    reason = "; ".join(f"metric {k} failed: {v}" for k, v in metric_errors.items()) or None
+    return TaskOutcome(task.key, "finished", reason, metrics, wall)
+
+
+def _train_stats(run_dir: Path) -> dict[str, Any]:
+    previous = read_object(run_dir / "status.json")
+    return {k: previous[k] for k in ("steps", "train_seconds", "convergence") if k in previous}
+
+
+def _failed(task: RunTask, run_dir: Path, reason: str, started: float, trained: bool) -> TaskOutcome:
+    _log(run_dir, f"FAILED: {reason}")
+    try:
+        write_json(run_dir / "status.json", {"status": "failed", "reason": reason, "trained": trained,
+                                             **_train_stats(run_dir)})
+    except Exception as exc:  # the failure handler must not fail in turn
+        if is_no_space(exc):
+            return _no_space(task, run_dir, exc, started)
+        reason = f"{reason} (and its status could not be written: {_short(exc)})"
+    return TaskOutcome(task.key, "failed", reason, {}, time.perf_counter() - started)
+
+
+def _no_space(task: RunTask, run_dir: Path, exc: BaseException, started: float) -> TaskOutcome:
+    """A full disk is the machine's failure, not the run's: nothing is marked
+    failed, so the same command resumes the run once there is space."""
+    reason = str(NoSpace(no_space_folder(exc, run_dir)))
+    _log(run_dir, f"stopped: {reason}")
+    return TaskOutcome(task.key, "failed", reason, {}, time.perf_counter() - started, stopped=True)

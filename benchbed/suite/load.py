@@ -1,0 +1,419 @@
+"""Checking a suite completely, without training.
+
+``load_suite`` reads the YAML (with ``extends`` and the chosen profile),
+validates the structure with the ``Suite`` model, each component's
+parameters with the plugin's own ``Params`` model, and every cross
+reference (metric conditions, tracked metrics, leaderboard columns);
+``benchbed.plan.loaded.load`` adds what only planning shows (grid paths).
+Every problem names the file, the line, the field path and the bad value,
+and suggests close names.
+"""
+
+from __future__ import annotations
+
+import re
+import types
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+from pydantic import BaseModel, ValidationError
+
+from benchbed.errors import BenchbedError, UnknownComponent, did_you_mean
+from benchbed.publish.findings import BadComparison, term_methods
+from benchbed.publish.findings import parse as parse_comparison
+from benchbed.plugin_api.registry import Registry, get_registry
+from benchbed.suite.protocol import ComponentRef, Suite, Training
+from benchbed.suite.source import Locations, apply_profile, load_raw, merge_dicts
+
+
+@dataclass(frozen=True)
+class Problem:
+    where: str  # "file:line"
+    path: str  # dotted field path
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.path or '(suite)'}: {self.message}"
+
+
+class SuiteInvalid(BenchbedError):
+    def __init__(self, file: str, problems: list[Problem], profile: str | None = None):
+        self.file, self.problems, self.profile = file, problems, profile
+        lines = "\n".join(f"  {p}" for p in problems)
+        noun = "problem" if len(problems) == 1 else "problems"
+        shown = f" (profile {profile})" if profile else ""
+        super().__init__(f"{file}{shown}: {len(problems)} {noun}:\n{lines}")
+
+
+def dotted(path: Iterable[Any]) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+# ----------------------------------------------------------- pydantic errors
+
+
+def _unwrap(annotation: Any) -> list[Any]:
+    """The concrete types inside Optional/Union/Annotated."""
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _unwrap(typing.get_args(annotation)[0])
+    if origin in (typing.Union, types.UnionType):
+        return [t for a in typing.get_args(annotation) for t in _unwrap(a)]
+    return [annotation]
+
+
+def _allowed_keys(model: type[BaseModel]) -> list[str]:
+    names = []
+    for name, field in model.model_fields.items():
+        names.append(field.alias or name)
+        if field.alias:
+            names.append(name)
+    return names
+
+
+def _model_at(root: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """Follow a pydantic error location through the model's annotations."""
+    current: Any = root
+    for part in loc:
+        candidates = _unwrap(current)
+        nxt = None
+        for cand in candidates:
+            if isinstance(cand, type) and issubclass(cand, BaseModel):
+                field = cand.model_fields.get(part) or next(
+                    (f for f in cand.model_fields.values() if f.alias == part), None)
+                if field is not None:
+                    nxt = field.annotation
+                    break
+            origin = typing.get_origin(cand)
+            if origin in (dict, list, tuple) and typing.get_args(cand):
+                nxt = typing.get_args(cand)[-1 if origin is dict else 0]
+                break
+        if nxt is None:
+            return None
+        current = nxt
+    models = [c for c in _unwrap(current) if isinstance(c, type) and issubclass(c, BaseModel)]
+    return models[0] if models else None
+
+
+def _quoted(text: str) -> list[str]:
+    return re.findall(r"'([^']*)'", text)
+
+
+def convert_errors(exc: ValidationError, model: type[BaseModel], prefix: tuple[Any, ...],
+                   locs: Locations) -> list[Problem]:
+    problems = []
+    for err in exc.errors():
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        kind = err["type"]
+        value = err.get("input")
+        if kind == "extra_forbidden":
+            key = loc[-1]
+            parent = _model_at(model, loc[:-1])
+            allowed = _allowed_keys(parent) if parent else []
+            msg = (f"unknown key {key!r}{did_you_mean(str(key), allowed)}"
+                   + (f" (allowed: {', '.join(allowed)})" if allowed else ""))
+        elif kind == "missing":
+            msg = "required but missing"
+        elif kind in ("literal_error", "enum"):
+            expected = err.get("ctx", {}).get("expected", "")
+            msg = f"{value!r} is not one of {expected}{did_you_mean(str(value), _quoted(expected))}"
+        else:
+            shown = f" (got {value!r})" if not isinstance(value, (dict, list)) else ""
+            msg = err["msg"].removeprefix("Value error, ") + shown
+        path = prefix + loc
+        where = locs.find(path)
+        # A section-wide rule ("give exactly one of 'epochs' and 'steps'"): point
+        # at the first named field written there.
+        written = [path + (name,) for name in _quoted(msg) if path + (name,) in locs]
+        if kind == "value_error" and written:
+            where = locs[written[0]]
+        problems.append(Problem(str(where) if where else "?", dotted(path), msg))
+    return problems
+
+
+# ------------------------------------------------------------ component refs
+
+
+def component_slots(suite: Suite) -> Iterable[tuple[str, tuple[Any, ...], ComponentRef]]:
+    """Every (kind, path, ref) in a suite."""
+    yield "dataset", ("dataset",), suite.dataset
+    for key, method in suite.methods.items():
+        base = ("methods", key)
+        if method.dataset is not None:
+            yield "dataset", base + ("dataset",), method.dataset
+        yield "objective", base + ("objective",), method.objective
+        if method.divergence is not None:
+            yield "divergence", base + ("divergence",), method.divergence
+        yield "prior", base + ("prior",), method.prior
+        yield "architecture", base + ("encoder",), method.encoder
+        yield "architecture", base + ("decoder",), method.decoder
+    for key, ref in suite.corruptions.items():
+        yield "corruption", ("corruptions", key), ref
+    for key, ref in suite.metrics.items():
+        yield "metric", ("metrics", key), ref
+    if suite.executor is not None:
+        yield "executor", ("executor",), suite.executor
+
+
+def check_component(registry: Registry, kind: str, path: tuple[Any, ...], ref: ComponentRef,
+                    locs: Locations) -> list[Problem]:
+    try:
+        cls = registry.get(kind, ref.name).cls
+    except UnknownComponent as exc:
+        where = locs.find(path + ("name",))
+        return [Problem(str(where), dotted(path + ("name",)), str(exc))]
+    try:
+        cls.Params.model_validate(ref.params)
+    except ValidationError as exc:
+        return convert_errors(exc, cls.Params, path, locs)
+    return []
+
+
+# ------------------------------------------------------------ the whole check
+
+
+def _problem(locs: Locations, path: tuple[Any, ...], message: str) -> Problem:
+    return Problem(str(locs.find(path)), dotted(path), message)
+
+
+def _kind(value: Any) -> str:
+    """A value's kind as YAML shows it (int and float are both numbers)."""
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if value is None:
+        return "null"
+    if isinstance(value, str):
+        return "text"
+    return "a list" if isinstance(value, list) else "a mapping"
+
+
+def where_problems(suite: Suite, where: dict[str, Any], base: tuple[Any, ...],
+                   locs: Locations) -> list[Problem]:
+    """A ``where`` value of the wrong kind would silently match nothing."""
+    problems = []
+    for key, wanted in where.items():
+        values = wanted if isinstance(wanted, list) else [wanted]
+        path = base + ("where", key)
+        if not values:
+            problems.append(_problem(locs, path, "an empty list matches no run"))
+        if key in ("latent_dim", "seed"):
+            for i, v in enumerate(values):
+                at = path + (i,) if isinstance(wanted, list) else path
+                if isinstance(v, bool) or not isinstance(v, int):
+                    problems.append(_problem(locs, at, f"{key} must be a whole number (or a list of "
+                                                       f"them), got {v!r}"))
+                elif key == "latent_dim" and v < 1:
+                    problems.append(_problem(locs, at, f"latent_dim must be positive, got {v}: "
+                                                       "it would match no run"))
+        elif key in suite.grid.params:
+            kinds = sorted({_kind(v) for v in suite.grid.params[key]})
+            for i, v in enumerate(values):
+                if _kind(v) not in kinds:
+                    at = path + (i,) if isinstance(wanted, list) else path
+                    shown = ", ".join(repr(g) for g in suite.grid.params[key])
+                    problems.append(_problem(locs, at, f"{v!r} is {_kind(v)}, but the grid's "
+                                                       f"{key} values are {' or '.join(kinds)} "
+                                                       f"({shown}): it would match no run"))
+    return problems
+
+
+def produced_values(suite: Suite, registry: Registry) -> dict[str, list[str] | None]:
+    """Metric key -> the value names it declares (None: undeclared, or unknown)."""
+    out: dict[str, list[str] | None] = {}
+    for key, ref in suite.metrics.items():
+        try:
+            cls = registry.get("metric", ref.name).cls
+            names = cls(cls.Params.model_validate(ref.params)).produces()
+            out[key] = None if names is None else [str(n) for n in names]
+        except Exception:  # reported elsewhere, or a metric that cannot say
+            out[key] = None
+    return out
+
+
+def written_figures(suite: Suite, registry: Registry) -> list[str] | None:
+    """Every figure file the suite's metrics write (None: some metric does not say)."""
+    out: list[str] = []
+    for ref in suite.metrics.values():
+        try:
+            cls = registry.get("metric", ref.name).cls
+            names = cls(cls.Params.model_validate(ref.params)).figures_written(list(suite.corruptions))
+        except Exception:
+            return None
+        if names is None:
+            return None
+        out += [str(n) for n in names]
+    return list(dict.fromkeys(out))
+
+
+def value_problem(suite: Suite, produced: dict[str, list[str] | None], metric: str, value: str,
+                  path: tuple[Any, ...], locs: Locations) -> list[Problem]:
+    names = produced.get(metric)
+    if names is None or value in names:
+        return []
+    gives = ", ".join(names) if names else "no values, only figures"
+    return [_problem(locs, path, f"metric {metric!r} ({suite.metrics[metric].name}) gives no value "
+                                 f"{value!r}{did_you_mean(value, names)} (it gives: {gives})")]
+
+
+def check_references(suite: Suite, registry: Registry, locs: Locations) -> list[Problem]:
+    problems: list[Problem] = []
+    produced = produced_values(suite, registry)
+    conditions = ["clean", *suite.corruptions]
+    metric_keys = list(suite.metrics)
+    method_keys = list(suite.methods)
+    training_sets: list = []
+
+    for key, ref in suite.metrics.items():
+        for i, cond in enumerate(ref.params.get("conditions") or []):
+            if cond not in conditions:
+                problems.append(_problem(locs, ("metrics", key, "conditions", i),
+                                         f"unknown condition {cond!r}{did_you_mean(cond, conditions)}"
+                                         f" (conditions: {', '.join(conditions)})"))
+
+    for key, method in suite.methods.items():
+        for i, name in enumerate(method.metrics or []):
+            if name not in metric_keys:
+                problems.append(_problem(locs, ("methods", key, "metrics", i),
+                                         f"unknown metric {name!r}{did_you_mean(name, metric_keys)}"))
+        for slot, need in (("encoder", "encoder"), ("decoder", "decoder")):
+            ref = getattr(method, slot)
+            try:
+                cls = registry.get("architecture", ref.name).cls
+            except UnknownComponent:
+                continue
+            if need not in cls.provides:
+                problems.append(_problem(locs, ("methods", key, slot, "name"),
+                                         f"architecture {ref.name!r} builds no {need} "
+                                         f"(it provides: {', '.join(sorted(cls.provides))})"))
+        if method.training:
+            merged = merge_dicts(suite.training.model_dump(), method.training)
+            try:
+                training = Training.model_validate(merged)
+            except ValidationError as exc:
+                problems += convert_errors(exc, Training, ("methods", key, "training"), locs)
+            else:
+                training_sets.append((("methods", key, "training"), training, key))
+        else:
+            training_sets.append((("training",), suite.training, key))
+
+    for path, training, method_key in training_sets:
+        own = suite.methods[method_key].training
+
+        def at(field: str) -> tuple[Any, ...]:
+            # A setting is reported where it is written: the method's section or the suite's.
+            return (path if field in own else ("training",)) + (field,)
+
+        if training.corruption is not None and training.corruption not in suite.corruptions:
+            problems.append(_problem(locs, at("corruption"),
+                                     f"unknown condition {training.corruption!r}"
+                                     f"{did_you_mean(training.corruption, list(suite.corruptions))}"))
+        evaluated = suite.methods[method_key].metrics
+        for i, name in enumerate(training.track):
+            where = at("track") + (i,)
+            if name not in metric_keys:
+                problems.append(_problem(locs, where,
+                                         f"unknown metric {name!r}{did_you_mean(name, metric_keys)}"))
+            elif evaluated is not None and name not in evaluated:
+                problems.append(_problem(locs, where,
+                                         f"tracks metric {name!r}, which method {method_key!r} does "
+                                         f"not evaluate (its metrics: {', '.join(evaluated)})"))
+            else:
+                try:
+                    cls = registry.get("metric", suite.metrics[name].name).cls
+                except UnknownComponent:
+                    continue
+                if not cls.trackable:
+                    problems.append(_problem(locs, where,
+                                             f"metric {name!r} ({suite.metrics[name].name}) cannot "
+                                             "be tracked during training"))
+
+    grid_keys = ["latent_dim", "seed", *suite.grid.params]
+    for t, table in enumerate(suite.leaderboards):
+        base = ("leaderboards", t)
+        for i, m in enumerate(table.methods or []):
+            if m not in method_keys:
+                problems.append(_problem(locs, base + ("methods", i),
+                                         f"unknown method {m!r}{did_you_mean(m, method_keys)}"))
+        for k in table.where:
+            if k not in grid_keys:
+                problems.append(_problem(locs, base + ("where", k),
+                                         f"unknown grid key {k!r}{did_you_mean(k, grid_keys)}"
+                                         f" (grid keys: {', '.join(grid_keys)})"))
+        problems += where_problems(suite, table.where, base, locs)
+        figures = written_figures(suite, registry) if table.figures else None
+        for i, figure in enumerate(table.figures if figures is not None else []):
+            if figure not in figures:
+                problems.append(_problem(locs, base + ("figures", i),
+                                         f"no metric writes a figure {figure!r}"
+                                         f"{did_you_mean(figure, figures)} (written: "
+                                         f"{', '.join(figures) or 'none'})"))
+        for c, column in enumerate(table.columns):
+            cbase = base + ("columns", c)
+            if column.metric not in metric_keys:
+                problems.append(_problem(locs, cbase + ("metric",),
+                                         f"unknown metric {column.metric!r}"
+                                         f"{did_you_mean(column.metric, metric_keys)}"))
+            else:
+                problems += value_problem(suite, produced, column.metric, column.value,
+                                          cbase + ("value",), locs)
+            for m in column.paper:
+                if m not in method_keys:
+                    problems.append(_problem(locs, cbase + ("paper", m),
+                                             f"unknown method {m!r}{did_you_mean(m, method_keys)}"))
+    for f, finding in enumerate(suite.findings):
+        base = ("findings", f)
+        for k in finding.where:
+            if k not in grid_keys:
+                problems.append(_problem(locs, base + ("where", k),
+                                         f"unknown grid key {k!r}{did_you_mean(k, grid_keys)}"
+                                         f" (grid keys: {', '.join(grid_keys)})"))
+        problems += where_problems(suite, finding.where, base, locs)
+        if finding.metric not in metric_keys:
+            problems.append(_problem(locs, base + ("metric",),
+                                     f"unknown metric {finding.metric!r}"
+                                     f"{did_you_mean(finding.metric, metric_keys)}"))
+        else:
+            problems += value_problem(suite, produced, finding.metric, finding.value,
+                                      base + ("value",), locs)
+        for i, comparison in enumerate(finding.holds):
+            try:
+                terms = parse_comparison(comparison)
+            except BadComparison as exc:
+                problems.append(_problem(locs, base + ("holds", i), str(exc)))
+                continue
+            for term in (terms[0], terms[2]):
+                method = term_methods(term)
+                if method is not None and method not in method_keys:
+                    problems.append(_problem(locs, base + ("holds", i),
+                                             f"unknown method {method!r}"
+                                             f"{did_you_mean(method, method_keys)}"))
+    return problems
+
+
+def load_suite(path: str | Path, profile: str | None = None, registry: Registry | None = None,
+               raw: tuple[dict, Locations] | None = None) -> tuple[Suite, Locations]:
+    """Read (or take ``raw``, ``load_raw``'s result), resolve and check a suite:
+    everything but what only planning shows (``benchbed.plan.loaded.load``
+    adds that); raise ``SuiteInvalid``."""
+    registry = registry or get_registry()
+    path = Path(path)
+    data, locs = raw if raw is not None else load_raw(path)
+    data, locs, chosen = apply_profile(dict(data), locs, profile)
+    try:
+        suite = Suite.model_validate(data)
+    except ValidationError as exc:
+        raise SuiteInvalid(str(path), convert_errors(exc, Suite, (), locs), chosen) from None
+    problems: list[Problem] = []
+    for kind, slot_path, ref in component_slots(suite):
+        problems += check_component(registry, kind, slot_path, ref, locs)
+    problems += check_references(suite, registry, locs)
+    if problems:
+        raise SuiteInvalid(str(path), list(dict.fromkeys(problems)), chosen)  # one line per problem
+    return suite, locs

@@ -1,0 +1,213 @@
+"""Reading suite YAML while remembering where every value came from.
+
+Values are plain dicts/lists; alongside them a ``Locations`` map sends each
+path (a tuple of keys and indices) to the file and line that set it, so
+errors can point at the line. ``extends: other.yaml`` deep-merges a base
+suite under this one; ``profiles: {name: overrides}`` are deep-merged on
+top when a profile is chosen.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from benchbed.errors import BenchbedError, did_you_mean
+
+Path_ = tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class Location:
+    file: str
+    line: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}"
+
+
+class Locations(dict):
+    """path tuple -> Location; ``find`` falls back to the nearest parent."""
+
+    def find(self, path: Path_) -> Location | None:
+        path = tuple(path)
+        while True:
+            if path in self:
+                return self[path]
+            if not path:
+                return None
+            path = path[:-1]
+
+
+class SuiteSyntaxError(BenchbedError):
+    pass
+
+
+def _construct(node: yaml.Node, path: Path_, file: str, locs: Locations,
+               constructor: yaml.constructor.SafeConstructor) -> Any:
+    if isinstance(node, yaml.MappingNode):
+        seen: set[Any] = set()
+        for key_node, _ in node.value:  # duplicates among the keys written here
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = _key(key_node, path, file, constructor)
+            if key in seen:
+                raise SuiteSyntaxError(f"{file}:{key_node.start_mark.line + 1}: "
+                                       f"{'.'.join(map(str, path + (key,)))}: duplicate key {key!r}")
+            seen.add(key)
+        constructor.flatten_mapping(node)  # '<<' merge keys first, so written keys win
+        out: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            key = _key(key_node, path, file, constructor)
+            locs[path + (key,)] = Location(file, key_node.start_mark.line + 1)
+            out[key] = _construct(value_node, path + (key,), file, locs, constructor)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        items = []
+        for i, item in enumerate(node.value):
+            locs[path + (i,)] = Location(file, item.start_mark.line + 1)
+            items.append(_construct(item, path + (i,), file, locs, constructor))
+        return items
+    return constructor.construct_object(node, deep=True)
+
+
+def _key(node: yaml.Node, path: Path_, file: str, constructor: yaml.constructor.SafeConstructor) -> Any:
+    key = constructor.construct_object(node, deep=True)
+    try:
+        hash(key)
+    except TypeError:
+        raise SuiteSyntaxError(f"{file}:{node.start_mark.line + 1}: "
+                               f"{'.'.join(map(str, path)) or '(suite)'}: a key must be a plain "
+                               f"value, not {type(key).__name__}") from None
+    return key
+
+
+def read_yaml(path: Path) -> tuple[Any, Locations]:
+    """Parse one YAML file into data plus the location of every value."""
+    file = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise BenchbedError(f"{file}: cannot read suite: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise SuiteSyntaxError(f"{file}: not UTF-8 text (byte {exc.start}): save the suite as UTF-8") from None
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{file}:{mark.line + 1}" if mark else file
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise SuiteSyntaxError(f"{where}: not valid YAML: {problem}") from None
+    locs = Locations()
+    if node is None:
+        raise SuiteSyntaxError(f"{file}:1: the suite file is empty")
+    locs[()] = Location(file, 1)
+    try:
+        data = _construct(node, (), file, locs, yaml.constructor.SafeConstructor())
+    except yaml.YAMLError as exc:  # e.g. a !!python tag, which safe loading refuses
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{file}:{mark.line + 1}" if mark else file
+        raise SuiteSyntaxError(f"{where}: {getattr(exc, 'problem', None) or exc}") from None
+    if not isinstance(data, dict):
+        raise SuiteSyntaxError(f"{file}:1: a suite is a mapping of keys, not {type(data).__name__}")
+    return data, locs
+
+
+def deep_merge(base: Any, override: Any, base_locs: Locations, over_locs: Locations,
+               path: Path_ = ()) -> tuple[Any, Locations]:
+    """Dicts merge key by key; anything else in ``override`` replaces. A
+    component given another ``name`` replaces the old one whole, since its
+    parameters belong to the old component."""
+    renamed = (bool(path) and isinstance(base, dict) and isinstance(override, dict)
+               and "name" in override and "name" in base and override["name"] != base["name"])
+    if isinstance(base, dict) and isinstance(override, dict) and not renamed:
+        merged = dict(base)
+        locs = Locations({p: l for p, l in base_locs.items()})
+        for key, value in override.items():
+            sub = path + (key,)
+            if key in merged:
+                value, sublocs = deep_merge(merged[key], value, _subtree(base_locs, sub),
+                                            _subtree(over_locs, sub), sub)
+                for p in [p for p in locs if p[:len(sub)] == sub]:
+                    del locs[p]
+                locs.update(sublocs)
+            else:
+                locs.update(_subtree(over_locs, sub))
+            merged[key] = value
+        if path in over_locs:
+            locs[path] = over_locs[path]
+        return merged, locs
+    return override, _subtree(over_locs, path)
+
+
+def merge_dicts(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Nested dicts merge key by key (a method's ``optimiser: {lr: ...}`` keeps
+    the suite's optimiser name); anything else replaces. Unlike ``deep_merge``
+    it tracks no lines and keeps a renamed component's other keys: it merges
+    a method's ``training`` over the suite's, which has no components."""
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge_dicts(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _subtree(locs: Locations, prefix: Path_) -> Locations:
+    return Locations({p: l for p, l in locs.items() if p[:len(prefix)] == prefix})
+
+
+def _shift(locs: Locations, prefix: Path_) -> Locations:
+    """Re-root locations found under ``prefix`` (a profile body) at the top."""
+    return Locations({p[len(prefix):]: l for p, l in locs.items() if p[:len(prefix)] == prefix})
+
+
+def load_raw(path: Path, _seen: tuple[Path, ...] = ()) -> tuple[dict, Locations]:
+    """One suite file with its ``extends`` chain merged (profiles untouched)."""
+    path = Path(path)
+    resolved = path.resolve()
+    if resolved in _seen:
+        chain = " -> ".join(str(p) for p in (*_seen, resolved))
+        raise SuiteSyntaxError(f"{path}: 'extends' forms a cycle: {chain}")
+    data, locs = read_yaml(path)
+    parent = data.pop("extends", None)
+    if parent is None:
+        return data, locs
+    if not isinstance(parent, str):
+        raise SuiteSyntaxError(f"{locs.find(('extends',))}: extends: must be a file path, "
+                               f"got {parent!r}")
+    parent_path = (path.parent / parent)
+    if not parent_path.exists():
+        raise SuiteSyntaxError(f"{locs.find(('extends',))}: extends: no such file {str(parent_path)!r}")
+    base, base_locs = load_raw(parent_path, (*_seen, resolved))
+    return deep_merge(base, data, base_locs, locs)
+
+
+def apply_profile(data: dict, locs: Locations, profile: str | None) -> tuple[dict, Locations, str | None]:
+    """Merge the chosen profile (or the default one) over the suite."""
+    profiles = data.pop("profiles", None) or {}
+    default = data.pop("default_profile", None)
+    chosen = profile or default
+    if chosen is None:
+        return data, locs, None
+    if not isinstance(profiles, dict) or chosen not in profiles:
+        names = sorted(profiles) if isinstance(profiles, dict) else []
+        where = locs.find(("default_profile",) if profile is None else ("profiles",)) or locs.find(())
+        raise BenchbedError(f"{where}: profiles: no profile {chosen!r}{did_you_mean(chosen, names)}"
+                            f" (profiles: {', '.join(names) or 'none'})")
+    body = profiles[chosen] or {}
+    if not isinstance(body, dict):
+        raise BenchbedError(f"{locs.find(('profiles', chosen))}: profiles.{chosen}: must be a mapping")
+    merged, merged_locs = deep_merge(data, body, locs, _shift(locs, ("profiles", chosen)))
+    merged["profile"] = chosen
+    return merged, merged_locs, chosen
+
+
+def profile_names(data: dict) -> tuple[list[str], str | None]:
+    """A suite's profiles (sorted) and its default one, from ``load_raw``'s data."""
+    profiles = data.get("profiles") or {}
+    return sorted(profiles) if isinstance(profiles, dict) else [], data.get("default_profile")

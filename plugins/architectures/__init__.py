@@ -1,0 +1,1 @@
+"""Built-in architectures (encoder/decoder pairs) and their output heads."""

@@ -1,0 +1,1 @@
+"""Built-in divergences between the aggregate posterior and the prior."""

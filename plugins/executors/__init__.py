@@ -1,0 +1,1 @@
+"""Built-in executors: this machine, or a Ray cluster."""

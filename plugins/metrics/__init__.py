@@ -1,0 +1,1 @@
+"""Built-in evaluation metrics and their shared helpers."""
