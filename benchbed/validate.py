@@ -313,6 +313,9 @@ def load_suite(path: str | Path, profile: str | None = None,
     problems += check_references(suite, registry, locs)
     if not problems:
         problems += plan_problems(suite, registry, locs)
+    if not problems:
+        from benchbed.capabilities import factor_problems
+        problems += factor_problems(suite, registry, locs)
     if problems:
         raise SuiteInvalid(str(path), list(dict.fromkeys(problems)))  # one line per problem
     return suite, locs
