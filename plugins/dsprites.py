@@ -21,7 +21,9 @@ Where the pixels come from (param ``source``):
    centre, posY -> row 16 + 31 posY, downwards). Scale 1: the square's side is
    20 px, the ellipse's axes 28 x 14 px, the heart about 23 px wide; rotation
    is anticlockwise on screen. These sizes are ours (the release documents
-   none); the factors and their values are the release's.
+   none); the factors and their values are the release's. As in the
+   release, orientation is visible only up to the shape's symmetry (a square
+   turned by about pi/2, an ellipse by pi, draws the same pixels).
 
 ``auto`` (default) reads the npz when present, else renders. The strided,
 pooled grid is cached under the data root as ``dsprites/benchbed-*.npy``

@@ -19,7 +19,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
+from benchbed.distributions import DeterministicPosterior
 from benchbed.validate import SuiteInvalid, load_suite
 from benchbed_plugins.dis_beta_vae_score import beta_vae_score
 from benchbed_plugins.dis_dci import completeness, dci, disentanglement
@@ -254,3 +256,66 @@ def test_scores_agree_with_disent_on_identical_inputs(classes):
     importance = dci(codes, classes, SIZES)["importance"]
     assert disentanglement(importance) == pytest.approx(modules["_dci"]._disentanglement(importance), abs=1e-8)
     assert completeness(importance) == pytest.approx(modules["_dci"]._completeness(importance), abs=1e-8)
+
+
+# ------------------------------------- through the plugins, on dSprites itself
+
+
+class OracleEncoder(torch.nn.Module):
+    """Reads each dSprites image's factor values off a table: codes = factors."""
+
+    def __init__(self, images, values):
+        super().__init__()
+        self.table = {img.numpy().tobytes(): v for img, v in zip(images, values.float())}
+        self.weight = torch.nn.Parameter(torch.zeros(1))  # so the model has a device
+
+    def forward(self, x):
+        return DeterministicPosterior(torch.stack([self.table[img.cpu().numpy().tobytes()] for img in x]))
+
+
+class BlankDecoder(torch.nn.Module):
+    def mean(self, z):
+        return torch.zeros(len(z), 1, 64, 64)
+
+
+def test_every_score_plugin_reads_dsprites_factors_and_scores_oracle_codes_at_the_maximum(tmp_path, monkeypatch):
+    from benchbed.evaluation_context import EvalContext
+    from benchbed.model import Autoencoder
+    from benchbed.plugins import get_registry
+    from benchbed_plugins import datafiles
+    from benchbed_plugins.dsprites import DSprites
+    from benchbed_plugins.priors import NormalPrior
+
+    monkeypatch.setenv("BENCHBED_DATA", str(tmp_path / "data"))
+    datafiles.clear_cache()
+    # (3, 2, 1, 8, 8): all fit 20 bins. Orientation is held at 0: a turned square or ellipse
+    # can draw the same pixels as another orientation (symmetry), and the oracle reads pixels.
+    stride = {"scale": 5, "orientation": 40, "pos_x": 4, "pos_y": 4}
+    data = DSprites(stride=stride, test_fraction=0.5)
+    train, test = data.load("train"), data.load("test")
+    oracle = OracleEncoder(test.x, data.factors("test").values)
+    assert len(oracle.table) == len(test)  # every test image tells its factors apart
+    model = Autoencoder(oracle, BlankDecoder(), NormalPrior(), 5)
+    ctx = EvalContext(model=model, dataset=data, train=train, test=test, device=torch.device("cpu"),
+                      seed=0, run_dir=tmp_path, cache_dir=tmp_path)
+    registry = get_registry()
+
+    def run(name, **params):
+        return registry.create("metric", {"name": name, **params}).evaluate(ctx)
+
+    # on a random half of the grid, independent factors share a little plug-in MI
+    # (about (|A| - 1)(|B| - 1) / 2N nats each): the runner-up latents are not exactly 0
+    assert run("mig").values["mig"] == pytest.approx(1.0, abs=0.06)
+    assert run("beta_vae_score", num_train=1000, num_eval=500).values["eval_accuracy"] == 1.0
+    assert run("factorvae_score", num_train=1000, num_eval=500).values["eval_accuracy"] == 1.0
+    # likewise a sample correlation of independent factors (R^2 ~ 1/N) for SAP's runner-up
+    assert run("sap", factor_type="continuous").values["sap"] == pytest.approx(1.0, abs=0.06)
+    out = run("dci").values
+    assert out["disentanglement"] == pytest.approx(1.0) and out["completeness"] == pytest.approx(1.0)
+    assert out["informativeness"] == 1.0
+    # the orientation latent is constant here: a singular covariance, documented as +inf
+    assert run("gaussian_tc", codes="mean").values["tc"] == math.inf
+    figures = run("disentanglement_figures").figures
+    assert sorted(figures) == ["figures/mi_heatmap.png", "figures/traversals.png"]
+    assert all((tmp_path / f).stat().st_size > 0 for f in figures)
+    datafiles.clear_cache()
