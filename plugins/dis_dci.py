@@ -41,22 +41,25 @@ def _entropy(p: np.ndarray, base: int, axis: int) -> np.ndarray:
     return -terms.sum(axis=axis) / np.log(base)
 
 
+def _weighted_purity(importance: np.ndarray, axis: int) -> float:
+    """sum over the rows (axis=1) or columns (axis=0) of R of their share of R times
+    1 - the entropy of their normalised entries (base: their count)."""
+    base = importance.shape[axis]
+    if base < 2 or importance.sum() == 0:
+        return 0.0
+    purity = 1.0 - _entropy(importance, base, axis=axis)
+    share = importance.sum(axis=axis) / importance.sum()
+    return float((share * purity).sum())
+
+
 def disentanglement(importance: np.ndarray) -> float:
     """sum_d rho_d (1 - H_K(P_d.)), rho_d = sum_k R_dk / sum R."""
-    if importance.shape[1] < 2 or importance.sum() == 0:
-        return 0.0
-    per_code = 1.0 - _entropy(importance, importance.shape[1], axis=1)
-    rho = importance.sum(axis=1) / importance.sum()
-    return float((rho * per_code).sum())
+    return _weighted_purity(importance, axis=1)
 
 
 def completeness(importance: np.ndarray) -> float:
     """sum_k w_k (1 - H_D(P~_.k)), w_k = sum_d R_dk / sum R."""
-    if importance.shape[0] < 2 or importance.sum() == 0:
-        return 0.0
-    per_factor = 1.0 - _entropy(importance, importance.shape[0], axis=0)
-    weight = importance.sum(axis=0) / importance.sum()
-    return float((weight * per_factor).sum())
+    return _weighted_purity(importance, axis=0)
 
 
 def dci(codes: np.ndarray, classes: np.ndarray, sizes, model: str = "random_forest",

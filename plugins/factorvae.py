@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field, PositiveFloat, PositiveInt, field_validator
+from pydantic import Field, PositiveFloat, PositiveInt
 from torch import Tensor, nn
 from torch.func import functional_call
 
 from benchbed import hookimpl
-from benchbed.components import Adversary, Codes, Loss, Params
+from benchbed.components import Adversary, Codes, Loss
+from benchbed_plugins.adversarial import Adversarial
 from benchbed_plugins.kl import per_example_kl
 from benchbed_plugins.objectives import _finish, _ReconstructionObjective
 
@@ -60,19 +61,11 @@ class FactorVAE(_ReconstructionObjective):
     Params: gamma, hidden, lr, betas, steps_per_batch.
     """
 
-    class Params(Params):
+    class Params(Adversarial.Params):
+        """The TC discriminator's settings are the adversarial autoencoder's, with the paper's network."""
+
         gamma: PositiveFloat = Field(40.0, description="weight of the total correlation")
         hidden: list[PositiveInt] = Field([1000] * 5, description="discriminator hidden layer sizes")
-        lr: PositiveFloat = Field(1e-4, description="discriminator Adam learning rate")
-        betas: tuple[float, float] = Field((0.5, 0.9), description="discriminator Adam betas")
-        steps_per_batch: PositiveInt = Field(1, description="discriminator steps per autoencoder step")
-
-        @field_validator("betas")
-        @classmethod
-        def _betas_in_unit_interval(cls, v):
-            if not all(0.0 <= b < 1.0 for b in v):
-                raise ValueError("Adam betas must lie in [0, 1)")
-            return v
 
     def __init__(self, params: Params | None = None, **overrides):
         super().__init__(params, **overrides)
