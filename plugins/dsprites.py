@@ -27,7 +27,10 @@ Where the pixels come from (param ``source``):
 
 ``auto`` (default) reads the npz when present, else renders. The strided,
 pooled grid is cached under the data root as ``dsprites/benchbed-*.npy``
-(bit-packed for binary images), so later processes load it in a blink.
+(bit-packed at 64 px: 377 MB for the full grid, which is kept packed in
+memory too), so later processes skip the drawing. The full grid's float32
+pixels take 12 GB (train 10.9, test 1.2): the paper profile wants a large
+machine; the strided grids of the cpu and tiny profiles take megabytes.
 
 Options: ``stride`` keeps every k-th value of a factor (a CPU-sized grid);
 ``image_size`` 32 or 16 box-filters the 64-px images (grey levels, so the
@@ -184,22 +187,19 @@ def cache_path(root: Path, source: str, idx: list[np.ndarray], size: int) -> Pat
 
 
 def load_grid(root: Path, source: str, idx: list[np.ndarray], size: int) -> tuple[np.ndarray, str]:
-    """uint8 images (N, size, size) of the strided grid (counts 0..f^2 when pooled)
-    and where they came from; cached on disk and in the process."""
+    """The strided grid's images, one row each, and where they came from:
+    64 px rows bit-packed (``np.packbits``, 512 bytes), pooled rows as uint8
+    counts 0..f^2. Cached on disk in this form; ``unpack_rows`` opens them."""
     official = find_official(root)
     if source == "npz" and official is None:
         raise df.not_found("dsprites", [str(root / OFFICIAL_FILE), str(root / "dsprites" / OFFICIAL_FILE)],
                            "Put the official npz there, or use source: render (no download).")
     use = "npz" if official is not None and source != "render" else "render"
     path = cache_path(root, use, idx, size)
-    n = int(np.prod([len(i) for i in idx]))
     if path.is_file() and (use == "render" or path.stat().st_mtime_ns >= official.stat().st_mtime_ns):
-        stored = np.load(path, allow_pickle=False)
-        images = np.unpackbits(stored, axis=1, count=size * size) if size == IMAGE else stored
-        return images.reshape(n, size, size), use
+        return np.load(path, allow_pickle=False), use
     images = read_official(official, idx) if use == "npz" else render_grid(idx)
-    images = box_filter(images, size)
-    flat = images.reshape(n, -1)
+    flat = box_filter(images, size).reshape(len(images), -1)
     stored = np.packbits(flat, axis=1) if size == IMAGE else flat
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -208,7 +208,15 @@ def load_grid(root: Path, source: str, idx: list[np.ndarray], size: int) -> tupl
         path.with_suffix(".tmp").replace(path)
     except OSError:  # a read-only data root: go on without the disk cache
         pass
-    return images, use
+    return stored, use
+
+
+def unpack_rows(stored: np.ndarray, rows: np.ndarray, size: int) -> np.ndarray:
+    """uint8 images (len(rows), size, size) from the stored form."""
+    picked = stored[rows]
+    if size == IMAGE:
+        picked = np.unpackbits(picked, axis=1, count=size * size)
+    return picked.reshape(len(rows), size, size)
 
 
 # ---------------------------------------------------------------- datasets
@@ -285,7 +293,8 @@ class DSprites(Dataset):
     def load(self, split: str) -> Split:
         grid, rows = self._rows(split)
         levels = float((IMAGE // self.params.image_size) ** 2)
-        x = df.to_unit_float(torch.from_numpy(grid["images"][rows]), levels).unsqueeze(1)
+        pixels = unpack_rows(grid["images"], rows, self.params.image_size)
+        x = df.to_unit_float(torch.from_numpy(pixels), levels).unsqueeze(1)
         y = torch.from_numpy(grid["classes"][rows, 0].copy())
         return Split(x=x, y=y)
 
