@@ -92,7 +92,11 @@ class FactorScore(Metric):
 def varying(sizes) -> np.ndarray:
     """Indices of the factors with more than one value (a factor fixed by the
     dataset's stride carries no information and is left out)."""
-    return np.array([k for k, n in enumerate(sizes) if n > 1], dtype=np.int64)
+    kept = np.array([k for k, n in enumerate(sizes) if n > 1], dtype=np.int64)
+    if len(kept) == 0:
+        raise BenchbedError("no factor varies in this data (every factor has one value); "
+                            "the disentanglement scores need at least one that does")
+    return kept
 
 
 def same_value_rows(column: np.ndarray, anchors: np.ndarray, count: int,

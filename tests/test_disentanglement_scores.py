@@ -175,6 +175,14 @@ def test_gaussian_tc_of_two_correlated_gaussians(rho):
     assert gaussian_total_correlation(z) == pytest.approx(expected, abs=0.01)
 
 
+def test_data_that_varies_no_factor_is_refused_by_name():
+    from benchbed.errors import BenchbedError
+
+    classes = np.zeros((100, 2), dtype=np.int64)
+    with pytest.raises(BenchbedError, match="no factor varies"):
+        mig(np.random.default_rng(0).standard_normal((100, 3)), classes, (1, 1))
+
+
 def test_dci_entropies_use_base_k_and_d():
     # one latent reads two factors equally: its disentanglement is 0
     r = np.array([[0.5, 0.5], [0.0, 0.0]])
