@@ -284,9 +284,9 @@ class DatasetInfo:
 class Factors:
     """Ground-truth factors of variation of a split, row-aligned with its ``x``.
 
-    ``classes[i, k]`` is the index (0 .. sizes[k]-1) of factor k's value in
-    example i: the value itself for a discrete factor, its bin for a
-    continuous one; ``values[i, k]`` is the value (float). Scores that need
+    ``classes[i, k]`` (0 .. sizes[k]-1) is the index of factor k's value in
+    example i for a discrete factor, or of its bin for a continuous one;
+    ``values[i, k]`` is the value itself (float). Scores that need
     discrete factors read ``classes``, regressions read ``values``.
     """
 
