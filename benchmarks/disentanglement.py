@@ -38,7 +38,7 @@ def make_codes(n: int, dim: int, seed: int = 0):
     v = classes / (np.array(SIZES) - 1)
     mixed = v.copy()
     mixed[:, 3], mixed[:, 4] = v[:, 3] + 0.3 * v[:, 4], v[:, 4] - 0.3 * v[:, 3]
-    codes = np.concatenate([mixed, np.zeros((n, dim - len(SIZES)))], 1) + 0.1 * rng.standard_normal((n, dim))
+    codes = np.concatenate([mixed, np.zeros((n, dim - len(SIZES)))], 1) + 0.3 * rng.standard_normal((n, dim))
     return codes, classes
 
 
