@@ -362,7 +362,8 @@ def test_store_or_leaderboards_that_cannot_be_written_are_refused_before_any_wor
 def test_one_atomic_writer_leaves_no_temp_behind_and_stale_temps_are_cleared(copy, tmp_path):
     from benchbed import files
     from benchbed.run.store import write_json
-    from benchbed_plugins import classifier, datafiles
+    from benchbed_plugins.datasets import datafiles
+    from benchbed_plugins.metrics import classifier
 
     # The writers of the store, the datasets and the classifier are one.
     assert datafiles.atomic_write is files.atomic_write and classifier.atomic_write is files.atomic_write
@@ -421,7 +422,7 @@ def test_machinery_failures_exit_1_and_bad_input_2(monkeypatch, capsys):
         monkeypatch.setattr(cli, "cmd_plugins", fail)
         assert cli.main(["plugins"]) == code
         assert capsys.readouterr().err == f"error: {error}\n"
-    from benchbed_plugins import local_executor, ray_executor
+    from benchbed_plugins.executors import local as local_executor, ray as ray_executor
     assert local_executor.WorkStopped is WorkStopped and ray_executor.WorkStopped is WorkStopped
 
 

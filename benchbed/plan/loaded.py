@@ -12,6 +12,7 @@ from pathlib import Path
 
 from benchbed.plan.runs import PlannedRun, plan_checked
 from benchbed.plugin_api.registry import Registry, get_registry
+from benchbed.suite.capabilities import factor_problems
 from benchbed.suite.load import SuiteInvalid, load_suite
 from benchbed.suite.protocol import Suite
 from benchbed.suite.source import Locations, load_raw, profile_names
@@ -44,6 +45,8 @@ def load(path: str | Path, profile: str | None = None, registry: Registry | None
     data, data_locs = raw if raw is not None else load_raw(path)
     suite, locs = load_suite(path, profile, registry, (data, data_locs))
     runs, problems = plan_checked(suite, registry, locs)
+    if not problems:
+        problems = factor_problems(suite, registry, locs)
     if problems:
         raise SuiteInvalid(str(path), list(dict.fromkeys(problems)), suite.profile)  # one line each
     return LoadedSuite(path, data, data_locs, suite, locs, runs)

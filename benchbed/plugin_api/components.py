@@ -300,6 +300,25 @@ class DatasetInfo:
     num_classes: int | None
     splits: tuple[str, ...]
     binary: bool = False  # True when every value is 0 or 1
+    # Names of the ground-truth factors of variation the dataset offers through
+    # ``Dataset.factors`` (None: none; metrics with ``needs_factors`` refuse it).
+    factors: tuple[str, ...] | None = None
+
+
+@dataclass
+class Factors:
+    """Ground-truth factors of variation of a split, row-aligned with its ``x``.
+
+    ``classes[i, k]`` (0 .. sizes[k]-1) is the index of factor k's value in
+    example i for a discrete factor, or of its bin for a continuous one;
+    ``values[i, k]`` is the value itself (float). Scores that need
+    discrete factors read ``classes``, regressions read ``values``.
+    """
+
+    names: tuple[str, ...]
+    classes: Tensor  # int64 (N, K)
+    values: Tensor  # float64 (N, K)
+    sizes: tuple[int, ...]
 
 
 class Dataset(Component):
@@ -318,6 +337,11 @@ class Dataset(Component):
 
     def train_view(self, x: Tensor, generator: torch.Generator) -> Tensor:
         return x
+
+    def factors(self, split: str) -> Factors | None:
+        """The split's ground-truth factors (row-aligned with ``load(split).x``),
+        or None for a dataset without them; list their names in ``info().factors``."""
+        return None
 
 
 class Corruption(Component):
@@ -350,6 +374,9 @@ class Metric(Component):
     """
 
     trackable: ClassVar[bool] = False
+    # True: reads the dataset's ground-truth factors (``Dataset.factors``);
+    # ``validate`` refuses it on a dataset whose info() lists none.
+    needs_factors: ClassVar[bool] = False
 
     def evaluate(self, ctx: "EvalContext") -> MetricResult:  # pragma: no cover
         raise NotImplementedError

@@ -41,13 +41,17 @@ BUILTIN_DISTRIBUTION = "benchbed"
 # added here; tests/test_plugin_discovery.py checks none is left out).
 DEFAULT_PLUGINS: tuple[str, ...] = tuple(f"{BUILTIN_PACKAGE}.{name}" for name in (
     # data
-    "datasets.digits", "datasets.mnist", "datasets.fashion_mnist", "datasets.celeba",
+    "datasets.digits", "datasets.mnist", "datasets.fashion_mnist", "datasets.celeba", "datasets.dsprites",
     # models and training
     "architectures.mlp", "architectures.conv", "architectures.pixelcnn", "priors", "objectives",
+    "btcvae", "factorvae",
     "divergences.kl", "divergences.mmd", "divergences.stein", "divergences.adversarial",
     # evaluation
     "corruptions", "metrics.recon", "metrics.svm", "metrics.latent_metrics", "metrics.nll",
     "metrics.class_ce", "metrics.fid", "metrics.figures",
+    "metrics.disentanglement.beta_vae_score", "metrics.disentanglement.factorvae_score",
+    "metrics.disentanglement.mig", "metrics.disentanglement.sap", "metrics.disentanglement.dci",
+    "metrics.disentanglement.gaussian_tc", "metrics.disentanglement.figures",
     # execution
     "executors.local", "executors.ray",
 ))
