@@ -88,7 +88,11 @@ class TrainResult:
 
 
 class ConvergenceCheck:
-    """``Converge``'s rule over the held-out losses L_0 (before training), L_1, ..."""
+    """``Converge``'s rule over the held-out losses L_0 (before training), L_1, ...
+
+    Progress is counted from L_1, not L_0: the first epoch's fall from a random
+    initialisation dwarfs everything after it, and measured against it a run
+    whose codes are still moving would look converged at once."""
 
     def __init__(self, spec: Converge, max_epochs: int, losses: list[float] | None = None):
         self.spec = spec
@@ -100,9 +104,9 @@ class ConvergenceCheck:
 
     def converged(self) -> bool:
         e, patience = len(self.losses) - 1, self.spec.patience
-        if e < patience:
+        if e < patience + 1:
             return False
-        progress = self.losses[0] - self.best(e)
+        progress = self.losses[1] - self.best(e)
         return self.best(e - patience) - self.best(e) <= self.spec.tolerance * max(progress, 0.0)
 
     def summary(self) -> dict[str, Any]:
@@ -114,7 +118,7 @@ class ConvergenceCheck:
                 "heldout_loss": self.losses[-1],
                 "criterion": (f"held-out objective on {self.spec.holdout} training examples; "
                               f"stop when {self.spec.patience} epochs bring < {self.spec.tolerance:g} "
-                              f"of all progress")}
+                              f"of the progress since the first epoch")}
 
 
 def heldout_loss(model: Autoencoder, objective: Objective, x: Tensor, batch_size: int, seed: int) -> float:

@@ -95,19 +95,23 @@ class Converge(Spec):
 
     The last ``holdout`` training examples are set aside (not trained on). After
     each epoch the objective is evaluated on them (eval mode, a fixed seed, so
-    epochs compare like with like). With L_0 the held-out loss before training
-    and B_e the best one up to epoch e, the run has converged at epoch e when
-    the last ``patience`` epochs bought less than ``tolerance`` of all progress:
+    epochs compare like with like). With L_e the held-out loss after epoch e
+    and B_e the best one up to it, the run has converged at epoch e when the
+    last ``patience`` epochs bought less than ``tolerance`` of the progress made
+    since the first epoch:
 
-        B_(e - patience) - B_e <= tolerance * (L_0 - B_e)
+        B_(e - patience) - B_e <= tolerance * (L_1 - B_e)
 
     a criterion free of the loss's scale and offset (a Gaussian decoder's
-    constant, a weight on the reconstruction). ``epochs`` (or ``steps``) is the
+    constant, a weight on the reconstruction). L_1, not the loss at
+    initialisation: the first epoch's fall would make any later change look
+    negligible. ``epochs`` (or ``steps``) is the
     budget: a run that reaches it first is recorded as stopped on budget."""
 
     patience: int = Field(5, gt=0, description="epochs over which progress is measured")
-    tolerance: float = Field(0.01, gt=0, lt=1, description="fraction of all progress below which "
-                                                           "the last `patience` epochs count as none")
+    tolerance: float = Field(0.01, gt=0, lt=1, description="fraction of the progress since the first "
+                                                           "epoch below which the last `patience` "
+                                                           "epochs count as none")
     holdout: int = Field(5000, gt=0, description="training examples set aside for the held-out objective")
 
 
