@@ -50,8 +50,9 @@ def decoding(registry, repeats: int, n: int) -> None:
             times[crop].append(cpu_seconds(draw))
     same = torch.equal(samples[True], samples[False])
     ratio = statistics.median(f / w for f, w in zip(times[False], times[True]))
+    windowed, all_rows = statistics.median(times[True]), statistics.median(times[False])
     print(f"PixelCNN ancestral samples of {n} codes (reach {dec.reach} pixels): "
-          f"windowed {statistics.median(times[True]):.2f} s, all rows {statistics.median(times[False]):.2f} s; "
+          f"windowed {windowed:.2f} s, all rows {all_rows:.2f} s; "
           f"all rows / windowed = {ratio:.2f}x; identical samples: {same}")
 
 

@@ -18,7 +18,9 @@ within each round in one process, so machine load hits them alike; each round
 gives a ratio variant / base, and the table shows the median over rounds (below
 1 is faster). Times are CPU seconds of this process (``time.process_time``), so
 waiting for a core on a loaded machine does not count; with 2 threads they add
-up both threads' time, so there also compare wall time (``--wall``).
+up both threads' time. On a loaded machine set OMP_WAIT_POLICY=PASSIVE with 2
+threads: otherwise OpenMP threads spin while they wait for each other and the
+CPU time measures the load, not the work (``--wall`` for wall time).
 
 ``same`` compares the loss of step 3 (after two Adam updates, from the same
 weights, batches and noise) with base's: "bitwise" (identical), "reorder" (the
@@ -29,8 +31,9 @@ torch.compile's first calls are timed apart (wall seconds, as compilation also
 runs in worker processes) and turned into the number of steps it takes to pay
 off.
 
-    python benchmarks/step_speed.py                        # all configs, 1 thread
-    python benchmarks/step_speed.py --threads 2 --wall
+    python benchmarks/step_speed.py --configs conv_bern pixelcnn mlp   # 1 thread
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/step_speed.py --threads 2 --configs conv_bern
+    python benchmarks/step_speed.py --configs conv_bern --variants "compile default"
     python benchmarks/step_speed.py --configs pixelcnn --variants "NCHW (channels_last off)"
 """
 
@@ -100,6 +103,16 @@ def _mkldnn_precision(value: str):
 
 
 @contextmanager
+def _matmul_precision(value: str):
+    before = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision(value)
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(before)
+
+
+@contextmanager
 def _layout(channels_last: bool):
     """The conv architectures' feature-map layout (``benchbed_plugins.architectures.layout``)."""
     from benchbed_plugins.architectures import layout
@@ -158,7 +171,12 @@ VARIANTS: dict[str, Variant] = {
     "compile max-autotune-no-cudagraphs": Variant(setup=_compile("max-autotune-no-cudagraphs"),
                                                   compiles=True),
     "mkldnn bf16 (not fp32)": Variant(changes_precision=True, flags=lambda: _mkldnn_precision("bf16")),
+    "float32 matmul precision medium": Variant(changes_precision=True,
+                                               flags=lambda: _matmul_precision("medium")),
+    "mkldnn off": Variant(flags=lambda: torch.backends.mkldnn.flags(enabled=False)),
 }
+# compilation takes minutes on 2 loaded cores: asked for by name only
+DEFAULT_VARIANTS = [name for name, v in VARIANTS.items() if not v.compiles]
 
 
 @contextmanager
@@ -257,7 +275,8 @@ def measure(config: str, names: list[str], repeats: int, steps: int, clock) -> d
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--variants", nargs="+", default=DEFAULT_VARIANTS, choices=list(VARIANTS),
+                        help="default: all but the torch.compile ones")
     parser.add_argument("--repeats", type=int, default=5, help="alternating rounds (median taken)")
     parser.add_argument("--steps", type=int, default=10, help="steps per variant per round "
                         "(scaled per config: conv_paper x0.2, mlp x5)")
