@@ -16,7 +16,8 @@ from benchbed.leaderboard import record_slug, render
 from benchbed.plan import PlannedRun, plan
 from benchbed.plugins import get_registry
 from benchbed.progress import PlainProgress
-from benchbed.records import BadRecord, export, export_run, first_seeds, publish_name, read_records
+from benchbed.records import (BadRecord, export, export_run, first_seeds, publish_name, read_records,
+                              records_dir)
 from benchbed.store import Store
 from benchbed.suite import Suite
 from benchbed.suite_source import profile_names
@@ -102,7 +103,8 @@ def build_leaderboard(path: Path, profile: str | None, leaderboard_dir: Path,
                   deviations=deviations_for(path, suite), run_command=f"benchbed run {args}",
                   leaderboard_command=f"benchbed leaderboard {args}", stale=sorted(stale))
     target.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(target.parent)
+    for folder in (target.parent, records_dir(leaderboard_dir, name)):
+        remove_stale_temps(folder)  # a killed writer's: never committed
     atomic_write(target, text)
     return Leaderboard(target, len(found), bad)
 
