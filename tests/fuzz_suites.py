@@ -214,7 +214,7 @@ def judge(case: Case, folder: Path, index: int) -> Verdict:
             code = main(["validate", str(path)])
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else 1
-        except BaseException as exc:  # noqa: BLE001 - a traceback is what we look for
+        except BaseException:  # noqa: BLE001 - a traceback is what we look for
             import traceback
             traceback.print_exc(file=err)
             code = None

@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from benchbed.files import atomic_write, remove_stale_temps
 from benchbed.plan.runs import PlannedRun
-from benchbed.run.store import Store, read_json, write_json
+from benchbed.run.store import Store, read_json
 
 
 def publish_name(suite_name: str, profile: str | None, default_profile: str | None) -> str:

@@ -17,7 +17,8 @@ from benchbed.plan.loaded import LoadedSuite
 from benchbed.plan.runs import PlannedRun
 from benchbed.plugin_api.registry import get_registry
 from benchbed.run.progress import PlainProgress
-from benchbed.publish.records import BadRecord, export, export_run, first_seeds, publish_name, read_records
+from benchbed.publish.records import (BadRecord, export, export_run, first_seeds, publish_name,
+                                      read_records, records_dir)
 from benchbed.run.store import LOCK, Store
 from benchbed.run.tasks import RunTask, unpack_dir
 
@@ -97,7 +98,8 @@ def build_leaderboard(loaded: LoadedSuite, leaderboard_dir: Path) -> Leaderboard
                   deviations=deviations_for(loaded), run_command=f"benchbed run {args}",
                   leaderboard_command=f"benchbed leaderboard {args}", stale=sorted(stale))
     target.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(target.parent)
+    for folder in (target.parent, records_dir(leaderboard_dir, name)):
+        remove_stale_temps(folder)  # a killed writer's: never committed
     atomic_write(target, text)
     return Leaderboard(target, len(found), bad)
 

@@ -7,7 +7,6 @@ outcome with a reason, never an exception, so the rest of a suite goes on.
 from __future__ import annotations
 
 import csv
-import logging
 import time
 import traceback
 from pathlib import Path

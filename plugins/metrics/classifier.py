@@ -28,7 +28,6 @@ import hashlib
 import io
 import json
 import math
-import os
 import re
 import time
 from dataclasses import dataclass
