@@ -22,7 +22,8 @@ import pytest
 import torch
 
 from benchbed.distributions import DeterministicPosterior
-from benchbed.suite.load import SuiteInvalid, load_suite
+from benchbed.plan.loaded import load
+from benchbed.suite.load import SuiteInvalid
 from benchbed_plugins.metrics.disentanglement.beta_vae_score import beta_vae_score
 from benchbed_plugins.metrics.disentanglement.dci import completeness, dci, disentanglement
 from benchbed_plugins.metrics.disentanglement.factorvae_score import factorvae_score
@@ -210,12 +211,12 @@ def test_validate_refuses_a_factor_score_on_a_dataset_without_factors(write_suit
       tc: {name: gaussian_tc}
     """
     with pytest.raises(SuiteInvalid) as err:
-        load_suite(write_suite(text))
+        load(write_suite(text))
     message = str(err.value)
     assert "1 problem" in message  # gaussian_tc needs no factors
     assert "suite.yaml:12: metrics.mig: metric 'mig' (mig) needs ground-truth factors" in message
     assert "dataset 'digits'" in message
-    load_suite(write_suite(text.replace("{name: digits}", "{name: dsprites, stride: {orientation: 8}}")))
+    load(write_suite(text.replace("{name: digits}", "{name: dsprites, stride: {orientation: 8}}")))
 
 
 # ------------------------------------------------ disent on identical inputs

@@ -48,7 +48,7 @@ def test_bumping_the_package_version_alone_keeps_every_key(tiny_suite, monkeypat
 
 def test_bumping_the_results_version_changes_every_built_in_key(tiny_suite, monkeypatch):
     before = _keys(tiny_suite)
-    from benchbed.plan.runs import runs as plan_module
+    from benchbed.plan import runs as plan_module
     monkeypatch.setattr(plan_module, "RESULTS_VERSION", "99.0.0")
     after = _keys(tiny_suite)
     assert len(after) == len(before) and not set(after) & set(before)

@@ -63,6 +63,9 @@ class BetaVAEScore(FactorScore):
         num_train: int = Field(10000, gt=1, description="classifier training points")
         num_eval: int = Field(5000, gt=0, description="evaluation points")
 
+    def produces(self) -> list[str]:
+        return ["train_accuracy", "eval_accuracy", "n"]
+
     def score(self, pool: Pool, rng) -> dict[str, float]:
         p = self.params
         return beta_vae_score(pool.codes, pool.classes, pool.sizes, rng, p.pairs, p.num_train, p.num_eval)

@@ -109,6 +109,9 @@ class DCI(FactorScore):
         train_fraction: float = Field(2 / 3, gt=0, lt=1, description="share of the pool the "
                                       "classifiers are fitted on")
 
+    def produces(self) -> list[str]:
+        return ["disentanglement", "completeness", "informativeness", "informativeness_train", "n"]
+
     def score(self, pool: Pool, rng) -> dict[str, float]:
         p = self.params
         out = dci(pool.codes, pool.classes, pool.sizes, p.model, p.trees, p.train_fraction,

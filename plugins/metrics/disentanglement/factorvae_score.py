@@ -75,6 +75,9 @@ class FactorVAEScore(FactorScore):
         num_variance_estimate: int = Field(10000, gt=1, description="draws for the global scale s_d")
         prune_threshold: PositiveFloat = Field(0.05, description="latents with s_d below are collapsed")
 
+    def produces(self) -> list[str]:
+        return ["train_accuracy", "eval_accuracy", "active_dims", "n"]
+
     def score(self, pool: Pool, rng) -> dict[str, float]:
         p = self.params
         return factorvae_score(pool.codes, pool.classes, pool.sizes, rng, p.batch, p.num_train,

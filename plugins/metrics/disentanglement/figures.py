@@ -53,6 +53,9 @@ class DisentanglementFigures(FactorScore):
         anchors: int = Field(1, ge=1, le=4, description="test images traversed from")
         bins: int = Field(20, ge=2, description="bins per latent of the MI estimate")
 
+    def produces(self) -> list[str]:
+        return []
+
     def evaluate(self, ctx) -> MetricResult:
         pool = code_pool(ctx, self.score_name, self.params.pool, self.params.batch_size)
         folder = ctx.figure_dir

@@ -51,6 +51,9 @@ class GaussianTotalCorrelation(Metric):
                                         "run seed); None: all")
         batch_size: int = Field(500, gt=0, description="test points per encoder batch")
 
+    def produces(self) -> list[str]:
+        return ["tc", "tc_per_dim", "n"]
+
     def evaluate(self, ctx) -> MetricResult:
         p = self.params
         z = split_codes(ctx, p.codes, p.test_subset, p.batch_size)

@@ -44,6 +44,10 @@ class MIG(FactorScore):
     class Params(FactorScore.Params):
         bins: int = Field(20, ge=2, description="equal-width bins per latent")
 
+    def produces(self) -> list[str]:
+        # Also mig/<factor> per factor, whose names come from the dataset: not declared.
+        return ["mig", "n"]
+
     def score(self, pool: Pool, rng) -> dict[str, float]:
         out = mig(pool.codes, pool.classes, pool.sizes, self.params.bins)
         values = {"mig": out["mig"]}

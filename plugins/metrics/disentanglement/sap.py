@@ -85,6 +85,9 @@ class SAP(FactorScore):
         train_fraction: float = Field(2 / 3, gt=0, lt=1, description="share of the pool the "
                                       "discrete classifiers are fitted on")
 
+    def produces(self) -> list[str]:
+        return ["sap", "n"]
+
     def score(self, pool: Pool, rng) -> dict[str, float]:
         p = self.params
         out = sap(pool.codes, pool.classes, pool.values, pool.sizes, p.factor_type, p.train_fraction)
