@@ -280,3 +280,17 @@ def test_the_page_is_a_function_of_the_records():
     rows = [latent_record("a", 0, 80.0, LOG_M, -0.001, convergence=BUDGET),
             latent_record("b", 0, 70.0, 0.0, 0.03)]
     assert tables(rows)[2] == tables([dict(r) for r in rows])[2]
+
+
+def test_a_leaderboard_with_runs_still_to_do_says_how_many(tiny_suite, tmp_path):
+    from benchbed.cli import main
+
+    boards = tmp_path / "boards"
+    assert main(["run", str(tiny_suite), "--store", str(tmp_path / "s"), "--leaderboards", str(boards),
+                 "--plain"]) == 0
+    assert "Incomplete" not in (boards / "tiny.md").read_text()
+    (boards / "tiny" / "records" / "vimae_n__z2__s0.json").unlink()
+    assert main(["leaderboard", str(tiny_suite), "--leaderboards", str(boards)]) == 0
+    page = (boards / "tiny.md").read_text()
+    assert "**Incomplete: 1 of the 2 planned runs have no record yet**" in page
+    assert "- runs: 1 finished, 0 failed, 1 not run yet" in page

@@ -327,7 +327,7 @@ def record_slug(record: dict[str, Any]) -> str:
 
 def render(suite: Suite, records: list[dict[str, Any]], figure_root: str,
            deviations: list[str], run_command: str, leaderboard_command: str,
-           stale: list[str] = ()) -> str:
+           stale: list[str] = (), planned: int | None = None) -> str:
     title = suite.title or suite.name
     lines = [f"# {title}", "", f"Reproduces: {suite.citation}", ""]
     if suite.description:
@@ -335,6 +335,10 @@ def render(suite: Suite, records: list[dict[str, Any]], figure_root: str,
     lines += [f"Profile **{suite.profile or 'default'}**. Repeat every run with `{run_command} --rerun` "
               f"(without `--rerun`, runs whose records are committed count as done); rebuild this page "
               f"from the committed records with `{leaderboard_command}`.", ""]
+    missing = planned - len(records) if planned is not None else 0
+    if missing > 0:
+        lines += [f"**Incomplete: {missing} of the {planned} planned runs have no record yet**; their cells "
+                  f"show — and findings on them wait. `{run_command}` runs them.", ""]
     if stale:
         lines += [f"**{len(stale)} stale record(s) ignored**: their config no longer matches the suite "
                   f"({', '.join(stale)}); run the suite again to replace them.", ""]
@@ -346,5 +350,5 @@ def render(suite: Suite, records: list[dict[str, Any]], figure_root: str,
     lines += ["## Deviations from the paper's protocol", ""]
     lines += [f"- {d}" for d in deviations] or ["- none"]
     lines.append("")
-    lines += provenance_footer(records, suite.profile)
+    lines += provenance_footer(records, suite.profile, missing)
     return "\n".join(lines).rstrip() + "\n"

@@ -161,14 +161,15 @@ def machine_lines(records: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def provenance_footer(records: list[dict[str, Any]], profile: str | None) -> list[str]:
+def provenance_footer(records: list[dict[str, Any]], profile: str | None, missing: int = 0) -> list[str]:
     finished = [r for r in records if r.get("status") == "finished"]
     dates = sorted(r["provenance"]["finished"] for r in records
                    if (r.get("provenance") or {}).get("finished"))
     return [
         "## Provenance", "",
         f"- profile: {profile or 'default'}",
-        f"- runs: {len(finished)} finished, {len(records) - len(finished)} failed",
+        f"- runs: {len(finished)} finished, {len(records) - len(finished)} failed"
+        + (f", {missing} not run yet" if missing > 0 else ""),
         *commit_lines(records),
         *code_lines(records),
         *machine_lines(records),

@@ -96,7 +96,8 @@ def build_leaderboard(loaded: LoadedSuite, leaderboard_dir: Path) -> Leaderboard
     args = _command(loaded.path, suite.profile, default, leaderboard_dir)
     text = render(suite, records, figure_root=f"{name}/figures",
                   deviations=deviations_for(loaded), run_command=f"benchbed run {args}",
-                  leaderboard_command=f"benchbed leaderboard {args}", stale=sorted(stale))
+                  leaderboard_command=f"benchbed leaderboard {args}", stale=sorted(stale),
+                  planned=len(planned))
     target.parent.mkdir(parents=True, exist_ok=True)
     for folder in (target.parent, records_dir(leaderboard_dir, name)):
         remove_stale_temps(folder)  # a killed writer's: never committed
