@@ -157,7 +157,7 @@ def _show_component(registry, name: str) -> int:
             print(f"    divergence: {reg.cls.describe_divergence()}")
         print("    parameters:")
         for field, info in reg.cls.Params.model_fields.items():
-            default = "required" if info.is_required() else repr(info.default)
+            default = "required" if info.is_required() else repr(info.get_default(call_default_factory=True))
             print(f"      {info.alias or field} = {default}  {info.description or ''}")
         print()
     return 0
@@ -183,7 +183,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
                     if kind == "objective":
                         print(f"      divergence: {cls.describe_divergence()}")
                     for field, info in cls.Params.model_fields.items():
-                        default = "required" if info.is_required() else repr(info.default)
+                        default = "required" if info.is_required() else repr(info.get_default(call_default_factory=True))
                         print(f"      {info.alias or field} = {default}  {info.description or ''}")
             else:
                 print(f"  {kind}: {', '.join(names)}")
@@ -204,9 +204,12 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     if board.path is None:
         name = publish_name(loaded.suite.name, loaded.profile, loaded.default_profile)
         print(f"error: no usable records for {name} in {records_dir(leaderboards, name)}: "
-              f"run `benchbed run {args.suite}` first; no leaderboard written", file=sys.stderr)
+              f"run `benchbed run {args.suite}"
+              f"{f' --profile {args.profile}' if args.profile else ''}` first; no leaderboard written",
+              file=sys.stderr)
         return 1
-    print(f"wrote {board.path} from {board.records} record(s)"
+    print(f"wrote {board.path} from {board.records - board.stale} record(s)"
+          + (f"; {board.stale} stale record(s) of an older config left out" if board.stale else "")
           + (f"; {len(board.bad)} damaged record file(s) skipped" if board.bad else ""))
     return 1 if board.bad else 0
 

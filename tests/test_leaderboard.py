@@ -143,12 +143,12 @@ def test_profile_differences_name_each_changed_field(write_suite):
               mi: {m: 200}
         """)
     lines = profile_differences(*load_raw(path), "cpu")
-    assert "`training.epochs`: 3 here; 100 in the paper protocol" in lines
+    assert "`training.epochs`: 3 here; 100 in the suite's `paper` profile" in lines
     # Left out on one side: the value it then takes is named, not just "the default".
-    assert "`methods.{a,b}.encoder.hidden`: [8] here; [256, 256, 256] (the default) in the paper protocol" in lines
-    assert "`methods.a.training.epochs`: 1 here; 100 (the default) in the paper protocol" in lines
-    assert "`metrics.mi.m`: 200 here; 1000 (the default) in the paper protocol" in lines
-    assert "`training.train_subset`: 500 here; all of it (the default) in the paper protocol" in lines
+    assert "`methods.{a,b}.encoder.hidden`: [8] here; [256, 256, 256] (the default) in the suite's `paper` profile" in lines
+    assert "`methods.a.training.epochs`: 1 here; 100 (the default) in the suite's `paper` profile" in lines
+    assert "`metrics.mi.m`: 200 here; 1000 (the default) in the suite's `paper` profile" in lines
+    assert "`training.train_subset`: 500 here; all of it (the default) in the suite's `paper` profile" in lines
     assert profile_differences(*load_raw(path), "paper") == []
 
 
@@ -208,6 +208,17 @@ def test_a_collapsed_run_is_flagged_in_every_table_and_never_bold():
     assert "**80.00**" in row(acc, "A")  # the best of the runs that may rank
     assert "**0.0200**" in row(latent, "A") and "**5.00**" in row(latent, "A")
     assert "⊘ collapsed: C z=8 seed=0: I(x; z) = 0.01 nats < 0.1" in text
+
+
+def test_without_mi_or_class_ce_a_lower_is_better_column_gets_no_bold():
+    # b measured no MI: its low MMD could be that of a collapsed code, q(z|x) = p(z).
+    rows = [latent_record("a", 0, 80.0, 5.0, 0.020), latent_record("c", 0, 60.0, 3.0, 0.040),
+            record("b", 0, None, metrics={"svm": {"accuracy/clean": 70.0}, "mmd": {"mmd": 0.001, "n": 1000.0}})]
+    acc, latent, _ = tables(rows)
+    mmd_cells = [row(latent, m).split("|")[3] for m in ("A", "B", "C")]
+    assert not any("**" in cell for cell in mmd_cells)
+    assert "no bold in MMD" in latent and "cannot be ruled out" in latent
+    assert "**80.00**" in row(acc, "A")  # higher-is-better accuracy still ranks
 
 
 def test_mi_at_log_m_is_shown_as_the_ceiling_and_never_bold():

@@ -116,7 +116,7 @@ def profile_differences(data: dict, locs: Locations, profile: str | None) -> lis
     for (pattern, mine_text, theirs_text), methods in grouped.items():
         names = methods[0] if len(methods) == 1 else "{" + ",".join(methods) + "}"
         path = pattern.format(names) if "{}" in pattern else pattern
-        lines.append(f"`{path}`: {mine_text} here; {theirs_text} in the paper protocol")
+        lines.append(f"`{path}`: {mine_text} here; {theirs_text} in the suite's `paper` profile")
     return lines
 
 

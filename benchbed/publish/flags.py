@@ -96,6 +96,11 @@ COLLAPSE_RULES: dict[str, Callable[[dict[str, float], dict[str, Any]], str | Non
 }
 
 
+def collapse_checked(record: dict[str, Any]) -> bool:
+    """Whether the run measured anything a collapse rule reads (MI, class CE)."""
+    return any(metric_name(record, key) in COLLAPSE_RULES for key in record.get("metrics", {}))
+
+
 def collapsed(record: dict[str, Any]) -> list[str]:
     """Why the run is collapsed (empty: it is not), from any metric with a rule."""
     if record.get("status") != "finished":

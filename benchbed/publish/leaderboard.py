@@ -43,8 +43,9 @@ def _raw(record: dict[str, Any], column: Column) -> float | None:
 
 class Cell:
     def __init__(self, values: list[float], failed: int, bound: flags.Bound | None = None,
-                 collapsed: bool = False):
+                 collapsed: bool = False, unchecked: bool = False):
         self.values, self.failed, self.bound, self.collapsed = values, failed, bound, collapsed
+        self.unchecked = unchecked  # no metric could tell whether the run collapsed
 
     @property
     def mean(self) -> float | None:
@@ -84,6 +85,11 @@ def _best(cells: list[Cell], column: Column) -> tuple[float | None, str | None]:
     if hidden:
         return None, (f"no bold in {column.header}: {len(hidden)} value(s) at the estimator's "
                       f"{hidden[0].bound.kind} could be the best")
+    unchecked = [c for c in cells if c.mean is not None and c.unchecked]
+    if unchecked and better in ("lower", "closer_to_zero"):
+        # An uninformative code (q(z|x) = p(z)) scores best on such a column.
+        return None, (f"no bold in {column.header}: {len(unchecked)} row(s) measured neither MI nor class "
+                      f"CE, so a collapsed code, which would score best here, cannot be ruled out")
     means = [c.mean for c in cells if c.mean is not None and not c.bound and not c.collapsed]
     if len(means) < 2:
         return None, None
@@ -192,7 +198,8 @@ def render_table(table: Table, suite: Suite, records: list[dict[str, Any]],
             broken = sum(1 for r in finished if column.metric in r.get("metric_errors", {}))
             b = flags.bound([r for r, _ in pairs], column.metric, column.value, [v for _, v in pairs])
             cells[(row, c)] = Cell([v * column.scale for _, v in pairs], failed + broken, b,
-                                   bool(collapsed[row]))
+                                   bool(collapsed[row]),
+                                   any(not flags.collapse_checked(r) for r in finished))
     ranked = [_best([cells[(row, c)] for row in rows], col) for c, col in enumerate(table.columns)]
     for column in table.columns:
         header.append(column.header)

@@ -71,8 +71,9 @@ def check_output_folder(path: Path, option: str) -> None:
 @dataclass
 class Leaderboard:
     path: Path | None  # None: nothing written (no records)
-    records: int
+    records: int  # record files read
     bad: list[BadRecord]
+    stale: int = 0  # of them, records of an older config, left out of the page
 
 
 def build_leaderboard(loaded: LoadedSuite, leaderboard_dir: Path) -> Leaderboard:
@@ -102,7 +103,7 @@ def build_leaderboard(loaded: LoadedSuite, leaderboard_dir: Path) -> Leaderboard
     for folder in (target.parent, records_dir(leaderboard_dir, name)):
         remove_stale_temps(folder)  # a killed writer's: never committed
     atomic_write(target, text)
-    return Leaderboard(target, len(found), bad)
+    return Leaderboard(target, len(found), bad, len(stale))
 
 
 def _published_complete(run: PlannedRun, record: dict[str, Any] | None) -> bool:

@@ -147,8 +147,15 @@ def train_classifier(train: Split, num_classes: int, recipe: ClassifierRecipe = 
     """Adam with a one-cycle learning rate and cross-entropy, for ``recipe.epochs``
     passes or at least ``recipe.min_steps`` steps."""
     # Metrics are evaluated under no_grad; fork_rng leaves the run's global RNG as it was.
-    with torch.enable_grad(), torch.random.fork_rng(devices=[]):
-        return _fit(train, num_classes, recipe, device)
+    # One torch thread whatever the run has: the classifier is cached per store and
+    # shared by every run, so it must not depend on which run happened to train it.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.enable_grad(), torch.random.fork_rng(devices=[]):
+            return _fit(train, num_classes, recipe, device)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _fit(train: Split, num_classes: int, recipe: ClassifierRecipe, device) -> DigitClassifier:
@@ -257,7 +264,7 @@ def _train_and_store(ctx: Any, recipe: ClassifierRecipe, weights_path: Path, met
         "test_size": len(ctx.test),
         "train_size": len(train),
         "train_seconds": round(seconds, 2),
-        "torch_threads": torch.get_num_threads(),
+        "torch_threads": 1,  # train_classifier trains with one thread
         "architecture": {"in_channels": c, "height": h, "width": w, "num_classes": k,
                          "channels": list(recipe.channels), "hidden": recipe.hidden},
         "recipe": dataclasses.asdict(recipe),
