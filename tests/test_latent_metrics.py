@@ -225,3 +225,24 @@ def test_latent_metrics_are_registered_and_the_curve_ones_are_trackable():
     assert seen == {"mmd": lm.FullDataMMD, "logdet_cov": lm.LogDetCovariance,
                     "mutual_info": lm.MutualInformation}
     assert lm.FullDataMMD.trackable and lm.MutualInformation.trackable
+
+
+@pytest.mark.parametrize("shift", [0.0, 0.6])
+def test_mmd_standard_error_matches_the_spread_of_independent_estimates(shift):
+    # The predicted standard error against the sample std of 300 independent MMD^2 estimates,
+    # with q = p (where the estimate is pure noise) and with q != p.
+    n, dim, reps = 150, 2, 300
+    gen = torch.Generator().manual_seed(0)
+    kernel = lm.evaluation_kernel("rbf", dim, 1.0)
+    estimates, predicted = [], []
+    for _ in range(reps):
+        x = torch.randn(n, dim, generator=gen) + shift
+        y = torch.randn(n, dim, generator=gen)
+        estimates.append(lm.blockwise_mmd(x, y, kernel, block_size=64))
+        predicted.append(lm.mmd_standard_error(x, y, kernel, block_size=64))
+    spread = float(np.std(estimates, ddof=1))
+    ratio = float(np.mean(predicted)) / spread
+    # With q = p the error is that of the paired U-statistic, a little above the spread of our
+    # estimator (whose cross term averages all n^2 pairs): conservative, so a floor never hides.
+    low, high = (1.0, 1.5) if shift == 0.0 else (0.8, 1.25)
+    assert low < ratio < high, (ratio, spread)
