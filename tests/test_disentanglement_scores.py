@@ -204,6 +204,10 @@ def test_validate_refuses_a_factor_score_on_a_dataset_without_factors(write_suit
         objective: {name: elbo}
         encoder: {name: mlp, hidden: [8]}
         decoder: {name: mlp, hidden: [8]}
+      ae:
+        objective: {name: ae}
+        encoder: {name: mlp, hidden: [8]}
+        decoder: {name: mlp, hidden: [8]}
     grid: {latent_dim: [2]}
     training: {epochs: 1}
     metrics:
@@ -213,8 +217,9 @@ def test_validate_refuses_a_factor_score_on_a_dataset_without_factors(write_suit
     with pytest.raises(SuiteInvalid) as err:
         load(write_suite(text))
     message = str(err.value)
-    assert "1 problem" in message  # gaussian_tc needs no factors
-    assert "suite.yaml:12: metrics.mig: metric 'mig' (mig) needs ground-truth factors" in message
+    assert "1 problem" in message  # gaussian_tc needs no factors; mig is said once for both methods
+    assert "suite.yaml:16: metrics.mig: metric 'mig' (mig) needs ground-truth factors" in message
+    assert "(asked for by methods vae, ae)" in message
     assert "dataset 'digits'" in message
     load(write_suite(text.replace("{name: digits}", "{name: dsprites, stride: {orientation: 8}}")))
 

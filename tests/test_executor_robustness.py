@@ -295,8 +295,13 @@ def test_a_checkpoint_without_the_new_rng_fields_still_resumes(write_suite, tmp_
 def test_threads_per_job_follow_the_cpu_affinity_not_the_machine(monkeypatch):
     from benchbed_plugins.executors.local import LocalExecutor
 
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setattr(os, "cpu_count", lambda: 64)
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
     assert LocalExecutor(jobs=2).threads_per_task() == 2
     assert LocalExecutor(jobs=8).threads_per_task() == 1
     assert LocalExecutor(jobs=1).threads_per_task() == 4
+    # A shared machine: OMP_NUM_THREADS caps what the runs take together.
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    assert LocalExecutor(jobs=1).threads_per_task() == 2
+    assert LocalExecutor(jobs=2).threads_per_task() == 1

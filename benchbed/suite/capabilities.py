@@ -25,8 +25,9 @@ def _dataset_factors(registry: Registry, ref) -> tuple[str, ...] | None | str:
 
 
 def factor_problems(suite: Suite, registry: Registry, locs: Locations) -> list:
-    """One problem per (method, metric) where the metric needs factors the dataset lacks."""
-    problems = []
+    """One problem per place a factor-needing metric is asked for on a dataset without
+    factors (a suite-wide metric once, naming every method it would fail for)."""
+    found: dict[tuple, tuple[str, Any, tuple, list[str]]] = {}
     for key, method in suite.methods.items():
         if not method.enabled:
             continue
@@ -48,9 +49,13 @@ def factor_problems(suite: Suite, registry: Registry, locs: Locations) -> list:
             if factors is None:
                 path = ("methods", key, "metrics", i) if method.metrics is not None else ("metrics", metric_key)
                 data_path = ("methods", key, "dataset") if method.dataset else ("dataset",)
-                problems.append(Problem(
-                    str(locs.find(path)), dotted(path),
-                    f"metric {metric_key!r} ({ref.name}) needs ground-truth factors of variation, "
-                    f"but dataset {dataset.name!r} (at {locs.find(data_path)}) offers none; use a "
-                    f"dataset with factors (e.g. dsprites) or drop {metric_key!r} from method {key!r}"))
+                found.setdefault((path, dataset.name), (metric_key, ref, data_path, []))[3].append(key)
+    problems = []
+    for (path, dataset_name), (metric_key, ref, data_path, methods) in found.items():
+        problems.append(Problem(
+            str(locs.find(path)), dotted(path),
+            f"metric {metric_key!r} ({ref.name}) needs ground-truth factors of variation, "
+            f"but dataset {dataset_name!r} (at {locs.find(data_path)}) offers none; use a "
+            f"dataset with factors (e.g. dsprites) or drop {metric_key!r} "
+            f"(asked for by method{'s' if len(methods) > 1 else ''} {', '.join(methods)})"))
     return problems

@@ -37,11 +37,14 @@ class _Began:
 
 
 def available_cores() -> int:
-    """Cores this process may run on (its CPU affinity; cgroup/taskset aware)."""
+    """Cores this process may run on (its CPU affinity; cgroup/taskset aware), at most
+    ``OMP_NUM_THREADS`` when that is set: the usual way to share a machine."""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cores = max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):  # not on Linux
-        return max(1, os.cpu_count() or 1)
+        cores = max(1, os.cpu_count() or 1)
+    limit = os.environ.get("OMP_NUM_THREADS", "").strip()
+    return min(cores, int(limit)) if limit.isdigit() and int(limit) > 0 else cores
 
 
 def _forwarding_execute(task: RunTask, events: "queue.Queue") -> TaskOutcome:
