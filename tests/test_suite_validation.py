@@ -292,3 +292,13 @@ def test_the_command_line_names_no_executor_its_flags_come_from_the_executors():
         cls = get_registry().get("executor", name).cls
         assert issubclass(cls, Executor)
         assert set(cls.cli_shorthands.values()) <= set(cls.Params.model_fields)
+
+
+def test_an_equality_claim_without_a_tolerance_is_refused_where_it_is_written(write_suite):
+    finding = ('findings:\n  - claim: "the log-det is near 0"\n    source: a test\n    metric: logdet\n'
+               '    value: logdet_cov\n    holds: ["elbo ~ 0"]\n')
+    path = write_suite(TINY_SUITE + finding)
+    [problem] = problems_of(path)
+    assert problem.startswith(f"{path}:29: findings[0].holds[0]:") and "needs the finding's `tolerance`" in problem
+    write_suite(TINY_SUITE + finding + "    tolerance: 0.5\n", "ok.yaml")
+    load_suite(path.parent / "ok.yaml")  # with one, it is fine

@@ -388,6 +388,10 @@ def check_references(suite: Suite, registry: Registry, locs: Locations) -> list[
             except BadComparison as exc:
                 problems.append(_problem(locs, base + ("holds", i), str(exc)))
                 continue
+            if terms[1] == "~" and not finding.tolerance:
+                problems.append(_problem(locs, base + ("holds", i),
+                                         f"{comparison!r} needs the finding's `tolerance` (how close "
+                                         "counts as equal), else it cannot be tested"))
             for term in (terms[0], terms[2]):
                 method = term_methods(term)
                 if method is not None and method not in method_keys:
