@@ -96,6 +96,11 @@ COLLAPSE_RULES: dict[str, Callable[[dict[str, float], dict[str, Any]], str | Non
 }
 
 
+# Metrics on which a collapsed code (q(z|x) = p(z)) scores best: the fit of q(z) to p(z),
+# and the total correlation of codes that carry nothing.
+COLLAPSE_WINS = ("mmd", "logdet_cov", "gaussian_tc")
+
+
 def collapse_checked(record: dict[str, Any]) -> bool:
     """Whether the run measured anything a collapse rule reads (MI, class CE)."""
     return any(metric_name(record, key) in COLLAPSE_RULES for key in record.get("metrics", {}))

@@ -199,7 +199,8 @@ def render_table(table: Table, suite: Suite, records: list[dict[str, Any]],
             b = flags.bound([r for r, _ in pairs], column.metric, column.value, [v for _, v in pairs])
             cells[(row, c)] = Cell([v * column.scale for _, v in pairs], failed + broken, b,
                                    bool(collapsed[row]),
-                                   any(not flags.collapse_checked(r) for r in finished))
+                                   any(not flags.collapse_checked(r) for r, _ in pairs
+                                       if flags.metric_name(r, column.metric) in flags.COLLAPSE_WINS))
     ranked = [_best([cells[(row, c)] for row in rows], col) for c, col in enumerate(table.columns)]
     for column in table.columns:
         header.append(column.header)
