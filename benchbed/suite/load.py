@@ -334,6 +334,13 @@ def check_references(suite: Suite, registry: Registry, locs: Locations) -> list[
                                              f"metric {name!r} ({suite.metrics[name].name}) cannot "
                                              "be tracked during training"))
 
+    def metric_value_problems(metric: str, value: str, base: tuple[Any, ...]) -> list[Problem]:
+        """A table column's or a finding's metric key and the value it reads."""
+        if metric not in metric_keys:
+            return [_problem(locs, base + ("metric",),
+                             f"unknown metric {metric!r}{did_you_mean(metric, metric_keys)}")]
+        return value_problem(suite, produced, metric, value, base + ("value",), locs)
+
     grid_keys = ["latent_dim", "seed", *suite.grid.params]
     for t, table in enumerate(suite.leaderboards):
         base = ("leaderboards", t)
@@ -356,13 +363,7 @@ def check_references(suite: Suite, registry: Registry, locs: Locations) -> list[
                                          f"{', '.join(figures) or 'none'})"))
         for c, column in enumerate(table.columns):
             cbase = base + ("columns", c)
-            if column.metric not in metric_keys:
-                problems.append(_problem(locs, cbase + ("metric",),
-                                         f"unknown metric {column.metric!r}"
-                                         f"{did_you_mean(column.metric, metric_keys)}"))
-            else:
-                problems += value_problem(suite, produced, column.metric, column.value,
-                                          cbase + ("value",), locs)
+            problems += metric_value_problems(column.metric, column.value, cbase)
             for m in column.paper:
                 if m not in method_keys:
                     problems.append(_problem(locs, cbase + ("paper", m),
@@ -375,13 +376,7 @@ def check_references(suite: Suite, registry: Registry, locs: Locations) -> list[
                                          f"unknown grid key {k!r}{did_you_mean(k, grid_keys)}"
                                          f" (grid keys: {', '.join(grid_keys)})"))
         problems += where_problems(suite, finding.where, base, locs)
-        if finding.metric not in metric_keys:
-            problems.append(_problem(locs, base + ("metric",),
-                                     f"unknown metric {finding.metric!r}"
-                                     f"{did_you_mean(finding.metric, metric_keys)}"))
-        else:
-            problems += value_problem(suite, produced, finding.metric, finding.value,
-                                      base + ("value",), locs)
+        problems += metric_value_problems(finding.metric, finding.value, base)
         for i, comparison in enumerate(finding.holds):
             try:
                 terms = parse_comparison(comparison)
