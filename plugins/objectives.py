@@ -278,9 +278,11 @@ class InfoVAE(_ReconstructionObjective):
     alpha > 1). Use alpha = 1 - beta, lambda = beta instead; with another D
     (MMD, ...) the cases hold only in the sense that D stands in for the KL.
 
-    Defaults alpha = 1, lambda = 1000 with D = MMD (IMQ, C = 2 dim, unbiased):
-    InfoVAE's recommended MMD-VAE regime (no information penalty, a large
-    divergence weight).
+    Defaults alpha = 1 (InfoVAE's recommended regime: no information
+    penalty) and D = MMD (IMQ, C = 2 dim, unbiased). InfoVAE gives no lambda,
+    only that the penalty be on the order of the log-likelihood; the default
+    is 100, as for mmd_vae: with a Gaussian encoder a weight of 1000 makes
+    q(z|x) = p(z) the optimum (see MMDVAE).
 
     Params: alpha, lambda (alias of lambda_).
     """
@@ -291,8 +293,8 @@ class InfoVAE(_ReconstructionObjective):
     class Params(Params):
         alpha: float = Field(1.0, description="information preference; the per-example KL "
                                               "weight is 1 - alpha (alpha <= 1)")
-        lambda_: float = Field(1000.0, alias="lambda", description="divergence weight is "
-                                                                   "alpha + lambda - 1")
+        lambda_: float = Field(100.0, alias="lambda", description="divergence weight is "
+                                                                  "alpha + lambda - 1 (100: see mmd_vae)")
 
         @model_validator(mode="after")
         def _weights_not_negative(self):

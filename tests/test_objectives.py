@@ -320,3 +320,11 @@ def test_training_loss_falls_on_real_mnist(registry, mnist_train, name, prior):
     # every objective starts near 784 log 2 = 543 nats of reconstruction error; after 60
     # steps all were already below 265
     assert end < start - 200, (start, end)
+
+
+def test_infovae_default_weight_is_mmd_vae_s_not_the_collapsing_1000(registry):
+    # InfoVAE gives no lambda; 1000 with a Gaussian encoder makes q(z|x) = p(z) optimal (see mmd_vae).
+    infovae = make_objective(registry, "infovae")
+    mmd_vae = make_objective(registry, "mmd_vae")
+    assert infovae.kl_weight == 0.0
+    assert infovae.divergence_weight == mmd_vae.params.lambda_ == 100.0
