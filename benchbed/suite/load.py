@@ -24,7 +24,7 @@ from benchbed.errors import BenchbedError, UnknownComponent, did_you_mean
 from benchbed.publish.findings import BadComparison, term_methods
 from benchbed.publish.findings import parse as parse_comparison
 from benchbed.plugin_api.registry import Registry, get_registry
-from benchbed.suite.protocol import ComponentRef, Suite, Training
+from benchbed.suite.protocol import ComponentRef, Method, Suite, Training
 from benchbed.suite.source import Locations, apply_profile, load_raw, merge_dicts
 
 
@@ -396,6 +396,14 @@ def check_references(suite: Suite, registry: Registry, locs: Locations) -> list[
     return problems
 
 
+def _misspelt_methods(data: dict, known: list[str], profile: str | None) -> list[str]:
+    """Methods a profile adds that are no whole method (a required field is missing): misspelt keys."""
+    required = [name for name, field in Method.model_fields.items() if field.is_required()]
+    methods = data.get("methods") if profile and isinstance(data.get("methods"), dict) else {}
+    return [key for key, spec in methods.items() if str(key) not in known
+            and not (isinstance(spec, dict) and all(name in spec for name in required))]
+
+
 def load_suite(path: str | Path, profile: str | None = None, registry: Registry | None = None,
                raw: tuple[dict, Locations] | None = None) -> tuple[Suite, Locations]:
     """Read (or take ``raw``, ``load_raw``'s result), resolve and check a suite:
@@ -404,12 +412,20 @@ def load_suite(path: str | Path, profile: str | None = None, registry: Registry 
     registry = registry or get_registry()
     path = Path(path)
     data, locs = raw if raw is not None else load_raw(path)
+    known = [str(k) for k in data.get("methods")] if isinstance(data.get("methods"), dict) else []
     data, locs, chosen = apply_profile(dict(data), locs, profile)
+    typos = _misspelt_methods(data, known, chosen)
+    problems = [Problem(str(locs.find(("methods", key))), f"profiles.{chosen}.methods.{key}",
+                        f"unknown method {key!r}{did_you_mean(str(key), known)} (methods: {', '.join(known)})")
+                for key in typos]
+    if typos:  # validated without them, so that their missing fields are not reported too
+        data = {**data, "methods": {k: v for k, v in data["methods"].items() if k not in typos}}
     try:
         suite = Suite.model_validate(data)
     except ValidationError as exc:
-        raise SuiteInvalid(str(path), convert_errors(exc, Suite, (), locs), chosen) from None
-    problems: list[Problem] = []
+        problems += convert_errors(exc, Suite, (), locs)
+    if problems:
+        raise SuiteInvalid(str(path), problems, chosen)
     for kind, slot_path, ref in component_slots(suite):
         problems += check_component(registry, kind, slot_path, ref, locs)
     problems += check_references(suite, registry, locs)
