@@ -13,8 +13,7 @@ from pathlib import Path
 from benchbed.errors import BenchbedError
 from benchbed.plan.runs import PlannedRun, plan, plan_checked, selection_problems
 from benchbed.plugin_api.registry import Registry, get_registry
-from benchbed.suite.capabilities import factor_problems
-from benchbed.suite.load import SuiteInvalid, load_suite
+from benchbed.suite.load import SuiteInvalid, factor_problems, load_suite
 from benchbed.suite.protocol import Suite
 from benchbed.suite.source import Locations, load_raw, profile_names
 

@@ -24,8 +24,7 @@ from benchbed import RESULTS_VERSION
 from benchbed.errors import BenchbedError, UnknownComponent
 from benchbed.plugin_api.registry import BUILTIN_DISTRIBUTION, Registry
 from benchbed.publish.findings import parse as parse_comparison, term_methods
-from benchbed.publish.selection import matches
-from benchbed.suite.protocol import Suite, Training
+from benchbed.suite.protocol import Suite, Training, matches
 from benchbed.suite.load import Problem, dotted
 from benchbed.suite.source import Locations, merge_dicts
 

@@ -48,5 +48,4 @@ TABLE: tuple[Kind, ...] = (
 )
 
 KINDS: tuple[str, ...] = tuple(k.name for k in TABLE)
-BY_NAME: dict[str, Kind] = {k.name: k for k in TABLE}
 HOOKS: tuple[str, ...] = tuple(k.hook for k in TABLE)

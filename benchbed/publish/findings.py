@@ -30,11 +30,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from benchbed.publish import flags
-from benchbed.publish.selection import matches as _matches
 from benchbed.publish.significance import ALPHA, TStatistic, fmt_p, fmt_t, one_sample, welch
-from benchbed.suite.protocol import Finding, Suite
+from benchbed.suite.protocol import Finding, Suite, matches
 
-OPS = ("<=", ">=", "<", ">", "~")
 TERM = r"([A-Za-z_][\w.-]*(?:@z=\d+)?|[-+]?\d+(?:\.\d+)?)"
 COMPARISON = re.compile(rf"^\s*{TERM}\s*(<=|>=|<|>|~)\s*{TERM}\s*$")
 
@@ -98,7 +96,7 @@ def _term(term: str, finding: Finding, records: list[dict[str, Any]]) -> Term | 
         if dim and r["latent_dim"] != int(dim):
             continue
         where = {k: v for k, v in finding.where.items() if not (dim and k == "latent_dim")}
-        if not _matches(r, where):
+        if not matches(r, where):
             continue
         value = r["metrics"].get(finding.metric, {}).get(finding.value)
         if value is not None and math.isfinite(value):

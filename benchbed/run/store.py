@@ -236,42 +236,23 @@ class Store:
             return folder.get("status"), folder.get("reason")
         return None, None
 
-    def missing_metrics(self, run: PlannedRun, retry_failed: bool = False) -> list[str]:
-        """Metric keys not evaluated yet (and failed ones, with ``retry_failed``)."""
+    def _entries(self, run: PlannedRun) -> dict[str, dict[str, Any] | None]:
+        """This suite's metric keys -> the run's result for each (None: not evaluated)."""
         done = read_object(self.run_dir(run.key) / "metrics.json")
-        missing = []
-        for k, mhash in metric_hashes(run.evaluation).items():
-            entry = _entry(done, mhash)
-            if entry is None or (retry_failed and "error" in entry):
-                missing.append(k)
-        return missing
+        return {k: _entry(done, mhash) for k, mhash in metric_hashes(run.evaluation).items()}
 
     def metric_errors(self, run: PlannedRun) -> dict[str, str]:
-        done = read_object(self.run_dir(run.key) / "metrics.json")
-        out = {}
-        for k, mhash in metric_hashes(run.evaluation).items():
-            entry = _entry(done, mhash)
-            if entry is not None and "error" in entry:
-                out[k] = entry["error"]
-        return out
-
-    def needs_work(self, run: PlannedRun, retry_failed: bool = False) -> bool:
-        status, _ = self.status(run.key)
-        if status == "failed":
-            return retry_failed
-        if status != "finished":
-            return True
-        return bool(self.missing_metrics(run, retry_failed))
+        return {k: e["error"] for k, e in self._entries(run).items() if e is not None and "error" in e}
 
     def metric_values(self, run: PlannedRun) -> dict[str, dict[str, float]]:
-        """This suite's metric keys -> values, for a run."""
-        done = read_object(self.run_dir(run.key) / "metrics.json")
-        out = {}
-        for k, mhash in metric_hashes(run.evaluation).items():
-            entry = _entry(done, mhash)
-            if entry is not None and "error" not in entry:
-                out[k] = entry["values"]
-        return out
+        return {k: e["values"] for k, e in self._entries(run).items() if e is not None and "error" not in e}
+
+    def needs_work(self, run: PlannedRun, retry_failed: bool = False) -> bool:
+        """Not finished, or a metric not evaluated yet (or failed, with ``retry_failed``)."""
+        status, _ = self.status(run.key)
+        if status != "finished":
+            return status != "failed" or retry_failed
+        return any(e is None or (retry_failed and "error" in e) for e in self._entries(run).values())
 
     # -- writing (driver only)
 

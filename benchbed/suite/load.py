@@ -4,7 +4,8 @@
 validates the structure with the ``Suite`` model, each component's
 parameters with the plugin's own ``Params`` model, and every cross
 reference (metric conditions, tracked metrics, leaderboard columns);
-``benchbed.plan.loaded.load`` adds what only planning shows (grid paths).
+``benchbed.plan.loaded.load`` adds what only planning shows (grid paths)
+and a metric's needs against its dataset (``factor_problems``).
 Every problem names the file, the line, the field path and the bad value,
 and suggests close names.
 """
@@ -394,6 +395,35 @@ def check_references(suite: Suite, registry: Registry, locs: Locations) -> list[
                                              f"unknown method {method!r}"
                                              f"{did_you_mean(method, method_keys)}"))
     return problems
+
+
+def factor_problems(suite: Suite, registry: Registry, locs: Locations) -> list[Problem]:
+    """A metric that reads ground-truth factors (``Metric.needs_factors``) asked for on a dataset that
+    offers none: one problem per place it is asked for, naming every method it would fail for."""
+    found: dict[tuple, tuple[str, Any, tuple, list[str]]] = {}
+    for key, method in suite.methods.items():
+        dataset = method.dataset or suite.dataset
+        wanted = method.metrics if method.metrics is not None else list(suite.metrics)
+        factors: Any = "unchecked"
+        for i, metric_key in enumerate(wanted if method.enabled else []):
+            ref = suite.metrics.get(metric_key)
+            try:
+                if ref is None or not registry.get("metric", ref.name).cls.needs_factors:
+                    continue
+                if factors == "unchecked":
+                    factors = registry.create("dataset", dataset.as_dict()).info().factors
+            except BenchbedError:  # reported by the other checks
+                break
+            if factors is None:
+                path = ("methods", key, "metrics", i) if method.metrics is not None else ("metrics", metric_key)
+                data_path = ("methods", key, "dataset") if method.dataset else ("dataset",)
+                found.setdefault((path, dataset.name), (metric_key, ref, data_path, []))[3].append(key)
+    return [Problem(str(locs.find(path)), dotted(path),
+                    f"metric {metric_key!r} ({ref.name}) needs ground-truth factors of variation, "
+                    f"but dataset {dataset_name!r} (at {locs.find(data_path)}) offers none; use a "
+                    f"dataset with factors (e.g. dsprites) or drop {metric_key!r} "
+                    f"(asked for by method{'s' if len(methods) > 1 else ''} {', '.join(methods)})")
+            for (path, dataset_name), (metric_key, ref, data_path, methods) in found.items()]
 
 
 def _misspelt_methods(data: dict, known: list[str], profile: str | None) -> list[str]:
