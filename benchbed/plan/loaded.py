@@ -1,9 +1,5 @@
-"""A suite loaded once per command: read, checked completely and planned.
-
-Each command builds one ``LoadedSuite`` with ``load`` and hands it down, so
-the YAML is read, its profile applied and its runs planned once, however many
-parts (the driver, the leaderboard, the deviations) need them.
-"""
+"""A suite loaded once per command: read, checked completely and planned, then handed
+down to every part that needs it."""
 
 from __future__ import annotations
 

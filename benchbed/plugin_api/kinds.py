@@ -1,9 +1,5 @@
-"""The kinds of component, in one table: each kind's hook, base class and description.
-
-The hook specs (``benchbed.plugin_api.hookspecs``), the base classes' registry
-(``benchbed.components.BASES``), the registry's kinds and every listing
-derive from ``TABLE``. This module imports nothing heavy (no torch), so the
-hook specs stay cheap to import.
+"""The kinds of component, in one table (hook, base class, description) from which the
+hook specs, the bases' registry and every listing derive. Imports no torch.
 """
 
 from __future__ import annotations

@@ -1,16 +1,9 @@
-"""Finding plugins and the registry of what they registered.
+"""Loading plugins and the registry of what they registered.
 
-Plugins come from three places, in this order:
-
-1. the built-ins: the modules named in ``DEFAULT_PLUGINS`` (the
-   ``benchbed_plugins`` package, shipped from ``plugins/`` in this
-   repository), in that order;
-2. installed distributions that declare an entry point in the ``benchbed``
-   group (skipped when ``BENCHBED_DISABLE_PLUGIN_AUTOLOAD`` is set);
-3. modules named by import path in ``BENCHBED_PLUGINS`` (comma separated) or
-   with ``benchbed --plugin MODULE``, for quick local experiments.
-
-Two plugins registering one name in one kind is an error naming both.
+Plugins come, in this order, from the built-ins (``DEFAULT_PLUGINS``, the ``benchbed_plugins``
+package), from distributions with an entry point in the ``benchbed`` group (unless
+``BENCHBED_DISABLE_PLUGIN_AUTOLOAD`` is set), and from modules named in ``BENCHBED_PLUGINS`` or by
+``benchbed --plugin``. Two plugins registering one name in one kind is an error naming both.
 """
 
 from __future__ import annotations

@@ -1,13 +1,7 @@
-"""Markdown leaderboards built from run records alone.
+"""Markdown leaderboards from run records alone, so a page rebuilds byte for byte.
 
-Each table row is a method (and latent size, when asked), each cell the
-mean ± std over seeds with n, the best value per column in bold, and the
-paper's value with our difference beside it. Runs that stopped on their
-budget, collapsed runs and values at an estimator's ceiling or floor are
-marked (benchbed.publish.flags) and never bolded. Below the tables: figures,
-findings with their tests, deviations from the paper's protocol, and a
-provenance footer. Nothing here reads the clock or the machine, so the
-output is a function of the suite and the records.
+Cells are mean ± std over seeds; the best per column is bold, never a value that
+benchbed.publish.flags marks (under-trained, collapsed, at an estimator's bound).
 """
 
 from __future__ import annotations

@@ -186,25 +186,16 @@ def _evaluate(task: RunTask, built: BuiltRun, registry: Registry, run_dir: Path,
 
 
 def execute(task: RunTask, on_event: "OnEvent | None" = None) -> TaskOutcome:
-    """Train (or resume) and evaluate one run, sending ``benchbed.events`` to
-    ``on_event``; never raises for run failures. What an executor calls in a
-    worker for each task."""
-    return run_task(task, on_event or ignore)
-
-
-def run_task(task: RunTask, on_event: OnEvent) -> TaskOutcome:
-    """Train and evaluate one run; every failure becomes a ``failed`` outcome.
-
-    The run folder is locked meanwhile (``.lock``, an exclusive flock, freed
-    by the kernel however the process ends); a run another process is already
-    running is ``skipped``, untouched.
-    """
+    """Train (or resume) and evaluate one run, sending ``benchbed.events`` to ``on_event``: what an
+    executor calls in a worker for each task. Every failure becomes a ``failed`` outcome, never an
+    exception. The run folder is locked meanwhile (``.lock``, an flock freed by the kernel however
+    the process ends); a run another process is running is ``skipped``, untouched."""
     run_dir = Path(task.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     with file_lock(run_dir / LOCK, wait=False) as held:
         if not held:
             return TaskOutcome(task.key, "skipped", "another process is running this run")
-        return _run_task_locked(task, on_event)
+        return _run_task_locked(task, on_event or ignore)
 
 
 def _load_weights(run_dir: Path, built: BuiltRun) -> bool:

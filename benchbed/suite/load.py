@@ -1,13 +1,9 @@
 """Checking a suite completely, without training.
 
-``load_suite`` reads the YAML (with ``extends`` and the chosen profile),
-validates the structure with the ``Suite`` model, each component's
-parameters with the plugin's own ``Params`` model, and every cross
-reference (metric conditions, tracked metrics, leaderboard columns);
-``benchbed.plan.loaded.load`` adds what only planning shows (grid paths)
-and a metric's needs against its dataset (``factor_problems``).
-Every problem names the file, the line, the field path and the bad value,
-and suggests close names.
+``load_suite`` validates the YAML (``extends`` and the profile applied) with the ``Suite`` model,
+each component's parameters with its plugin's ``Params``, and every cross reference;
+``benchbed.plan.loaded.load`` adds what only planning shows. Every problem names the file, line,
+field path and bad value, and suggests close names.
 """
 
 from __future__ import annotations
@@ -343,18 +339,19 @@ def check_references(suite: Suite, registry: Registry, locs: Locations) -> list[
         return value_problem(suite, produced, metric, value, base + ("value",), locs)
 
     grid_keys = ["latent_dim", "seed", *suite.grid.params]
+
+    def grid_problems(where: dict[str, Any], base: tuple[Any, ...]) -> list[Problem]:
+        return [_problem(locs, base + ("where", k), f"unknown grid key {k!r}{did_you_mean(k, grid_keys)}"
+                                                    f" (grid keys: {', '.join(grid_keys)})")
+                for k in where if k not in grid_keys] + where_problems(suite, where, base, locs)
+
     for t, table in enumerate(suite.leaderboards):
         base = ("leaderboards", t)
         for i, m in enumerate(table.methods or []):
             if m not in method_keys:
                 problems.append(_problem(locs, base + ("methods", i),
                                          f"unknown method {m!r}{did_you_mean(m, method_keys)}"))
-        for k in table.where:
-            if k not in grid_keys:
-                problems.append(_problem(locs, base + ("where", k),
-                                         f"unknown grid key {k!r}{did_you_mean(k, grid_keys)}"
-                                         f" (grid keys: {', '.join(grid_keys)})"))
-        problems += where_problems(suite, table.where, base, locs)
+        problems += grid_problems(table.where, base)
         figures = written_figures(suite, registry) if table.figures else None
         for i, figure in enumerate(table.figures if figures is not None else []):
             if figure not in figures:
@@ -371,12 +368,7 @@ def check_references(suite: Suite, registry: Registry, locs: Locations) -> list[
                                              f"unknown method {m!r}{did_you_mean(m, method_keys)}"))
     for f, finding in enumerate(suite.findings):
         base = ("findings", f)
-        for k in finding.where:
-            if k not in grid_keys:
-                problems.append(_problem(locs, base + ("where", k),
-                                         f"unknown grid key {k!r}{did_you_mean(k, grid_keys)}"
-                                         f" (grid keys: {', '.join(grid_keys)})"))
-        problems += where_problems(suite, finding.where, base, locs)
+        problems += grid_problems(finding.where, base)
         problems += metric_value_problems(finding.metric, finding.value, base)
         for i, comparison in enumerate(finding.holds):
             try:
