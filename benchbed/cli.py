@@ -114,13 +114,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
                 loaded = load(path, profile, raw=raw)
             except SuiteInvalid as exc:
                 status = 2
-                fresh = [p for p in map(str, exc.problems) if p not in seen]
-                seen.update(fresh)
+                fresh = [p for p in exc.problems if str(p) not in seen]
+                seen.update(map(str, fresh))
                 if fresh:
-                    shown = f" (profile {exc.profile})" if exc.profile else ""
-                    noun = "problem" if len(fresh) == 1 else "problems"
-                    lines = "\n".join(f"  {p}" for p in fresh)
-                    print(f"error: {path}{shown}: {len(fresh)} {noun}:\n{lines}", file=sys.stderr)
+                    print(f"error: {SuiteInvalid(str(path), fresh, exc.profile)}", file=sys.stderr)
                 continue
             except BenchbedError as exc:
                 status = 2
