@@ -1,20 +1,9 @@
-"""The run store: one folder per run, and an SQLite index of them all.
+"""The run store: one folder per run (``<key>/``: config, status, metrics by metric hash, weights,
+checkpoint, log, curves, provenance, figures), ``cache/`` shared by all runs, and ``index.sqlite``.
 
-Layout under the store root (``./runs`` by default)::
-
-    index.sqlite            runs, their metrics, and which suite uses which
-    <key>/config.json       the resolved config
-    <key>/status.json       trained | finished | failed (+ reason), written by the worker
-    <key>/metrics.json      metric results by metric hash
-    <key>/model.pt          final weights (state dicts; loaded weights_only)
-    <key>/checkpoint.pt     the last checkpoint while training, for resuming
-    <key>/log.txt, curves.csv, provenance.json, figures/*.png
-    cache/                  shared: classifiers, FID statistics
-
-Only the driver writes the index (workers write their run folder), so a
-cluster never has concurrent SQLite writers. The index is a cache: the run
-folders decide what is done, and the index is rebuilt from them when it is
-damaged or stale.
+Only the driver writes the index (workers write their run folder), so a cluster never has concurrent
+SQLite writers. The index is a cache: the run folders decide what is done, and it is rebuilt from
+them when damaged or stale.
 """
 
 from __future__ import annotations

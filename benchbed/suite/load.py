@@ -221,32 +221,28 @@ def where_problems(suite: Suite, where: dict[str, Any], base: tuple[Any, ...],
     return problems
 
 
-def produced_values(suite: Suite, registry: Registry) -> dict[str, list[str] | None]:
-    """Metric key -> the value names it declares (None: undeclared, or unknown)."""
+def _declared(suite: Suite, registry: Registry, ask: str, *args: Any) -> dict[str, list[str] | None]:
+    """Metric key -> what its ``produces()`` or ``figures_written(...)`` declares (None: nothing,
+    or the metric is unknown or cannot say: reported elsewhere)."""
     out: dict[str, list[str] | None] = {}
     for key, ref in suite.metrics.items():
         try:
             cls = registry.get("metric", ref.name).cls
-            names = cls(cls.Params.model_validate(ref.params)).produces()
+            names = getattr(cls(cls.Params.model_validate(ref.params)), ask)(*args)
             out[key] = None if names is None else [str(n) for n in names]
-        except Exception:  # reported elsewhere, or a metric that cannot say
+        except Exception:
             out[key] = None
     return out
 
 
+def produced_values(suite: Suite, registry: Registry) -> dict[str, list[str] | None]:
+    return _declared(suite, registry, "produces")
+
+
 def written_figures(suite: Suite, registry: Registry) -> list[str] | None:
     """Every figure file the suite's metrics write (None: some metric does not say)."""
-    out: list[str] = []
-    for ref in suite.metrics.values():
-        try:
-            cls = registry.get("metric", ref.name).cls
-            names = cls(cls.Params.model_validate(ref.params)).figures_written(list(suite.corruptions))
-        except Exception:
-            return None
-        if names is None:
-            return None
-        out += [str(n) for n in names]
-    return list(dict.fromkeys(out))
+    written = _declared(suite, registry, "figures_written", list(suite.corruptions)).values()
+    return None if None in written else list(dict.fromkeys(n for names in written for n in names))
 
 
 def value_problem(suite: Suite, produced: dict[str, list[str] | None], metric: str, value: str,
