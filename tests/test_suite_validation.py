@@ -356,3 +356,12 @@ def test_a_profile_may_shrink_the_grid_under_a_filter_that_another_profile_fills
     path.write_text(path.read_text().replace("where: {latent_dim: 8}", "where: {latent_dim: 80}"))
     [problem] = problems_of(path, "ci")
     assert "leaderboards[0].where.latent_dim: latent_dim 80 matches no planned run of this table (they have: 2)" in problem
+
+
+def test_a_where_on_a_grid_param_suggests_the_close_value(write_suite):
+    path = write_suite(TINY_SUITE.replace("seed: [0]}", "seed: [0], params: {encoder.activation: [relu, elu]}}")
+                       .replace("    title: Log-det of the code covariance\n",
+                                "    title: Log-det of the code covariance\n    where: {encoder.activation: rleu}\n"))
+    [problem] = problems_of(path)
+    assert problem.endswith("leaderboards[0].where.encoder.activation: encoder.activation 'rleu' matches no planned "
+                            "run of this table (did you mean 'relu'?) (they have: elu, relu)")

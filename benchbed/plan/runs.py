@@ -21,7 +21,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from benchbed import RESULTS_VERSION
-from benchbed.errors import BenchbedError, UnknownComponent
+from benchbed.errors import BenchbedError, UnknownComponent, did_you_mean
 from benchbed.plugin_api.registry import BUILTIN_DISTRIBUTION, Registry
 from benchbed.publish.findings import parse as parse_comparison, term_methods
 from benchbed.suite.protocol import Suite, Training, matches
@@ -300,8 +300,10 @@ def selection_problems(suite: Suite, runs: list[PlannedRun], locs: Locations,
             for i, v in enumerate(wanted if isinstance(wanted, list) else [wanted]):
                 if v not in have and v not in also:
                     path = base + ("where", key) + ((i,) if isinstance(wanted, list) else ())
+                    close = did_you_mean(v, sorted({h for h in have if isinstance(h, str)})
+                                         ) if isinstance(v, str) else ""
                     problems.append(Problem(str(locs.find(path)), dotted(path),
-                                            f"{key} {v!r} matches no planned run of this {owner} "
+                                            f"{key} {v!r} matches no planned run of this {owner}{close} "
                                             f"(they have: {_listed(have)})"))
 
     for t, table in enumerate(suite.leaderboards):
@@ -329,7 +331,8 @@ def selection_problems(suite: Suite, runs: list[PlannedRun], locs: Locations,
         for i, term in terms:
             method, _, dim = term.partition("@z=")
             dims = [r.latent_dim for r in runs if r.method == method]
-            if dim and dims and int(dim) not in dims + [r.latent_dim for r in elsewhere if r.method == method]:
+            if dim and dims and int(dim) not in dims + [r.latent_dim for r in elsewhere
+                                                        if r.method == method]:
                 path = base + ("holds", i)
                 problems.append(Problem(str(locs.find(path)), dotted(path),
                                         f"{term!r}: method {method!r} has no planned run with latent_dim "

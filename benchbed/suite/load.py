@@ -434,7 +434,8 @@ def load_suite(path: str | Path, profile: str | None = None, registry: Registry 
     data, locs, chosen = apply_profile(dict(data), locs, profile)
     typos = _misspelt_methods(data, known, chosen)
     problems = [Problem(str(locs.find(("methods", key))), f"profiles.{chosen}.methods.{key}",
-                        f"unknown method {key!r}{did_you_mean(str(key), known)} (methods: {', '.join(known)})")
+                        f"unknown method {key!r}{did_you_mean(str(key), known)}"
+                        f" (methods: {', '.join(known)})")
                 for key in typos]
     if typos:  # validated without them, so that their missing fields are not reported too
         data = {**data, "methods": {k: v for k, v in data["methods"].items() if k not in typos}}
