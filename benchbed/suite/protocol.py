@@ -283,7 +283,7 @@ class Suite(Spec):
 
 
 def matches(record: dict[str, Any], where: dict[str, Any]) -> bool:
-    """True when the record has every ``where`` value (a list means any of them)."""
+    """True when a record has every value a table's or a finding's ``where`` asks for (a list: any)."""
     for key, wanted in where.items():
         have = record[key] if key in ("latent_dim", "seed") else record["grid"].get(key)
         if have not in (wanted if isinstance(wanted, list) else [wanted]):
