@@ -114,13 +114,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
                 loaded = load(path, profile, raw=raw)
             except SuiteInvalid as exc:
                 status = 2
-                fresh = [p for p in map(str, exc.problems) if p not in seen]
-                seen.update(fresh)
+                fresh = [p for p in exc.problems if str(p) not in seen]
+                seen.update(map(str, fresh))
                 if fresh:
-                    shown = f" (profile {exc.profile})" if exc.profile else ""
-                    noun = "problem" if len(fresh) == 1 else "problems"
-                    lines = "\n".join(f"  {p}" for p in fresh)
-                    print(f"error: {path}{shown}: {len(fresh)} {noun}:\n{lines}", file=sys.stderr)
+                    print(f"error: {SuiteInvalid(str(path), fresh, exc.profile)}", file=sys.stderr)
                 continue
             except BenchbedError as exc:
                 status = 2
@@ -153,14 +150,19 @@ def _show_component(registry, name: str) -> int:
     for reg in found:
         print(f"{reg.kind} {reg.name}  ({reg.cls.__module__}.{reg.cls.__qualname__}, from {reg.source})")
         print(textwrap.indent(inspect.cleandoc(reg.cls.__doc__ or "(no documentation)"), "    "))
-        if reg.kind == "objective":
-            print(f"    divergence: {reg.cls.describe_divergence()}")
-        print("    parameters:")
-        for field, info in reg.cls.Params.model_fields.items():
-            default = "required" if info.is_required() else repr(info.get_default(call_default_factory=True))
-            print(f"      {info.alias or field} = {default}  {info.description or ''}")
+        _print_params(reg.kind, reg.cls, "    ", "parameters:")
         print()
     return 0
+
+
+def _print_params(kind: str, cls: type, indent: str, title: str = "") -> None:
+    if kind == "objective":
+        print(f"{indent}divergence: {cls.describe_divergence()}")
+    if title:
+        print(indent + title)
+    for field, info in cls.Params.model_fields.items():
+        default = "required" if info.is_required() else repr(info.get_default(call_default_factory=True))
+        print(f"{indent}{'  ' if title else ''}{info.alias or field} = {default}  {info.description or ''}")
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
@@ -180,11 +182,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
                 for name in names:
                     cls = registry.get(kind, name).cls
                     print(f"  {kind} {name}: {cls.summary()}")
-                    if kind == "objective":
-                        print(f"      divergence: {cls.describe_divergence()}")
-                    for field, info in cls.Params.model_fields.items():
-                        default = "required" if info.is_required() else repr(info.get_default(call_default_factory=True))
-                        print(f"      {info.alias or field} = {default}  {info.description or ''}")
+                    _print_params(kind, cls, "      ")
             else:
                 print(f"  {kind}: {', '.join(names)}")
     return 0

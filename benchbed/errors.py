@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import difflib
+from pathlib import Path
 from typing import Iterable
 
 
 class BenchbedError(Exception):
-    """Any error caused by the user's input or environment.
-
-    ``exit_code``: 2 (bad input: a suite, a plugin, missing data) unless a
-    subclass says otherwise.
-    """
+    """Any error caused by the user's input or environment; exit code 2 (bad input) unless a
+    subclass says otherwise."""
 
     exit_code = 2
 
@@ -27,8 +25,6 @@ class NoSpace(WorkStopped):
     """A write failed because the device is full."""
 
     def __init__(self, folder):
-        from pathlib import Path
-
         self.folder = Path(folder)
         super().__init__(f"no space left on the device holding {self.folder}: free some space "
                          "and run the same command again (finished runs are kept, unfinished "

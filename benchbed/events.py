@@ -1,10 +1,5 @@
-"""Progress events: what training, evaluation and executors report while a suite runs.
-
-Events are small frozen dataclasses, picklable, so executors carry them
-from worker processes or cluster nodes back to the driver unchanged. Run
-events carry the run's ``key`` and ``label``; ``benchbed.run.worker`` fills those
-in around what the trainer emits. The display (``benchbed.run.progress``) reads
-them; an executor only forwards them.
+"""Progress events from training, evaluation and executors: small frozen, picklable
+dataclasses that executors forward unchanged to the driver's display (benchbed.run.progress).
 """
 
 from __future__ import annotations

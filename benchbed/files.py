@@ -1,11 +1,8 @@
-"""Writing files safely: one atomic writer, stale temp files, disk full.
+"""Writing files safely: one atomic writer, stale temp files, disk full, locks.
 
-Every file benchbed writes (run status, metrics, checkpoints, weights,
-records, leaderboards, cached data) goes through ``atomic_write``: the bytes
-go to a hidden temp file beside the target (``.NAME.PID.RAND.tmp``, same
-folder so the rename is atomic; hidden and ignored by git), then
-``os.replace`` puts it in place. A killed writer leaves at most a stale temp,
-which ``remove_stale_temps`` clears later; never half a file.
+Every file benchbed writes goes through ``atomic_write``: a hidden temp beside the target
+(``.NAME.PID.RAND.tmp``), then ``os.replace``, so a killed writer leaves at most a stale temp
+(``remove_stale_temps`` clears it), never half a file.
 """
 
 from __future__ import annotations

@@ -30,8 +30,7 @@ from torch import Tensor, nn
 from benchbed.components import (Codes, Corruption, Dataset, DatasetInfo, Decoder, Encoder, Objective,
                                  Prior, Split)
 from benchbed.distributions import DeterministicPosterior, GaussianPosterior
-from benchbed.run.evaluation_context import EvalContext
-from benchbed.run.model import Autoencoder
+from benchbed.run.model import Autoencoder, EvalContext
 
 __all__ = ["prior", "point_codes", "gaussian_codes", "objective", "FlatEncoder", "ReshapeDecoder",
            "ConstantDecoder", "FixedSamplesPrior", "InMemoryDataset", "ReplayModel", "split", "tiny_model", "model",

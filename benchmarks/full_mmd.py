@@ -21,8 +21,7 @@ from torch import nn
 
 from benchbed.plugin_api.components import Decoder, Encoder, Split
 from benchbed.distributions import DeterministicPosterior
-from benchbed.run.evaluation_context import EvalContext
-from benchbed.run.model import Autoencoder
+from benchbed.run.model import Autoencoder, EvalContext
 from benchbed_plugins.metrics.latent_metrics import FullDataMMD
 from benchbed_plugins.priors import NormalPrior
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from benchbed.run.build import build_run
+from benchbed.run.worker import build_run
 from benchbed.plan.runs import plan
 from benchbed.plugin_api.registry import get_registry
 from benchbed.run.worker import configure_torch

@@ -23,8 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from benchbed.plugin_api.components import Split
-from benchbed.run.evaluation_context import EvalContext
-from benchbed.run.model import Autoencoder
+from benchbed.run.model import Autoencoder, EvalContext
 from benchbed_plugins.architectures.mlp import MLP
 from benchbed_plugins.metrics.nll import ImportanceSampledNLL
 from benchbed_plugins.priors import NormalPrior

@@ -293,8 +293,7 @@ class BlankDecoder(torch.nn.Module):
 
 
 def test_every_score_plugin_reads_dsprites_factors_and_scores_oracle_codes_at_the_maximum(tmp_path, monkeypatch):
-    from benchbed.run.evaluation_context import EvalContext
-    from benchbed.run.model import Autoencoder
+    from benchbed.run.model import Autoencoder, EvalContext
     from benchbed.plugins import get_registry
     from benchbed_plugins.datasets import datafiles
     from benchbed_plugins.datasets.dsprites import DSprites

@@ -16,7 +16,7 @@ from benchbed import testing
 from benchbed.plugin_api.components import Corruption, Decoder, Encoder
 from benchbed.distributions import GaussianPosterior
 from benchbed.errors import BenchbedError
-from benchbed.run.evaluation_context import EvalContext
+from benchbed.run.model import EvalContext
 from benchbed_plugins.metrics import figures
 C, H, W = 1, 8, 8  # tiny grey images
 TILE = H + figures.PADDING

@@ -11,7 +11,7 @@ import pytest
 from scipy import stats
 
 from benchbed.publish.findings import verdict
-from benchbed.publish.significance import fmt_p, one_sample, welch
+from benchbed.publish.findings import fmt_p, one_sample, welch
 from benchbed.suite.protocol import Finding
 
 CONVERGED = {"converged": True, "stop": "converged", "epochs": 40, "max_epochs": 100,

@@ -302,3 +302,66 @@ def test_an_equality_claim_without_a_tolerance_is_refused_where_it_is_written(wr
     assert problem.startswith(f"{path}:29: findings[0].holds[0]:") and "needs the finding's `tolerance`" in problem
     write_suite(TINY_SUITE + finding + "    tolerance: 0.5\n", "ok.yaml")
     load_suite(path.parent / "ok.yaml")  # with one, it is fine
+
+
+def test_a_filter_or_a_term_matching_no_planned_run_is_refused_listing_what_the_runs_have(write_suite):
+    path = write_suite(TINY_SUITE.replace("    title: Log-det of the code covariance\n",
+                                          "    title: Log-det of the code covariance\n    where: {latent_dim: 8}\n")
+                       + 'findings:\n  - claim: "z matters"\n    metric: logdet\n    value: logdet_cov\n'
+                         '    where: {seed: [0, 3]}\n    holds: ["elbo@z=2 < elbo@z=16"]\n')
+    text = path.read_text().splitlines()
+    line = {key: 1 + next(i for i, t in enumerate(text) if key in t) for key in ("latent_dim: 8", "[0, 3]", "@z=16")}
+    assert sorted(problems_of(path)) == sorted([
+        f"{path}:{line['latent_dim: 8']}: leaderboards[0].where.latent_dim: latent_dim 8 matches no planned "
+        "run of this table (they have: 2)",
+        f"{path}:{line['[0, 3]']}: findings[0].where.seed[1]: seed 3 matches no planned run of this finding "
+        "(they have: 0)",
+        f"{path}:{line['@z=16']}: findings[0].holds[0]: 'elbo@z=16': method 'elbo' has no planned run with "
+        "latent_dim 16 (it has: 2)"])
+
+
+def test_a_column_on_a_metric_none_of_the_tables_methods_compute_is_refused(write_suite):
+    two_metrics = TINY_SUITE.replace("logdet: {name: logdet_cov}", "logdet: {name: logdet_cov}\n  mmd: {name: mmd}")
+    column = "      - {header: MMD, metric: mmd, value: mmd}\n"
+    path = write_suite(two_metrics.replace("objective: {name: elbo}", "objective: {name: elbo}\n    metrics: [logdet]")
+                       .replace("objective: {name: vimae}", "objective: {name: vimae}\n    metrics: [logdet]")
+                       + column)
+    line = len(path.read_text().splitlines())
+    assert problems_of(path) == [f"{path}:{line}: leaderboards[0].columns[1].metric: no method of this table "
+                                 "computes metric 'mmd' (they compute: logdet)"]
+    # only vimae_n computes it, and the table's `where` keeps elbo alone
+    path = write_suite(two_metrics.replace("objective: {name: elbo}",
+                                           "objective: {name: elbo}\n    metrics: [logdet]\n    latent_dims: [3]")
+                       .replace("    title: Log-det of the code covariance\n",
+                                "    title: Log-det of the code covariance\n    where: {latent_dim: 3}\n")
+                       + column, "where.yaml")
+    line = len(path.read_text().splitlines())
+    assert problems_of(path) == [f"{path}:{line}: leaderboards[0].columns[1].metric: no method of this table "
+                                 "computes metric 'mmd' at latent_dim = 3 (they compute: logdet)"]
+
+
+def test_a_misspelt_method_in_a_profile_is_an_unknown_method_at_its_line(write_suite):
+    path = write_suite(TINY_SUITE + "profiles:\n  cpu:\n    methods:\n      elbow: {label: E}\n")
+    line = len(path.read_text().splitlines())
+    assert problems_of(path, "cpu") == [f"{path}:{line}: profiles.cpu.methods.elbow: unknown method 'elbow' "
+                                        "(did you mean 'elbo'?) (methods: elbo, vimae_n)"]
+
+
+def test_a_profile_may_shrink_the_grid_under_a_filter_that_another_profile_fills(write_suite):
+    path = write_suite(TINY_SUITE.replace("latent_dim: [2]", "latent_dim: [2, 8]")
+                       .replace("    title: Log-det of the code covariance\n",
+                                "    title: Log-det of the code covariance\n    where: {latent_dim: 8}\n")
+                       + "profiles:\n  ci: {grid: {latent_dim: [2]}}\n  typo: {grid: {latent_dim: [2]}}\n")
+    load(path, "ci")
+    path.write_text(path.read_text().replace("where: {latent_dim: 8}", "where: {latent_dim: 80}"))
+    [problem] = problems_of(path, "ci")
+    assert "leaderboards[0].where.latent_dim: latent_dim 80 matches no planned run of this table (they have: 2)" in problem
+
+
+def test_a_where_on_a_grid_param_suggests_the_close_value(write_suite):
+    path = write_suite(TINY_SUITE.replace("seed: [0]}", "seed: [0], params: {encoder.activation: [relu, elu]}}")
+                       .replace("    title: Log-det of the code covariance\n",
+                                "    title: Log-det of the code covariance\n    where: {encoder.activation: rleu}\n"))
+    [problem] = problems_of(path)
+    assert problem.endswith("leaderboards[0].where.encoder.activation: encoder.activation 'rleu' matches no planned "
+                            "run of this table (did you mean 'relu'?) (they have: elu, relu)")

@@ -1,10 +1,5 @@
-"""Which executor runs a suite, and with what options: the suite's own
-``executor`` (else ``local``), with the command line's choices on top.
-
-The command line names no executor's options itself: ``--executor-opt
-KEY=VALUE`` sets any param, and the flags executors declare in
-``cli_shorthands`` (``--jobs``, ``--address``) reach the chosen executor's
-param here."""
+"""Which executor runs a suite, and with what options: the suite's ``executor`` (else
+``local``) under the command line's ``--executor``, ``--executor-opt`` and executors' shorthand flags."""
 
 from __future__ import annotations
 

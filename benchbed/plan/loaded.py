@@ -1,19 +1,15 @@
-"""A suite loaded once per command: read, checked completely and planned.
-
-Each command builds one ``LoadedSuite`` with ``load`` and hands it down, so
-the YAML is read, its profile applied and its runs planned once, however many
-parts (the driver, the leaderboard, the deviations) need them.
-"""
+"""A suite loaded once per command: read, checked completely and planned, then handed
+down to every part that needs it."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchbed.plan.runs import PlannedRun, plan_checked
+from benchbed.errors import BenchbedError
+from benchbed.plan.runs import PlannedRun, plan, plan_checked, selection_problems
 from benchbed.plugin_api.registry import Registry, get_registry
-from benchbed.suite.capabilities import factor_problems
-from benchbed.suite.load import SuiteInvalid, load_suite
+from benchbed.suite.load import SuiteInvalid, factor_problems, load_suite
 from benchbed.suite.protocol import Suite
 from benchbed.suite.source import Locations, load_raw, profile_names
 
@@ -36,6 +32,19 @@ class LoadedSuite:
         return profile_names(self.raw)[1]
 
 
+def _planned_elsewhere(path: Path, raw: tuple[dict, Locations], profile: str | None,
+                       registry: Registry) -> list[PlannedRun]:
+    """The runs of the suite's other profiles (those that load; no profile is one without a default)."""
+    runs = []
+    names, default = profile_names(raw[0])
+    for name in names + ([None] if default is None else []):
+        try:
+            runs += plan(load_suite(path, name, registry, raw)[0], registry) if name != profile else []
+        except BenchbedError:
+            pass
+    return runs
+
+
 def load(path: str | Path, profile: str | None = None, registry: Registry | None = None,
          raw: tuple[dict, Locations] | None = None) -> LoadedSuite:
     """Read (or take ``raw``, ``load_raw``'s result), check and plan a suite;
@@ -47,6 +56,9 @@ def load(path: str | Path, profile: str | None = None, registry: Registry | None
     runs, problems = plan_checked(suite, registry, locs)
     if not problems:
         problems = factor_problems(suite, registry, locs)
+    if not problems and selection_problems(suite, runs, locs):
+        problems = selection_problems(suite, runs, locs, _planned_elsewhere(path, (data, data_locs),
+                                                                             suite.profile, registry))
     if problems:
         raise SuiteInvalid(str(path), list(dict.fromkeys(problems)), suite.profile)  # one line each
     return LoadedSuite(path, data, data_locs, suite, locs, runs)

@@ -21,9 +21,10 @@ from typing import Any
 from pydantic import ValidationError
 
 from benchbed import RESULTS_VERSION
-from benchbed.errors import BenchbedError, UnknownComponent
+from benchbed.errors import BenchbedError, UnknownComponent, did_you_mean
 from benchbed.plugin_api.registry import BUILTIN_DISTRIBUTION, Registry
-from benchbed.suite.protocol import Suite, Training
+from benchbed.publish.findings import parse as parse_comparison, term_methods
+from benchbed.suite.protocol import Suite, Training, matches
 from benchbed.suite.load import Problem, dotted
 from benchbed.suite.source import Locations, merge_dicts
 
@@ -269,3 +270,71 @@ def plan_checked(suite: Suite, registry: Registry, locs: Locations
                                     f"identical to {keys[run.key]} (same config, same key)"))
         keys[run.key] = run.name
     return runs, problems
+
+
+def _listed(values: list[Any]) -> str:
+    """Distinct values, numbers in order first."""
+    def order(v: Any) -> tuple:
+        return (0, v, "") if isinstance(v, (int, float)) and not isinstance(v, bool) else (1, 0, str(v))
+    ordered = sorted(values, key=order)
+    return ", ".join(dict.fromkeys(map(str, ordered)))
+
+
+def selection_problems(suite: Suite, runs: list[PlannedRun], locs: Locations,
+                       elsewhere: list[PlannedRun] = ()) -> list[Problem]:
+    """``where`` values, ``@z=`` terms and columns that no planned run fills: they would leave a table
+    or a finding empty in silence. A value another profile plans (``elsewhere``) is fine: a profile may
+    shrink the grid. Tables and findings whose methods this profile does not run are skipped."""
+    problems: list[Problem] = []
+
+    def record(run: PlannedRun) -> dict[str, Any]:
+        return {"latent_dim": run.latent_dim, "seed": run.seed, "grid": run.grid}
+
+    def value(run: PlannedRun, key: str) -> Any:
+        return record(run)[key] if key in ("latent_dim", "seed") else run.grid.get(key)
+
+    def unmatched(base: tuple[Any, ...], methods: Any, where: dict[str, Any], owner: str) -> None:
+        for key, wanted in where.items():
+            have = [value(r, key) for r in runs if r.method in methods]
+            also = [value(r, key) for r in elsewhere if r.method in methods]
+            for i, v in enumerate(wanted if isinstance(wanted, list) else [wanted]):
+                if v not in have and v not in also:
+                    path = base + ("where", key) + ((i,) if isinstance(wanted, list) else ())
+                    close = did_you_mean(v, sorted({h for h in have if isinstance(h, str)})
+                                         ) if isinstance(v, str) else ""
+                    problems.append(Problem(str(locs.find(path)), dotted(path),
+                                            f"{key} {v!r} matches no planned run of this {owner}{close} "
+                                            f"(they have: {_listed(have)})"))
+
+    for t, table in enumerate(suite.leaderboards):
+        base, methods = ("leaderboards", t), table.methods or list(suite.methods)
+        if not any(r.method in methods for r in runs):
+            continue
+        unmatched(base, methods, table.where, "table")
+        kept = [r for r in runs if r.method in methods and matches(record(r), table.where)]
+        computed = {m for r in kept for m in r.evaluation["metrics"]}
+        at = "".join(f" at {k} = {v}" for k, v in table.where.items())
+        for c, column in enumerate(table.columns):
+            if kept and column.metric not in computed:
+                path = base + ("columns", c, "metric")
+                problems.append(Problem(str(locs.find(path)), dotted(path),
+                                        f"no method of this table computes metric {column.metric!r}{at} "
+                                        f"(they compute: {_listed(computed) or 'nothing'})"))
+    for f, finding in enumerate(suite.findings):
+        base = ("findings", f)
+        terms = [(i, term) for i, text in enumerate(finding.holds)
+                 for term in parse_comparison(text)[::2] if term_methods(term) is not None]
+        methods = {term_methods(term) for _, term in terms}
+        if not any(r.method in methods for r in runs):
+            continue
+        unmatched(base, methods, finding.where, "finding")
+        for i, term in terms:
+            method, _, dim = term.partition("@z=")
+            dims = [r.latent_dim for r in runs if r.method == method]
+            if dim and dims and int(dim) not in dims + [r.latent_dim for r in elsewhere
+                                                        if r.method == method]:
+                path = base + ("holds", i)
+                problems.append(Problem(str(locs.find(path)), dotted(path),
+                                        f"{term!r}: method {method!r} has no planned run with latent_dim "
+                                        f"{dim} (it has: {_listed(dims)})"))
+    return problems

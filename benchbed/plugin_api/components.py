@@ -22,9 +22,8 @@ from benchbed.plugin_api.kinds import KINDS, TABLE  # noqa: F401  (KINDS: public
 
 if TYPE_CHECKING:
     from benchbed.distributions import Posterior
-    from benchbed.run.evaluation_context import EvalContext
+    from benchbed.run.model import Autoencoder, EvalContext
     from benchbed.events import OnEvent
-    from benchbed.run.model import Autoencoder
     from benchbed.run.tasks import RunTask, TaskOutcome
 
 

@@ -39,5 +39,3 @@ def _spec(kind: Kind):
 for _kind in TABLE:
     globals()[_kind.hook] = _spec(_kind)
 del _kind
-
-HOOK_FOR_KIND = {kind.name: kind.hook for kind in TABLE}

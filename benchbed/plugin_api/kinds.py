@@ -1,9 +1,5 @@
-"""The kinds of component, in one table: each kind's hook, base class and description.
-
-The hook specs (``benchbed.plugin_api.hookspecs``), the base classes' registry
-(``benchbed.components.BASES``), the registry's kinds and every listing
-derive from ``TABLE``. This module imports nothing heavy (no torch), so the
-hook specs stay cheap to import.
+"""The kinds of component, in one table (hook, base class, description) from which the
+hook specs, the bases' registry and every listing derive. Imports no torch.
 """
 
 from __future__ import annotations
@@ -48,5 +44,4 @@ TABLE: tuple[Kind, ...] = (
 )
 
 KINDS: tuple[str, ...] = tuple(k.name for k in TABLE)
-BY_NAME: dict[str, Kind] = {k.name: k for k in TABLE}
 HOOKS: tuple[str, ...] = tuple(k.hook for k in TABLE)

@@ -1,16 +1,9 @@
-"""Finding plugins and the registry of what they registered.
+"""Loading plugins and the registry of what they registered.
 
-Plugins come from three places, in this order:
-
-1. the built-ins: the modules named in ``DEFAULT_PLUGINS`` (the
-   ``benchbed_plugins`` package, shipped from ``plugins/`` in this
-   repository), in that order;
-2. installed distributions that declare an entry point in the ``benchbed``
-   group (skipped when ``BENCHBED_DISABLE_PLUGIN_AUTOLOAD`` is set);
-3. modules named by import path in ``BENCHBED_PLUGINS`` (comma separated) or
-   with ``benchbed --plugin MODULE``, for quick local experiments.
-
-Two plugins registering one name in one kind is an error naming both.
+Plugins come, in this order, from the built-ins (``DEFAULT_PLUGINS``, the ``benchbed_plugins``
+package), from distributions with an entry point in the ``benchbed`` group (unless
+``BENCHBED_DISABLE_PLUGIN_AUTOLOAD`` is set), and from modules named in ``BENCHBED_PLUGINS`` or by
+``benchbed --plugin``. Two plugins registering one name in one kind is an error naming both.
 """
 
 from __future__ import annotations
@@ -19,11 +12,9 @@ import importlib
 import importlib.metadata as metadata
 import os
 from dataclasses import dataclass
-from types import ModuleType
 from typing import Any, Iterable
 
 import pluggy
-from pydantic import BaseModel
 
 import benchbed
 from benchbed.plugin_api import hookspecs
@@ -102,9 +93,6 @@ class Registry:
         except KeyError:
             raise UnknownComponent(kind, name, self._entries[kind]) from None
 
-    def params_model(self, kind: str, name: str) -> type[BaseModel]:
-        return self.get(kind, name).cls.Params
-
     def create(self, kind: str, spec: dict[str, Any] | str) -> Component:
         """Build a component from ``{"name": ..., **params}`` or a bare name."""
         if isinstance(spec, str):
@@ -125,20 +113,6 @@ class Registry:
             yield from (self._entries[kind][n] for n in sorted(self._entries[kind]))
 
 
-def _builtin_modules() -> list[ModuleType]:
-    return [importlib.import_module(name) for name in DEFAULT_PLUGINS]
-
-
-def _benchbed_version() -> str:
-    return benchbed.__version__  # read when called: tests change it
-
-
-def _make_manager() -> pluggy.PluginManager:
-    pm = pluggy.PluginManager("benchbed")
-    pm.add_hookspecs(hookspecs)
-    return pm
-
-
 def _register_module(pm: pluggy.PluginManager, module: Any, name: str) -> None:
     if pm.get_plugin(name) is not None or pm.is_registered(module):
         return
@@ -147,29 +121,25 @@ def _register_module(pm: pluggy.PluginManager, module: Any, name: str) -> None:
 
 def load_registry(extra_modules: Iterable[str] = (), autoload: bool | None = None) -> Registry:
     """Load every plugin and collect what it registers."""
-    pm = _make_manager()
+    pm = pluggy.PluginManager("benchbed")
+    pm.add_hookspecs(hookspecs)
     sources: dict[str, Source] = {}
-    version = _benchbed_version()
-
-    for module in _builtin_modules():
+    for module in map(importlib.import_module, DEFAULT_PLUGINS):
         _register_module(pm, module, module.__name__)
-        sources[module.__name__] = Source(module.__name__, BUILTIN_DISTRIBUTION, version)
+        sources[module.__name__] = Source(module.__name__, BUILTIN_DISTRIBUTION, benchbed.__version__)
 
     if autoload is None:
         autoload = not os.environ.get(ENV_DISABLE_AUTOLOAD)
     if autoload:
         for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+            dist, version = (ep.dist.name, ep.dist.version) if ep.dist else ("?", "?")
             try:
                 module = ep.load()
             except Exception as exc:  # a broken third-party plugin must say who it is
-                dist = ep.dist.name if ep.dist else "?"
                 raise PluginError(f"plugin {ep.name!r} from distribution {dist!r} failed to "
                                   f"load: {type(exc).__name__}: {exc}") from exc
-            name = f"{ep.name}"
-            _register_module(pm, module, name)
-            dist = ep.dist
-            sources[name] = Source(ep.value, dist.name if dist else "?",
-                                   dist.version if dist else "?")
+            _register_module(pm, module, ep.name)
+            sources[ep.name] = Source(ep.value, dist, version)
 
     env_modules = [m.strip() for m in os.environ.get(ENV_PLUGINS, "").split(",") if m.strip()]
     for path in [*env_modules, *extra_modules]:

@@ -70,7 +70,7 @@ def _default(flat: dict[str, Any], key: str) -> Any:
         kind, name = _component_kind(parts[:-1]), flat.get(f"{prefix}.name")
         if kind and isinstance(name, str):
             try:
-                model = get_registry().params_model(kind, name)
+                model = get_registry().get(kind, name).cls.Params
             except Exception:  # an unknown plugin here: validation reports it
                 return None
     info = model.model_fields.get(field) if model is not None else None

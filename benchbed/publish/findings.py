@@ -1,23 +1,19 @@
 """Checking a paper's qualitative claims against the records, beyond the seed spread.
 
-Each comparison of a finding is a t-test over the runs' seeds
-(benchbed.publish.significance) at the 5% level:
+Each comparison is a t-test over the runs' seeds at the 5% level: Welch's t-test, one-sided in the
+claimed direction, for ``a > b`` and ``a >= b`` (the finding's ``tolerance`` as a non-inferiority
+margin); two one-sided tests (TOST) within the tolerance for ``a ~ b``; a one-sample t-test against
+a number. Welch (1947), with s^2 the sample variances:
 
-* ``a > b``, ``a < b``: Welch's t-test, one-sided in the claimed direction;
-  ``a >= b``, ``a <= b``: the same with the finding's ``tolerance`` as a
-  non-inferiority margin (a >= b - tolerance), so with no tolerance it is
-  the strict test;
-* ``a ~ b``: two one-sided tests (TOST): |a - b| < tolerance on both sides;
-* a number on one side: a one-sample t-test.
+    t  = (mean_a - mean_b - shift) / se,   se^2 = s_a^2 / n_a + s_b^2 / n_b
+    df = se^4 / ((s_a^2/n_a)^2 / (n_a - 1) + (s_b^2/n_b)^2 / (n_b - 1))
 
-A part holds when its test rejects the opposite; it fails when the test in
-the other direction rejects the claim (refuted); else it is unsure. With
-fewer than 2 seeds on a side nothing is tested ("n=1"). A finding is
-reproduced when every part holds, refuted when any part fails, otherwise
-inconclusive; and inconclusive: under-trained whenever one of its runs
-stopped on its epoch budget rather than on convergence (benchbed.publish.flags),
-whatever the test says. A part that needs a value at an estimator's ceiling
-to be low cannot hold (the true value may be higher).
+and one-sample t = (mean - mu) / (s / sqrt(n)), df = n - 1; ``shift`` moves the null hypothesis, which
+is how margins enter. A part holds when its test rejects the opposite and fails when the test the other
+way rejects the claim; a finding is reproduced when every part holds, refuted when any fails, else
+inconclusive: always with fewer than 2 seeds on a side ("n=1"), and "under-trained" whenever one of
+its runs stopped on its epoch budget (benchbed.publish.flags). A part that needs a value at an
+estimator's ceiling to be low cannot hold (the true value may be higher).
 """
 
 from __future__ import annotations
@@ -29,12 +25,78 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
-from benchbed.publish import flags
-from benchbed.publish.selection import matches as _matches
-from benchbed.publish.significance import ALPHA, TStatistic, fmt_p, fmt_t, one_sample, welch
-from benchbed.suite.protocol import Finding, Suite
+from scipy.special import stdtr
 
-OPS = ("<=", ">=", "<", ">", "~")
+from benchbed.publish import flags
+from benchbed.suite.protocol import Finding, Suite, matches
+
+ALPHA = 0.05  # one-sided level of every test
+
+
+@dataclass(frozen=True)
+class TStatistic:
+    """t and its degrees of freedom for the difference ``estimate - shift``."""
+
+    estimate: float  # mean_a - mean_b, or mean - mu
+    se: float
+    df: float
+    shift: float = 0.0
+
+    def at(self, shift: float) -> "TStatistic":
+        return TStatistic(self.estimate, self.se, self.df, shift)
+
+    @property
+    def t(self) -> float:
+        diff = self.estimate - self.shift
+        if self.se > 0:
+            return diff / self.se
+        # No spread on either side: the difference is exact.
+        return math.copysign(math.inf, diff) if diff else 0.0
+
+    def p_greater(self) -> float:
+        """P(T >= t) under the null: the one-sided p for 'difference > shift'."""
+        if math.isinf(self.t) or self.se == 0:
+            return 0.0 if self.t > 0 else 1.0
+        return float(stdtr(self.df, -self.t))
+
+    def p_less(self) -> float:
+        """P(T <= t) under the null: the one-sided p for 'difference < shift'."""
+        if math.isinf(self.t) or self.se == 0:
+            return 0.0 if self.t < 0 else 1.0
+        return float(stdtr(self.df, self.t))
+
+
+def welch(a: list[float], b: list[float]) -> TStatistic:
+    """Welch's t for mean(a) - mean(b); each side needs at least 2 values."""
+    if len(a) < 2 or len(b) < 2:
+        raise ValueError("Welch's t-test needs at least 2 values on each side")
+    va, vb = statistics.variance(a) / len(a), statistics.variance(b) / len(b)
+    se2 = va + vb
+    denominator = va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1)
+    df = se2 ** 2 / denominator if denominator > 0 else math.nan
+    return TStatistic(statistics.fmean(a) - statistics.fmean(b), math.sqrt(se2), df)
+
+
+def one_sample(a: list[float], mu: float) -> TStatistic:
+    """One-sample t for mean(a) - mu; needs at least 2 values."""
+    if len(a) < 2:
+        raise ValueError("a one-sample t-test needs at least 2 values")
+    se = statistics.stdev(a) / math.sqrt(len(a))
+    return TStatistic(statistics.fmean(a) - mu, se, float(len(a) - 1))
+
+
+def fmt_p(p: float) -> str:
+    """'p = 0.012' or 'p < 0.001'."""
+    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
+
+
+def fmt_t(stat: TStatistic) -> str:
+    t = stat.t
+    t_text = ("+∞" if t > 0 else "−∞") if math.isinf(t) else f"{t:.2f}"
+    df_text = "—" if math.isnan(stat.df) else f"{stat.df:.1f}"
+    return f"t = {t_text}, df = {df_text}"
+
+
 TERM = r"([A-Za-z_][\w.-]*(?:@z=\d+)?|[-+]?\d+(?:\.\d+)?)"
 COMPARISON = re.compile(rf"^\s*{TERM}\s*(<=|>=|<|>|~)\s*{TERM}\s*$")
 
@@ -98,7 +160,7 @@ def _term(term: str, finding: Finding, records: list[dict[str, Any]]) -> Term | 
         if dim and r["latent_dim"] != int(dim):
             continue
         where = {k: v for k, v in finding.where.items() if not (dim and k == "latent_dim")}
-        if not _matches(r, where):
+        if not matches(r, where):
             continue
         value = r["metrics"].get(finding.metric, {}).get(finding.value)
         if value is not None and math.isfinite(value):

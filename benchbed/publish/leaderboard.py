@@ -1,13 +1,7 @@
-"""Markdown leaderboards built from run records alone.
+"""Markdown leaderboards from run records alone, so a page rebuilds byte for byte.
 
-Each table row is a method (and latent size, when asked), each cell the
-mean ± std over seeds with n, the best value per column in bold, and the
-paper's value with our difference beside it. Runs that stopped on their
-budget, collapsed runs and values at an estimator's ceiling or floor are
-marked (benchbed.publish.flags) and never bolded. Below the tables: figures,
-findings with their tests, deviations from the paper's protocol, and a
-provenance footer. Nothing here reads the clock or the machine, so the
-output is a function of the suite and the records.
+Cells are mean ± std over seeds; the best per column is bold, never a value that
+benchbed.publish.flags marks (under-trained, collapsed, at an estimator's bound).
 """
 
 from __future__ import annotations
@@ -23,8 +17,7 @@ from tabulate import tabulate
 from benchbed.publish import flags
 from benchbed.publish.findings import render_findings
 from benchbed.publish.provenance import provenance_footer
-from benchbed.publish.selection import matches as _matches
-from benchbed.suite.protocol import Column, Suite, Table
+from benchbed.suite.protocol import Column, Suite, Table, matches
 
 # (method key, latent size or None, the grid values that vary across runs)
 Row = tuple[str, int | None, tuple[tuple[str, str], ...]]
@@ -119,7 +112,7 @@ def _grid_items(record: dict[str, Any], keys: list[str]) -> tuple[tuple[str, str
 def _layout(table: Table, records: list[dict[str, Any]]) -> tuple[bool, list[str]]:
     """Whether rows split by latent size, and by which grid keys: never pool
     runs that differ in anything but the seed."""
-    matching = [r for r in records if _matches(r, table.where)]
+    matching = [r for r in records if matches(r, table.where)]
     by_dim = table.by_latent_dim or any(
         len({r["latent_dim"] for r in matching if r["method"] == m}) > 1
         for m in {r["method"] for r in matching})
@@ -131,7 +124,7 @@ def _layout(table: Table, records: list[dict[str, Any]]) -> tuple[bool, list[str
 def _rows(table: Table, suite: Suite, records: list[dict[str, Any]], by_dim: bool,
           varying: list[str]) -> list[Row]:
     methods = table.methods or list(suite.methods)
-    matching = [r for r in records if _matches(r, table.where)]
+    matching = [r for r in records if matches(r, table.where)]
     rows: list[Row] = []
     for method in methods:
         present = sorted({(r["latent_dim"] if by_dim else None, _grid_items(r, varying))
@@ -152,7 +145,7 @@ def _rows(table: Table, suite: Suite, records: list[dict[str, Any]], by_dim: boo
 def _records_for(row: Row, records: list[dict[str, Any]], where: dict[str, Any],
                  varying: list[str] = ()) -> list[dict[str, Any]]:
     method, dim, grid = row
-    return [r for r in records if r["method"] == method and _matches(r, where)
+    return [r for r in records if r["method"] == method and matches(r, where)
             and (dim is None or r["latent_dim"] == dim)
             and (not grid or _grid_items(r, list(varying)) == grid)]
 
@@ -161,7 +154,7 @@ def _missing_values(table: Table, records: list[dict[str, Any]]) -> list[str]:
     """Columns naming a value the metric never reports: say what it does report."""
     notes = []
     for column in table.columns:
-        reported = {k for r in records if _matches(r, table.where)
+        reported = {k for r in records if matches(r, table.where)
                     for k in r["metrics"].get(column.metric, {})}
         if reported and column.value not in reported:
             notes.append(f"- column {column.header!r}: metric {column.metric!r} reports no value "

@@ -199,8 +199,3 @@ def read_records(leaderboard_dir: Path, name: str) -> tuple[list[dict[str, Any]]
             record["provenance"] = {}
         records.append(record)
     return records, bad
-
-
-def load_records(leaderboard_dir: Path, name: str) -> list[dict[str, Any]]:
-    """The usable records (see ``read_records`` for the unusable ones)."""
-    return read_records(leaderboard_dir, name)[0]

@@ -160,17 +160,10 @@ def run_suite(loaded: LoadedSuite, store_root: Path, executor: dict[str, Any],
                              problems=[str(b) for b in bad])
         runner = registry.create("executor", executor_spec)
         threads = runner.threads_per_task()
-        by_key: dict[str, PlannedRun] = {}
-        tasks = []
-        for run in todo:
-            folder = store.prepare(run)
-            by_key[run.key] = run
-            tasks.append(RunTask(key=run.key, config={**run.config, "evaluation": run.evaluation},
-                                 run_dir=str(folder.resolve()), cache_dir=str(store.cache_dir.resolve()),
-                                 threads=threads, label=run.name))
+        by_key = {run.key: run for run in todo}
         for run in runs:
-            if run.key not in todo_keys:
-                store.prepare(run)  # keeps the suite -> run map current
+            store.prepare(run)  # the run folder, and the index's suite -> run map
+        tasks = _tasks_for(todo, store, threads)
         with_figures = first_seeds(runs)
         progress.start(len(tasks), report.skipped, f"{suite.name} ({suite.profile or 'default'})")
         try:

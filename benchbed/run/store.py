@@ -1,20 +1,9 @@
-"""The run store: one folder per run, and an SQLite index of them all.
+"""The run store: one folder per run (``<key>/``: config, status, metrics by metric hash, weights,
+checkpoint, log, curves, provenance, figures), ``cache/`` shared by all runs, and ``index.sqlite``.
 
-Layout under the store root (``./runs`` by default)::
-
-    index.sqlite            runs, their metrics, and which suite uses which
-    <key>/config.json       the resolved config
-    <key>/status.json       trained | finished | failed (+ reason), written by the worker
-    <key>/metrics.json      metric results by metric hash
-    <key>/model.pt          final weights (state dicts; loaded weights_only)
-    <key>/checkpoint.pt     the last checkpoint while training, for resuming
-    <key>/log.txt, curves.csv, provenance.json, figures/*.png
-    cache/                  shared: classifiers, FID statistics
-
-Only the driver writes the index (workers write their run folder), so a
-cluster never has concurrent SQLite writers. The index is a cache: the run
-folders decide what is done, and the index is rebuilt from them when it is
-damaged or stale.
+Only the driver writes the index (workers write their run folder), so a cluster never has concurrent
+SQLite writers. The index is a cache: the run folders decide what is done, and it is rebuilt from
+them when damaged or stale.
 """
 
 from __future__ import annotations
@@ -236,42 +225,23 @@ class Store:
             return folder.get("status"), folder.get("reason")
         return None, None
 
-    def missing_metrics(self, run: PlannedRun, retry_failed: bool = False) -> list[str]:
-        """Metric keys not evaluated yet (and failed ones, with ``retry_failed``)."""
+    def _entries(self, run: PlannedRun) -> dict[str, dict[str, Any] | None]:
+        """This suite's metric keys -> the run's result for each (None: not evaluated)."""
         done = read_object(self.run_dir(run.key) / "metrics.json")
-        missing = []
-        for k, mhash in metric_hashes(run.evaluation).items():
-            entry = _entry(done, mhash)
-            if entry is None or (retry_failed and "error" in entry):
-                missing.append(k)
-        return missing
+        return {k: _entry(done, mhash) for k, mhash in metric_hashes(run.evaluation).items()}
 
     def metric_errors(self, run: PlannedRun) -> dict[str, str]:
-        done = read_object(self.run_dir(run.key) / "metrics.json")
-        out = {}
-        for k, mhash in metric_hashes(run.evaluation).items():
-            entry = _entry(done, mhash)
-            if entry is not None and "error" in entry:
-                out[k] = entry["error"]
-        return out
-
-    def needs_work(self, run: PlannedRun, retry_failed: bool = False) -> bool:
-        status, _ = self.status(run.key)
-        if status == "failed":
-            return retry_failed
-        if status != "finished":
-            return True
-        return bool(self.missing_metrics(run, retry_failed))
+        return {k: e["error"] for k, e in self._entries(run).items() if e is not None and "error" in e}
 
     def metric_values(self, run: PlannedRun) -> dict[str, dict[str, float]]:
-        """This suite's metric keys -> values, for a run."""
-        done = read_object(self.run_dir(run.key) / "metrics.json")
-        out = {}
-        for k, mhash in metric_hashes(run.evaluation).items():
-            entry = _entry(done, mhash)
-            if entry is not None and "error" not in entry:
-                out[k] = entry["values"]
-        return out
+        return {k: e["values"] for k, e in self._entries(run).items() if e is not None and "error" not in e}
+
+    def needs_work(self, run: PlannedRun, retry_failed: bool = False) -> bool:
+        """Not finished, or a metric not evaluated yet (or failed, with ``retry_failed``)."""
+        status, _ = self.status(run.key)
+        if status != "finished":
+            return status != "failed" or retry_failed
+        return any(e is None or (retry_failed and "error" in e) for e in self._entries(run).values())
 
     # -- writing (driver only)
 

@@ -1,10 +1,5 @@
-"""A run task: the unit an executor ships to a worker.
-
-Tasks and outcomes are plain, picklable data, so any executor (a local
-process pool, a cluster) can carry them. A worker calls
-``benchbed.run.worker.execute``; only
-the driver writes the store's index.
-"""
+"""A run task and its outcome: plain picklable data that any executor carries to a worker
+(which calls ``benchbed.run.worker.execute``) and back. Imports no torch."""
 
 from __future__ import annotations
 

@@ -1,9 +1,5 @@
-"""The training loop: minibatches, extra players, checkpoints, divergence checks.
-
-The loop is deliberately plain (a shuffled index over an in-memory tensor)
-so the harness costs about what a hand-written PyTorch loop costs; see
-``benchmarks/harness_overhead.py``.
-"""
+"""The training loop: minibatches, extra players, checkpoints, divergence checks; plain
+enough to cost what a hand-written PyTorch loop costs (``benchmarks/harness_overhead.py``)."""
 
 from __future__ import annotations
 

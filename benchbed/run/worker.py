@@ -9,15 +9,15 @@ from __future__ import annotations
 import csv
 import time
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from benchbed.run.build import BuiltRun, build_run, resolve_device
-from benchbed.plugin_api.components import Split
+from benchbed.plugin_api.components import Dataset, DatasetInfo, Objective, Split
 from benchbed.errors import BenchbedError, NoSpace, RunDiverged
-from benchbed.run.evaluation_context import EvalContext
+from benchbed.run.model import Autoencoder, EvalContext
 from benchbed.events import Done, Evaluating, OnEvent, RunEvent, Started, ignore
 from benchbed.files import (atomic_torch_save, atomic_write, file_lock, is_no_space, load_error,
                             no_space_folder, remove_stale_temps, set_aside)
@@ -29,6 +29,42 @@ from benchbed.run.tasks import RunTask, TaskOutcome
 from benchbed.run.train import CHECKPOINT, train
 
 WEIGHTS = "model.pt"
+
+
+@dataclass
+class BuiltRun:
+    model: Autoencoder
+    objective: Objective
+    dataset: Dataset
+    info: DatasetInfo
+
+
+def resolve_device(spec: str) -> torch.device:
+    """'auto' picks CUDA when present, else CPU."""
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(spec)
+
+
+def build_run(config: dict[str, Any], registry: Registry) -> BuiltRun:
+    """Networks are initialised from the run seed, so a run is repeatable."""
+    method = config["method"]
+    latent_dim = int(config["latent_dim"])
+    dataset = registry.create("dataset", config["dataset"])
+    info = dataset.info()
+    torch.manual_seed(int(config["seed"]))
+    prior = registry.create("prior", method["prior"])
+    encoder = registry.create("architecture", method["encoder"]).build_encoder(info.shape, latent_dim)
+    decoder = registry.create("architecture", method["decoder"]).build_decoder(info.shape, latent_dim)
+    model = Autoencoder(encoder, decoder, prior, latent_dim)
+    objective = registry.create("objective", method["objective"])
+    refusal = objective.divergence_refusal(method["divergence"]["name"] if method.get("divergence") else None)
+    if refusal is not None:  # plan refuses this first; a hand-made config may not have been planned
+        raise ValueError(f"objective {method['objective']['name']!r} {refusal}")
+    divergence = (registry.create("divergence", method["divergence"])
+                  if method.get("divergence") else None)
+    objective.bind(divergence, latent_dim)
+    return BuiltRun(model=model, objective=objective, dataset=dataset, info=info)
 
 
 def configure_torch(threads: int) -> None:
@@ -150,25 +186,16 @@ def _evaluate(task: RunTask, built: BuiltRun, registry: Registry, run_dir: Path,
 
 
 def execute(task: RunTask, on_event: "OnEvent | None" = None) -> TaskOutcome:
-    """Train (or resume) and evaluate one run, sending ``benchbed.events`` to
-    ``on_event``; never raises for run failures. What an executor calls in a
-    worker for each task."""
-    return run_task(task, on_event or ignore)
-
-
-def run_task(task: RunTask, on_event: OnEvent) -> TaskOutcome:
-    """Train and evaluate one run; every failure becomes a ``failed`` outcome.
-
-    The run folder is locked meanwhile (``.lock``, an exclusive flock, freed
-    by the kernel however the process ends); a run another process is already
-    running is ``skipped``, untouched.
-    """
+    """Train (or resume) and evaluate one run, sending ``benchbed.events`` to ``on_event``: what an
+    executor calls in a worker for each task. Every failure becomes a ``failed`` outcome, never an
+    exception. The run folder is locked meanwhile (``.lock``, an flock freed by the kernel however
+    the process ends); a run another process is running is ``skipped``, untouched."""
     run_dir = Path(task.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     with file_lock(run_dir / LOCK, wait=False) as held:
         if not held:
             return TaskOutcome(task.key, "skipped", "another process is running this run")
-        return _run_task_locked(task, on_event)
+        return _run_task_locked(task, on_event or ignore)
 
 
 def _load_weights(run_dir: Path, built: BuiltRun) -> bool:
@@ -179,7 +206,7 @@ def _load_weights(run_dir: Path, built: BuiltRun) -> bool:
         built.model.load_state_dict(state["model"])
         built.objective.load_state_dict(state["objective"])
     except Exception as exc:  # truncated, not a zip, wrong keys or shapes
-        set_aside(run_dir / WEIGHTS, _short(exc), lambda text: _log(run_dir, text + "; training again"))
+        set_aside(run_dir / WEIGHTS, load_error(exc), lambda text: _log(run_dir, text + "; training again"))
         return False
     return True
 
@@ -200,7 +227,7 @@ def _check_checkpoint(run_dir: Path) -> None:
         if missing:
             raise ValueError(f"not a benchbed checkpoint (no {', '.join(missing)})")
     except Exception as exc:
-        set_aside(path, _short(exc), lambda text: _log(run_dir, text + "; training from scratch"))
+        set_aside(path, load_error(exc), lambda text: _log(run_dir, text + "; training from scratch"))
 
 
 def _reason(exc: BaseException) -> str:
@@ -208,10 +235,6 @@ def _reason(exc: BaseException) -> str:
     if "Weights only load failed" in str(exc):
         return f"a file {load_error(exc)}"
     return f"{type(exc).__name__}: {exc}".strip()
-
-
-def _short(exc: BaseException) -> str:
-    return load_error(exc)
 
 
 def _run_task_locked(task: RunTask, on_event: OnEvent) -> TaskOutcome:
@@ -283,7 +306,7 @@ def _failed(task: RunTask, run_dir: Path, reason: str, started: float, trained: 
     except Exception as exc:  # the failure handler must not fail in turn
         if is_no_space(exc):
             return _no_space(task, run_dir, exc, started)
-        reason = f"{reason} (and its status could not be written: {_short(exc)})"
+        reason = f"{reason} (and its status could not be written: {load_error(exc)})"
     return TaskOutcome(task.key, "failed", reason, {}, time.perf_counter() - started)
 
 

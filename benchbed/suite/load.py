@@ -1,12 +1,9 @@
 """Checking a suite completely, without training.
 
-``load_suite`` reads the YAML (with ``extends`` and the chosen profile),
-validates the structure with the ``Suite`` model, each component's
-parameters with the plugin's own ``Params`` model, and every cross
-reference (metric conditions, tracked metrics, leaderboard columns);
-``benchbed.plan.loaded.load`` adds what only planning shows (grid paths).
-Every problem names the file, the line, the field path and the bad value,
-and suggests close names.
+``load_suite`` validates the YAML (``extends`` and the profile applied) with the ``Suite`` model,
+each component's parameters with its plugin's ``Params``, and every cross reference;
+``benchbed.plan.loaded.load`` adds what only planning shows. Every problem names the file, line,
+field path and bad value, and suggests close names.
 """
 
 from __future__ import annotations
@@ -24,7 +21,7 @@ from benchbed.errors import BenchbedError, UnknownComponent, did_you_mean
 from benchbed.publish.findings import BadComparison, term_methods
 from benchbed.publish.findings import parse as parse_comparison
 from benchbed.plugin_api.registry import Registry, get_registry
-from benchbed.suite.protocol import ComponentRef, Suite, Training
+from benchbed.suite.protocol import ComponentRef, Method, Suite, Training
 from benchbed.suite.source import Locations, apply_profile, load_raw, merge_dicts
 
 
@@ -224,32 +221,28 @@ def where_problems(suite: Suite, where: dict[str, Any], base: tuple[Any, ...],
     return problems
 
 
-def produced_values(suite: Suite, registry: Registry) -> dict[str, list[str] | None]:
-    """Metric key -> the value names it declares (None: undeclared, or unknown)."""
+def _declared(suite: Suite, registry: Registry, ask: str, *args: Any) -> dict[str, list[str] | None]:
+    """Metric key -> what its ``produces()`` or ``figures_written(...)`` declares (None: nothing,
+    or the metric is unknown or cannot say: reported elsewhere)."""
     out: dict[str, list[str] | None] = {}
     for key, ref in suite.metrics.items():
         try:
             cls = registry.get("metric", ref.name).cls
-            names = cls(cls.Params.model_validate(ref.params)).produces()
+            names = getattr(cls(cls.Params.model_validate(ref.params)), ask)(*args)
             out[key] = None if names is None else [str(n) for n in names]
-        except Exception:  # reported elsewhere, or a metric that cannot say
+        except Exception:
             out[key] = None
     return out
 
 
+def produced_values(suite: Suite, registry: Registry) -> dict[str, list[str] | None]:
+    return _declared(suite, registry, "produces")
+
+
 def written_figures(suite: Suite, registry: Registry) -> list[str] | None:
     """Every figure file the suite's metrics write (None: some metric does not say)."""
-    out: list[str] = []
-    for ref in suite.metrics.values():
-        try:
-            cls = registry.get("metric", ref.name).cls
-            names = cls(cls.Params.model_validate(ref.params)).figures_written(list(suite.corruptions))
-        except Exception:
-            return None
-        if names is None:
-            return None
-        out += [str(n) for n in names]
-    return list(dict.fromkeys(out))
+    written = _declared(suite, registry, "figures_written", list(suite.corruptions)).values()
+    return None if None in written else list(dict.fromkeys(n for names in written for n in names))
 
 
 def value_problem(suite: Suite, produced: dict[str, list[str] | None], metric: str, value: str,
@@ -342,18 +335,19 @@ def check_references(suite: Suite, registry: Registry, locs: Locations) -> list[
         return value_problem(suite, produced, metric, value, base + ("value",), locs)
 
     grid_keys = ["latent_dim", "seed", *suite.grid.params]
+
+    def grid_problems(where: dict[str, Any], base: tuple[Any, ...]) -> list[Problem]:
+        return [_problem(locs, base + ("where", k), f"unknown grid key {k!r}{did_you_mean(k, grid_keys)}"
+                                                    f" (grid keys: {', '.join(grid_keys)})")
+                for k in where if k not in grid_keys] + where_problems(suite, where, base, locs)
+
     for t, table in enumerate(suite.leaderboards):
         base = ("leaderboards", t)
         for i, m in enumerate(table.methods or []):
             if m not in method_keys:
                 problems.append(_problem(locs, base + ("methods", i),
                                          f"unknown method {m!r}{did_you_mean(m, method_keys)}"))
-        for k in table.where:
-            if k not in grid_keys:
-                problems.append(_problem(locs, base + ("where", k),
-                                         f"unknown grid key {k!r}{did_you_mean(k, grid_keys)}"
-                                         f" (grid keys: {', '.join(grid_keys)})"))
-        problems += where_problems(suite, table.where, base, locs)
+        problems += grid_problems(table.where, base)
         figures = written_figures(suite, registry) if table.figures else None
         for i, figure in enumerate(table.figures if figures is not None else []):
             if figure not in figures:
@@ -370,12 +364,7 @@ def check_references(suite: Suite, registry: Registry, locs: Locations) -> list[
                                              f"unknown method {m!r}{did_you_mean(m, method_keys)}"))
     for f, finding in enumerate(suite.findings):
         base = ("findings", f)
-        for k in finding.where:
-            if k not in grid_keys:
-                problems.append(_problem(locs, base + ("where", k),
-                                         f"unknown grid key {k!r}{did_you_mean(k, grid_keys)}"
-                                         f" (grid keys: {', '.join(grid_keys)})"))
-        problems += where_problems(suite, finding.where, base, locs)
+        problems += grid_problems(finding.where, base)
         problems += metric_value_problems(finding.metric, finding.value, base)
         for i, comparison in enumerate(finding.holds):
             try:
@@ -396,6 +385,43 @@ def check_references(suite: Suite, registry: Registry, locs: Locations) -> list[
     return problems
 
 
+def factor_problems(suite: Suite, registry: Registry, locs: Locations) -> list[Problem]:
+    """A metric that reads ground-truth factors (``Metric.needs_factors``) asked for on a dataset that
+    offers none: one problem per place it is asked for, naming every method it would fail for."""
+    found: dict[tuple, tuple[str, Any, tuple, list[str]]] = {}
+    for key, method in suite.methods.items():
+        dataset = method.dataset or suite.dataset
+        wanted = method.metrics if method.metrics is not None else list(suite.metrics)
+        factors: Any = "unchecked"
+        for i, metric_key in enumerate(wanted if method.enabled else []):
+            ref = suite.metrics.get(metric_key)
+            try:
+                if ref is None or not registry.get("metric", ref.name).cls.needs_factors:
+                    continue
+                if factors == "unchecked":
+                    factors = registry.create("dataset", dataset.as_dict()).info().factors
+            except BenchbedError:  # reported by the other checks
+                break
+            if factors is None:
+                path = ("methods", key, "metrics", i) if method.metrics is not None else ("metrics", metric_key)
+                data_path = ("methods", key, "dataset") if method.dataset else ("dataset",)
+                found.setdefault((path, dataset.name), (metric_key, ref, data_path, []))[3].append(key)
+    return [Problem(str(locs.find(path)), dotted(path),
+                    f"metric {metric_key!r} ({ref.name}) needs ground-truth factors of variation, "
+                    f"but dataset {dataset_name!r} (at {locs.find(data_path)}) offers none; use a "
+                    f"dataset with factors (e.g. dsprites) or drop {metric_key!r} "
+                    f"(asked for by method{'s' if len(methods) > 1 else ''} {', '.join(methods)})")
+            for (path, dataset_name), (metric_key, ref, data_path, methods) in found.items()]
+
+
+def _misspelt_methods(data: dict, known: list[str], profile: str | None) -> list[str]:
+    """Methods a profile adds that are no whole method (a required field is missing): misspelt keys."""
+    required = [name for name, field in Method.model_fields.items() if field.is_required()]
+    methods = data.get("methods") if profile and isinstance(data.get("methods"), dict) else {}
+    return [key for key, spec in methods.items() if str(key) not in known
+            and not (isinstance(spec, dict) and all(name in spec for name in required))]
+
+
 def load_suite(path: str | Path, profile: str | None = None, registry: Registry | None = None,
                raw: tuple[dict, Locations] | None = None) -> tuple[Suite, Locations]:
     """Read (or take ``raw``, ``load_raw``'s result), resolve and check a suite:
@@ -404,12 +430,21 @@ def load_suite(path: str | Path, profile: str | None = None, registry: Registry 
     registry = registry or get_registry()
     path = Path(path)
     data, locs = raw if raw is not None else load_raw(path)
+    known = [str(k) for k in data.get("methods")] if isinstance(data.get("methods"), dict) else []
     data, locs, chosen = apply_profile(dict(data), locs, profile)
+    typos = _misspelt_methods(data, known, chosen)
+    problems = [Problem(str(locs.find(("methods", key))), f"profiles.{chosen}.methods.{key}",
+                        f"unknown method {key!r}{did_you_mean(str(key), known)}"
+                        f" (methods: {', '.join(known)})")
+                for key in typos]
+    if typos:  # validated without them, so that their missing fields are not reported too
+        data = {**data, "methods": {k: v for k, v in data["methods"].items() if k not in typos}}
     try:
         suite = Suite.model_validate(data)
     except ValidationError as exc:
-        raise SuiteInvalid(str(path), convert_errors(exc, Suite, (), locs), chosen) from None
-    problems: list[Problem] = []
+        problems += convert_errors(exc, Suite, (), locs)
+    if problems:
+        raise SuiteInvalid(str(path), problems, chosen)
     for kind, slot_path, ref in component_slots(suite):
         problems += check_component(registry, kind, slot_path, ref, locs)
     problems += check_references(suite, registry, locs)

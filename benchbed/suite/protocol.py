@@ -282,5 +282,10 @@ class Suite(Spec):
         return v
 
 
-# Top-level keys that live in the YAML file but are resolved by the loader.
-LOADER_KEYS = ("extends", "profiles", "default_profile")
+def matches(record: dict[str, Any], where: dict[str, Any]) -> bool:
+    """True when a record has every value a table's or a finding's ``where`` asks for (a list: any)."""
+    for key, wanted in where.items():
+        have = record[key] if key in ("latent_dim", "seed") else record["grid"].get(key)
+        if have not in (wanted if isinstance(wanted, list) else [wanted]):
+            return False
+    return True
