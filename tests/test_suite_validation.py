@@ -201,6 +201,22 @@ def test_a_child_suite_may_rename_itself_and_keep_its_base(write_suite):
     assert load_suite(child, "small")[0].name == "renamed-small"
 
 
+def test_a_suite_that_extends_another_needs_a_name_of_its_own(write_suite, capsys):
+    write_suite(TINY_SUITE + "profiles:\n  small: {name: tiny-small}\n", "base.yaml")
+    inherits = write_suite("# mine\nextends: base.yaml\n", "inherits.yaml")
+    same = write_suite("extends: base.yaml\nname: tiny\n", "same.yaml")
+    profile = write_suite("extends: base.yaml\nname: mine\n", "profile.yaml")
+    assert main(["validate", str(inherits), str(same), str(profile)]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert (f"{inherits}:2: name: a suite that extends base.yaml needs its own name: it would write over "
+            "leaderboards/tiny.md and its records; add e.g. `name: tiny-mine`") in err
+    assert (f"{same}:2: name: 'tiny' is the name of the suite it extends (base.yaml): it would write over "
+            "leaderboards/tiny.md and its records; write e.g. `name: tiny-mine`") in err
+    assert f"{profile}:1: profiles.small.name: a suite that extends base.yaml needs its own name" in err
+    assert "leaderboards/tiny-small-small.md" in err
+
+
 def test_yaml_merge_keys_let_written_keys_win(write_suite):
     path = write_suite(TINY_SUITE.replace(
         "  vimae_n:\n    label: VIMAE-n\n    objective: {name: vimae}",
