@@ -250,7 +250,8 @@ def test_a_method_that_a_profile_leaves_paper_size_beside_shrunk_baselines_is_re
 
 def test_every_shipped_suite_validates_in_every_profile(capsys):
     # vimae's cpu profile gives its MLP and conv methods different training: alike before, both written.
-    assert main(["validate", *map(str, sorted((REPO / "suites").glob("*.yaml")))]) == 0, capsys.readouterr().err
+    suites = sorted((REPO / "suites").glob("*.yaml"))
+    assert main(["validate", *map(str, suites)]) == 0, capsys.readouterr().err
 
 
 def test_a_method_keeping_its_own_training_while_a_profile_changes_the_suites_is_refused(write_suite):

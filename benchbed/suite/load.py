@@ -431,23 +431,23 @@ def unlike_methods(raw: dict, data: dict, locs: Locations, profile: str | None) 
     profile having set the other's (or the suite's) field and left this one's: the comparison
     would silently stop being like for like, e.g. a method added through ``extends`` that keeps
     the paper-size network while the profile shrinks every baseline's."""
-    body = (raw.get("profiles") or {}).get(profile) or {}
-    written = body.get("methods") if isinstance(body.get("methods"), dict) else {}
     old, new = raw.get("methods"), data.get("methods")
     if not (profile and isinstance(old, dict) and isinstance(new, dict)):
         return []
+    body = _mapping(_mapping(raw.get("profiles")).get(profile))
+    written = _mapping(body.get("methods"))
     keys = [k for k, spec in new.items() if isinstance(old.get(k), dict) and spec.get("enabled", True)]
 
     def value(suite: dict, key: str | None, field: str) -> Any:  # key None: the suite's own field
         spec = suite["methods"][key] if key else {}
         if field == "training":
-            return merge_dicts(suite.get("training") or {}, spec.get("training") or {})
+            return merge_dicts(_mapping(suite.get("training")), _mapping(spec.get("training")))
         got = spec.get(field, suite.get(field) if field == "dataset" else None)
         return {"name": got} if isinstance(got, str) else got
 
     problems = []
     for field in PER_METHOD:
-        own = [k for k in keys if field in (written.get(k) or {})]
+        own = [k for k in keys if field in _mapping(written.get(k))]
         refs = own + ([None] if field in ("training", "dataset") and field in body else [])
         for m in (k for k in keys if k not in own):
             alike = [r for r in refs if r != m and value(raw, r, field) == value(raw, m, field)
@@ -465,8 +465,14 @@ def unlike_methods(raw: dict, data: dict, locs: Locations, profile: str | None) 
     return problems
 
 
+def _mapping(value: Any) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
 def _flow(value: Any) -> str:
-    return yaml.safe_dump(value, default_flow_style=True, sort_keys=False, width=10**6).strip().removesuffix("...").strip()
+    """A value as one line of YAML, e.g. {name: mlp, hidden: [256, 256]}."""
+    text = yaml.safe_dump(value, default_flow_style=True, sort_keys=False, width=10**6)
+    return text.removesuffix("...\n").strip()
 
 
 def load_suite(path: str | Path, profile: str | None = None, registry: Registry | None = None,
