@@ -22,6 +22,8 @@ import pytest
 import torch
 
 from benchbed import testing
+from benchbed.cli import main
+from benchbed.plan.loaded import load
 from conftest import REPO
 
 PACKAGE = REPO / "examples" / "benchbed-energy"
@@ -170,6 +172,31 @@ def test_the_tutorial_shows_the_package_files_as_they_are():
     assert expected <= set(blocks), sorted(blocks)
     for path, body in blocks.items():
         assert body == (REPO / path).read_text(), f"{TUTORIAL.name}: the block for {path} differs from the file"
+
+
+def test_the_tutorials_suite_that_extends_disentangle_validates_and_its_quoted_refusals_are_real(
+        tmp_path, monkeypatch, capsys):
+    text = TUTORIAL.read_text()
+    [body] = re.findall(r"^<!-- example: mine.yaml -->\n```yaml\n(.*?)^```$", text, re.S | re.M)
+    (tmp_path / "suites").symlink_to(REPO / "suites")  # extends: suites/disentangle.yaml, as from the root
+    monkeypatch.chdir(tmp_path)
+    Path("mine.yaml").write_text(body)
+    assert main(["validate", "mine.yaml"]) == 0, capsys.readouterr().err
+    for profile, width in (("cpu", [256, 256]), ("tiny", [32]), ("paper", [1200, 1200])):
+        methods = load("mine.yaml", profile).suite.methods
+        assert len(methods) == 10 and methods["infovae_stein"].encoder.params["hidden"] == width
+        assert (methods["infovae_stein"].encoder, methods["infovae_stein"].decoder) == \
+            (methods["vae"].encoder, methods["vae"].decoder)  # like for like in every profile
+    # The refusals it quotes are what validate prints without the name, and without the cpu entry.
+    quoted = re.findall(r"^ {6}(mine\.yaml:\d+: .*)$", text, re.M)
+    assert len(quoted) == 2
+    Path("mine.yaml").write_text(body.replace("name: disentangle-mine", "# (no name)"))
+    assert main(["validate", "mine.yaml"]) == 2
+    assert f"error: {quoted[0]}\n" in capsys.readouterr().err
+    cpu = body.index("  cpu:")
+    Path("mine.yaml").write_text(body[:cpu] + "  cpu: {}\n" + body[body.index("  tiny:"):])
+    assert main(["validate", "mine.yaml", "--profile", "cpu"]) == 2
+    assert f"  {quoted[1]}\n" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------- a real install

@@ -10,7 +10,7 @@ import pytest
 from benchbed.cli import main
 from benchbed.plan.loaded import load
 from benchbed.suite.load import SuiteInvalid, load_suite
-from conftest import TINY_SUITE
+from conftest import REPO, TINY_SUITE
 
 
 def problems_of(path, profile=None):
@@ -199,6 +199,75 @@ def test_a_child_suite_may_rename_itself_and_keep_its_base(write_suite):
     suite, _ = load_suite(child)
     assert suite.name == "renamed" and list(suite.methods) == ["elbo", "vimae_n"]
     assert load_suite(child, "small")[0].name == "renamed-small"
+
+
+def test_a_suite_that_extends_another_needs_a_name_of_its_own(write_suite, capsys):
+    write_suite(TINY_SUITE + "profiles:\n  small: {name: tiny-small}\n", "base.yaml")
+    inherits = write_suite("# mine\nextends: base.yaml\n", "inherits.yaml")
+    same = write_suite("extends: base.yaml\nname: tiny\n", "same.yaml")
+    profile = write_suite("extends: base.yaml\nname: mine\n", "profile.yaml")
+    assert main(["validate", str(inherits), str(same), str(profile)]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert (f"{inherits}:2: name: a suite that extends base.yaml needs its own name: it would write over "
+            "leaderboards/tiny.md and its records; add e.g. `name: tiny-mine`") in err
+    assert (f"{same}:2: name: 'tiny' is the name of the suite it extends (base.yaml): it would write over "
+            "leaderboards/tiny.md and its records; write e.g. `name: tiny-mine`") in err
+    assert f"{profile}:1: profiles.small.name: a suite that extends base.yaml needs its own name" in err
+    assert "leaderboards/tiny-small-small.md" in err
+
+
+MINE = f"""
+extends: {REPO / "suites" / "disentangle.yaml"}
+name: disentangle-mine
+methods:
+  beta_vae_2:
+    label: β-VAE (β=2)
+    objective: {{name: beta_vae, beta: 2}}
+    encoder: {{name: mlp, hidden: [1200, 1200]}}
+    decoder: {{name: mlp, hidden: [1200, 1200, 1200], activation: tanh}}
+"""
+
+
+def test_a_method_that_a_profile_leaves_paper_size_beside_shrunk_baselines_is_refused(write_suite):
+    path = write_suite(MINE)
+    assert problems_of(path, "cpu") == [
+        f"{path}:7: methods.beta_vae_2.encoder: profile cpu gives vae (and 8 more) encoder {{name: mlp, "
+        "hidden: [256, 256]} but leaves beta_vae_2's {name: mlp, hidden: [1200, 1200]}, which was vae's too "
+        "before the profile: not like for like; add `profiles.cpu.methods.beta_vae_2.encoder: {name: mlp, "
+        "hidden: [256, 256]}`, or write beta_vae_2's encoder there unchanged if that is intended",
+        f"{path}:8: methods.beta_vae_2.decoder: profile cpu gives vae (and 6 more) decoder {{name: mlp, "
+        "hidden: [256, 256], activation: tanh} but leaves beta_vae_2's {name: mlp, hidden: [1200, 1200, "
+        "1200], activation: tanh}, which was vae's too before the profile: not like for like; add "
+        "`profiles.cpu.methods.beta_vae_2.decoder: {name: mlp, hidden: [256, 256], activation: tanh}`, or "
+        "write beta_vae_2's decoder there unchanged if that is intended"]
+    load(path, "paper")  # no profile changes the networks there
+    # Saying so in the profile, even with the paper's network, is a choice: accepted.
+    kept = write_suite(MINE + "profiles:\n  cpu:\n    methods:\n      beta_vae_2: {encoder: {name: mlp}, "
+                       "decoder: {name: mlp, hidden: [256, 256]}}\n", "kept.yaml")
+    assert load(kept, "cpu").suite.methods["beta_vae_2"].encoder.params["hidden"] == [1200, 1200]
+
+
+def test_every_shipped_suite_validates_in_every_profile(capsys):
+    # vimae's cpu profile gives its MLP and conv methods different training: alike before, both written.
+    suites = sorted((REPO / "suites").glob("*.yaml"))
+    assert main(["validate", *map(str, suites)]) == 0, capsys.readouterr().err
+
+
+def test_a_method_keeping_its_own_training_while_a_profile_changes_the_suites_is_refused(write_suite):
+    path = write_suite(TINY_SUITE.replace("objective: {name: vimae}", "objective: {name: vimae}\n"
+                                          "    training: {batch_size: 50}")
+                       + "profiles:\n  small:\n    training: {batch_size: 25}\n"
+                       "    methods:\n      elbo: {encoder: {name: mlp, hidden: [8]}}\n")
+    assert problems_of(path, "small") == [
+        f"{path}:14: methods.vimae_n.encoder: profile small gives elbo encoder {{name: mlp, hidden: [8]}} "
+        "but leaves vimae_n's {name: mlp, hidden: [32]}, which was elbo's too before the profile: not like "
+        "for like; add `profiles.small.methods.vimae_n.encoder: {name: mlp, hidden: [8]}`, or write "
+        "vimae_n's encoder there unchanged if that is intended",
+        f"{path}:13: methods.vimae_n.training: profile small gives the suite training {{epochs: 2, "
+        "batch_size: 25} but leaves vimae_n's {epochs: 2, batch_size: 50}, which was the suite's too before "
+        "the profile: not like for like; add `profiles.small.methods.vimae_n.training: {epochs: 2, "
+        "batch_size: 25}`, or write vimae_n's training there unchanged if that is intended"]
 
 
 def test_yaml_merge_keys_let_written_keys_win(write_suite):

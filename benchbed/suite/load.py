@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
+import yaml
 from pydantic import BaseModel, ValidationError
 
 from benchbed.errors import BenchbedError, UnknownComponent, did_you_mean
@@ -422,6 +423,58 @@ def _misspelt_methods(data: dict, known: list[str], profile: str | None) -> list
             and not (isinstance(spec, dict) and all(name in spec for name in required))]
 
 
+PER_METHOD = ("objective", "divergence", "prior", "encoder", "decoder", "dataset", "training", "latent_dims")
+
+
+def unlike_methods(raw: dict, data: dict, locs: Locations, profile: str | None) -> list[Problem]:
+    """Methods alike in a field before the profile (``raw``) and unlike after it (``data``), the
+    profile having set the other's (or the suite's) field and left this one's: the comparison
+    would silently stop being like for like, e.g. a method added through ``extends`` that keeps
+    the paper-size network while the profile shrinks every baseline's."""
+    old, new = raw.get("methods"), data.get("methods")
+    if not (profile and isinstance(old, dict) and isinstance(new, dict)):
+        return []
+    body = _mapping(_mapping(raw.get("profiles")).get(profile))
+    written = _mapping(body.get("methods"))
+    keys = [k for k, spec in new.items() if isinstance(old.get(k), dict) and spec.get("enabled", True)]
+
+    def value(suite: dict, key: str | None, field: str) -> Any:  # key None: the suite's own field
+        spec = suite["methods"][key] if key else {}
+        if field == "training":
+            return merge_dicts(_mapping(suite.get("training")), _mapping(spec.get("training")))
+        got = spec.get(field, suite.get(field) if field == "dataset" else None)
+        return {"name": got} if isinstance(got, str) else got
+
+    problems = []
+    for field in PER_METHOD:
+        own = [k for k in keys if field in _mapping(written.get(k))]
+        refs = own + ([None] if field in ("training", "dataset") and field in body else [])
+        for m in (k for k in keys if k not in own):
+            alike = [r for r in refs if r != m and value(raw, r, field) == value(raw, m, field)
+                     and value(data, r, field) != value(data, m, field)]
+            if not alike:
+                continue
+            gives, keeps = _flow(value(data, alike[0], field)), _flow(value(data, m, field))
+            other = alike[0] or "the suite"
+            more = f" (and {len(alike) - 1} more)" if len(alike) > 1 else ""
+            problems.append(_problem(locs, ("methods", m, field),
+                                     f"profile {profile} gives {other}{more} {field} {gives} but leaves "
+                                     f"{m}'s {keeps}, which was {other}'s too before the profile: not like "
+                                     f"for like; add `profiles.{profile}.methods.{m}.{field}: {gives}`, or "
+                                     f"write {m}'s {field} there unchanged if that is intended"))
+    return problems
+
+
+def _mapping(value: Any) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+def _flow(value: Any) -> str:
+    """A value as one line of YAML, e.g. {name: mlp, hidden: [256, 256]}."""
+    text = yaml.safe_dump(value, default_flow_style=True, sort_keys=False, width=10**6)
+    return text.removesuffix("...\n").strip()
+
+
 def load_suite(path: str | Path, profile: str | None = None, registry: Registry | None = None,
                raw: tuple[dict, Locations] | None = None) -> tuple[Suite, Locations]:
     """Read (or take ``raw``, ``load_raw``'s result), resolve and check a suite:
@@ -430,6 +483,7 @@ def load_suite(path: str | Path, profile: str | None = None, registry: Registry 
     registry = registry or get_registry()
     path = Path(path)
     data, locs = raw if raw is not None else load_raw(path)
+    raw_data = data
     known = [str(k) for k in data.get("methods")] if isinstance(data.get("methods"), dict) else []
     data, locs, chosen = apply_profile(dict(data), locs, profile)
     typos = _misspelt_methods(data, known, chosen)
@@ -448,6 +502,7 @@ def load_suite(path: str | Path, profile: str | None = None, registry: Registry 
     for kind, slot_path, ref in component_slots(suite):
         problems += check_component(registry, kind, slot_path, ref, locs)
     problems += check_references(suite, registry, locs)
+    problems += unlike_methods(raw_data, data, locs, chosen)
     if problems:
         raise SuiteInvalid(str(path), list(dict.fromkeys(problems)), chosen)  # one line per problem
     return suite, locs

@@ -184,7 +184,32 @@ def load_raw(path: Path, _seen: tuple[Path, ...] = ()) -> tuple[dict, Locations]
     if not parent_path.exists():
         raise SuiteSyntaxError(f"{locs.find(('extends',))}: extends: no such file {str(parent_path)!r}")
     base, base_locs = load_raw(parent_path, (*_seen, resolved))
-    return deep_merge(base, data, base_locs, locs)
+    merged, merged_locs = deep_merge(base, data, base_locs, locs)
+    _own_names(merged, base, locs, parent)
+    return merged, merged_locs
+
+
+def _own_names(merged: dict, base: dict, locs: Locations, parent: str) -> None:
+    """A suite that extends another publishes under its own name (and each profile that names
+    itself), else its runs would land in the base's leaderboard and records."""
+    profiles = merged.get("profiles") if isinstance(merged.get("profiles"), dict) else {}
+    for path in [("name",), *(("profiles", p, "name") for p in profiles)]:
+        name = _get(merged, path)
+        if name is None or name != _get(base, path):
+            continue
+        board = name if len(path) == 1 or path[1] == merged.get("default_profile") else f"{name}-{path[1]}"
+        own = path in locs  # written here, the same as the base's; else inherited
+        problem = (f"{name!r} is the name of the suite it extends ({parent})" if own
+                   else f"a suite that extends {parent} needs its own name")
+        raise SuiteSyntaxError(f"{locs.find(path if own else ('extends',))}: {'.'.join(map(str, path))}: "
+                               f"{problem}: it would write over leaderboards/{board}.md and its records; "
+                               f"{'write' if own else 'add'} e.g. `name: {name}-mine`")
+
+
+def _get(data: Any, path: Path_) -> Any:
+    for key in path:
+        data = data.get(key) if isinstance(data, dict) else None
+    return data
 
 
 def apply_profile(data: dict, locs: Locations, profile: str | None) -> tuple[dict, Locations, str | None]:
