@@ -305,3 +305,27 @@ def test_a_leaderboard_with_runs_still_to_do_says_how_many(tiny_suite, tmp_path)
     page = (boards / "tiny.md").read_text()
     assert "**Incomplete: 1 of the 2 planned runs have no record yet**" in page
     assert "- runs: 1 finished, 0 failed, 1 not run yet" in page
+
+
+FACTORVAE = Suite.model_validate({
+    **{k: v for k, v in SUITE.model_dump(exclude_none=True).items() if k not in ("leaderboards", "findings")},
+    "metrics": {"fv": {"name": "factorvae_score"}},
+    "leaderboards": [{"id": "t", "title": "T", "columns": [
+        {"header": "FactorVAE score", "metric": "fv", "value": "eval_accuracy", "scale": 100, "digits": 1}]}],
+})
+
+
+def fv_record(method, seed, accuracy, active):
+    r = record(method, seed, None, metrics={"fv": {"eval_accuracy": accuracy, "active_dims": active}})
+    r["evaluation"]["metrics"]["fv"] = {"name": "factorvae_score"}
+    return r
+
+
+def test_a_factorvae_score_with_no_active_dims_is_shown_as_such_and_never_bold_or_averaged():
+    rows = [fv_record("a", 0, 0.0, 0.0), fv_record("b", 0, 0.22, 4.0), fv_record("b", 1, 0.0, 0.0),
+            fv_record("c", 0, 0.18, 5.0)]
+    text = render(FACTORVAE, rows, "f", [], "r", "l")
+    assert "| no active dims (n=1)" in row(text, "A") and "0.0" not in row(text, "A")
+    assert "22.0 (n=1, 1 no active dims)" in row(text, "B")  # the undefined seed is not averaged in
+    assert "**" not in row(text, "A") + row(text, "B")  # neither ranks; C is alone, so no bold at all
+    assert "- no active dims: no latent's spread reached the FactorVAE score's prune_threshold" in text

@@ -13,7 +13,9 @@ is how margins enter. A part holds when its test rejects the opposite and fails 
 way rejects the claim; a finding is reproduced when every part holds, refuted when any fails, else
 inconclusive: always with fewer than 2 seeds on a side ("n=1"), and "under-trained" whenever one of
 its runs stopped on its epoch budget (benchbed.publish.flags). A part that needs a value at an
-estimator's ceiling to be low cannot hold (the true value may be higher).
+estimator's ceiling to be low cannot hold (the true value may be higher). A run whose value is
+undefined (flags.undefined: a FactorVAE score with no active latent) is left out of its side, and a
+side with no other run is not compared.
 """
 
 from __future__ import annotations
@@ -135,6 +137,7 @@ class Term:
     records: list[dict[str, Any]] = field(default_factory=list)
     raw: list[float] = field(default_factory=list)
     at_ceiling: bool = False
+    undefined: list[tuple[dict[str, Any], flags.Bound]] = field(default_factory=list)  # no number
 
     @property
     def mean(self) -> float:
@@ -143,7 +146,11 @@ class Term:
     def show(self, digits: int) -> str:
         if self.constant is not None:
             return self.text
-        return f"{self.text} = {self.mean:.{digits}f} (n={len(self.values)})"
+        why = self.undefined[0][1].text if self.undefined else ""
+        if not self.values:
+            return f"{self.text} = {why} (n={len(self.undefined)})"
+        left_out = f", {len(self.undefined)} {why} left out" if self.undefined else ""
+        return f"{self.text} = {self.mean:.{digits}f} (n={len(self.values)}{left_out})"
 
 
 def _term(term: str, finding: Finding, records: list[dict[str, Any]]) -> Term | None:
@@ -163,7 +170,10 @@ def _term(term: str, finding: Finding, records: list[dict[str, Any]]) -> Term | 
         if not matches(r, where):
             continue
         value = r["metrics"].get(finding.metric, {}).get(finding.value)
-        if value is not None and math.isfinite(value):
+        if (undefined := flags.undefined(r, finding.metric, finding.value)) is not None:
+            out.undefined.append((r, undefined))
+            settings.add((r["latent_dim"], json.dumps(r["grid"], sort_keys=True)))
+        elif value is not None and math.isfinite(value):
             out.values.append(value * finding.scale)
             out.raw.append(value)
             out.records.append(r)
@@ -171,7 +181,7 @@ def _term(term: str, finding: Finding, records: list[dict[str, Any]]) -> Term | 
     if len(settings) > 1:
         raise Ambiguous(f"{term} pools runs of {len(settings)} different latent sizes or grid values; "
                         "pin one with `where` or `@z=`")
-    if not out.values:
+    if not out.values and not out.undefined:
         return None
     b = flags.bound(out.records, finding.metric, finding.value, out.raw)
     out.at_ceiling = b is not None and b.kind == "ceiling"
@@ -226,6 +236,11 @@ def _test(a: Term, op: str, b: Term, margin: float) -> tuple[str, str]:
 def _part(comparison: str, a: Term, op: str, b: Term, finding: Finding) -> Part:
     d = finding.digits
     shown = f"{a.show(d)} {op} {b.show(d)}" + (f" (±{finding.tolerance:g})" if op == "~" else "")
+    empty = [t for t in (a, b) if t.constant is None and not t.values]
+    if empty:
+        why = empty[0].undefined[0][1].text
+        return Part("undefined", f"{shown}: not compared: {', '.join(t.text for t in empty)}: {why}, "
+                                 "so the score is undefined, not a number")
     small = [t for t in (a, b) if t.constant is None and len(t.values) < 2]
     if small:
         return Part("n=1", f"{shown}: untested (n=1)")
@@ -260,7 +275,7 @@ def verdict(finding: Finding, records: list[dict[str, Any]]) -> tuple[str, list[
                 return "not checked", [f"metric {finding.metric!r} reports no value {finding.value!r} "
                                        f"(it reports: {', '.join(reported)})"]
             return "not run", [f"{comparison}: no finished runs for {missing}"]
-        used.update((id(r), r) for r in a.records + b.records)
+        used.update((id(r), r) for r in a.records + b.records + [u for u, _ in a.undefined + b.undefined])
         parts.append(_part(comparison, a, op, b, finding))
     outcomes = {p.outcome for p in parts}
     if "fails" in outcomes:
