@@ -365,3 +365,14 @@ def test_a_where_on_a_grid_param_suggests_the_close_value(write_suite):
     [problem] = problems_of(path)
     assert problem.endswith("leaderboards[0].where.encoder.activation: encoder.activation 'rleu' matches no planned "
                             "run of this table (did you mean 'relu'?) (they have: elu, relu)")
+
+
+def test_a_misspelt_figure_of_the_disentanglement_metrics_suggests_the_written_name(write_suite):
+    path = write_suite(TINY_SUITE.replace("dataset: {name: digits}", "dataset: {name: dsprites}")
+                       .replace("  logdet: {name: logdet_cov}", "  logdet: {name: logdet_cov}\n"
+                                "  tc: {name: gaussian_tc}\n  mig: {name: mig}\n"
+                                "  figures: {name: disentanglement_figures, which: [traversals]}")
+                       + "    figures: [travesals.png]\n")
+    [problem] = problems_of(path)
+    assert problem == (f"{path}:27: leaderboards[0].figures[0]: no metric writes a figure 'travesals.png' "
+                       "(did you mean 'traversals.png'?) (written: traversals.png)")
