@@ -329,3 +329,21 @@ def test_a_factorvae_score_with_no_active_dims_is_shown_as_such_and_never_bold_o
     assert "22.0 (n=1, 1 no active dims)" in row(text, "B")  # the undefined seed is not averaged in
     assert "**" not in row(text, "A") + row(text, "B")  # neither ranks; C is alone, so no bold at all
     assert "- no active dims: no latent's spread reached the FactorVAE score's prune_threshold" in text
+
+
+def test_findings_show_values_on_the_scale_of_the_tables_column_with_the_same_verdict():
+    claims = [{"claim": "b beats c", "metric": "fv", "value": "eval_accuracy", "holds": ["b > c", "b > 0.1"],
+               "digits": 3},
+              {"claim": "b is c", "metric": "fv", "value": "eval_accuracy", "holds": ["b ~ c"],
+               "tolerance": 0.05},
+              {"claim": "own scale", "metric": "fv", "value": "eval_accuracy", "holds": ["b > c"], "scale": 1}]
+    suite = Suite.model_validate({**FACTORVAE.model_dump(exclude_none=True), "findings": claims})
+    rows = [fv_record("b", s, v, 4.0) for s, v in enumerate([0.22, 0.24, 0.23])] + [
+        fv_record("c", s, v, 4.0) for s, v in enumerate([0.18, 0.2, 0.19])]
+    text = render(suite, rows, "f", [], "r", "l")
+    assert "fv eval_accuracy × 100: b = 23.0 (n=3) > c = 19.0 (n=3): Welch" in text  # the column's 23.0
+    assert "; b = 23.0 (n=3) > 10: one-sample" in text  # a number in the claim is shown scaled too
+    assert "b = 23.0 (n=3) ~ c = 19.0 (n=3) (±5): Welch TOST, margin ±5:" in text  # the column's digits
+    assert "fv eval_accuracy: b = 0.23 (n=3) > c = 0.19 (n=3)" in text  # a finding's own scale is kept
+    for finding in suite.findings:  # only the display changes
+        assert text.count(f"— **{verdict(finding, rows)[0]}**") >= 1
