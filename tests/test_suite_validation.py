@@ -376,3 +376,11 @@ def test_a_misspelt_figure_of_the_disentanglement_metrics_suggests_the_written_n
     [problem] = problems_of(path)
     assert problem == (f"{path}:27: leaderboards[0].figures[0]: no metric writes a figure 'travesals.png' "
                        "(did you mean 'traversals.png'?) (written: traversals.png)")
+
+
+def test_an_unknown_method_in_a_finding_term_lists_the_methods(write_suite):
+    finding = ('findings:\n  - claim: "c"\n    metric: logdet\n    value: logdet_cov\n'
+               '    holds: ["infovae_swdd > elbo"]\n')
+    path = write_suite(TINY_SUITE + finding)
+    assert problems_of(path) == [f"{path}:28: findings[0].holds[0]: unknown method 'infovae_swdd' "
+                                 "(methods: elbo, vimae_n)"]
