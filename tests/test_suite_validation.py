@@ -384,3 +384,12 @@ def test_an_unknown_method_in_a_finding_term_lists_the_methods(write_suite):
     path = write_suite(TINY_SUITE + finding)
     assert problems_of(path) == [f"{path}:28: findings[0].holds[0]: unknown method 'infovae_swdd' "
                                  "(methods: elbo, vimae_n)"]
+
+
+def test_an_unclosed_bracket_points_at_the_line_it_opens_not_the_end_of_the_file(write_suite):
+    path = write_suite("name: x\ncitation: c\ndataset: {name: digits}\nmetrics: {a: {name: svm}\n"
+                       "grid: {latent_dim: [2]}\n")
+    with pytest.raises(Exception) as info:
+        load_suite(path)
+    assert str(info.value) == (f"{path}:4: not valid YAML: the '{{' opened at line 4 is not closed by "
+                               "line 5: expected ',' or '}', but got '<scalar>'")
