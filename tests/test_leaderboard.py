@@ -336,7 +336,8 @@ def test_findings_show_values_on_the_scale_of_the_tables_column_with_the_same_ve
                "digits": 3},
               {"claim": "b is c", "metric": "fv", "value": "eval_accuracy", "holds": ["b ~ c"],
                "tolerance": 0.05},
-              {"claim": "own scale", "metric": "fv", "value": "eval_accuracy", "holds": ["b > c"], "scale": 1}]
+              {"claim": "own scale", "metric": "fv", "value": "eval_accuracy", "holds": ["b > c"],
+               "scale": 1}]
     suite = Suite.model_validate({**FACTORVAE.model_dump(exclude_none=True), "findings": claims})
     rows = [fv_record("b", s, v, 4.0) for s, v in enumerate([0.22, 0.24, 0.23])] + [
         fv_record("c", s, v, 4.0) for s, v in enumerate([0.18, 0.2, 0.19])]
