@@ -76,16 +76,19 @@ def cmd_run(args: argparse.Namespace) -> int:
                        retry_failed=args.retry_failed, only=args.only, rerun_published=args.rerun,
                        wait=args.wait)
     elsewhere = f", {len(report.elsewhere)} running elsewhere" if report.elsewhere else ""
-    print(f"{report.finished} run(s) finished, {len(report.failed)} failed{elsewhere}, "
+    broken = f" ({len(report.metric_failed)} with a failed metric)" if report.metric_failed else ""
+    print(f"{report.finished} run(s) finished{broken}, {len(report.failed)} failed{elsewhere}, "
           f"{report.skipped} skipped as already done, in {report.seconds:.0f}s.")
     for name, reason in report.failed:
         print(f"  FAILED {name}: {reason}")
+    for name, reason in report.metric_failed:
+        print(f"  PARTLY FAILED {name}: {reason}")
     for name in report.elsewhere:
         print(f"  RUNNING ELSEWHERE {name}: another process is running it (--wait waits for it)")
     if report.problems:
         print(f"  {len(report.problems)} damaged record file(s) skipped (named above)")
     print(f"Leaderboard: {report.leaderboard or 'none (no records yet)'}")
-    return 1 if report.failed or report.problems else 0
+    return 1 if report.failed or report.metric_failed or report.problems else 0
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

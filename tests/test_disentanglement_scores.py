@@ -303,8 +303,9 @@ def test_every_score_plugin_reads_dsprites_factors_and_scores_oracle_codes_at_th
     datafiles.clear_cache()
     # (3, 2, 1, 8, 8): all fit 20 bins. Orientation is held at 0: a turned square or ellipse
     # can draw the same pixels as another orientation (symmetry), and the oracle reads pixels.
+    # Params refuse such a stride (a suite would lose the factor silently); built unchecked here.
     stride = {"scale": 5, "orientation": 40, "pos_x": 4, "pos_y": 4}
-    data = DSprites(stride=stride, test_fraction=0.5)
+    data = DSprites(DSprites.Params.model_construct(stride=stride, test_fraction=0.5))
     train, test = data.load("train"), data.load("test")
     oracle = OracleEncoder(test.x, data.factors("test").values)
     assert len(oracle.table) == len(test)  # every test image tells its factors apart

@@ -172,3 +172,13 @@ def test_colour_variant_paints_each_sprite_its_hue():
         expected = torch.from_numpy(ds.hue_to_rgb(hue[i:i + 1].numpy())[0]).float()
         assert torch.allclose(colour, expected[:, None].expand_as(colour))
         assert (test.x[i][:, ~mask] == 0).all()
+
+
+@pytest.mark.parametrize("cls", [DSprites, ColourDSprites])
+def test_a_stride_leaving_a_factor_one_value_is_refused(cls):
+    with pytest.raises(ValueError, match=r"stride 6 keeps one of the 6 values of factor 'scale', which "
+                                         r"then does not vary; the largest stride allowed is 5"):
+        cls(stride={"scale": 6})
+    with pytest.raises(ValueError, match="factor 'shape'.*largest stride allowed is 2"):
+        cls(stride={"shape": 50})
+    assert cls(stride={"scale": 5, "shape": 2}).params.stride == {"scale": 5, "shape": 2}

@@ -190,3 +190,20 @@ def test_terms_without_runs_are_not_run():
 def test_equivalence_without_a_margin_is_not_checked():
     result, shown = verdict(finding("a ~ b"), runs({"a": [1.0, 1.1], "b": [1.0, 1.1]}))
     assert result == "not checked" and "needs a tolerance > 0" in shown[0]
+
+
+def test_a_factorvae_score_with_no_active_dims_is_undefined_not_a_number_to_compare():
+    kw = {"metric": "fv", "name": "factorvae_score", "key": "eval_accuracy"}
+    dead = {"active_dims": 0.0}
+    records = ([run("a", s, 0.0, extra=dead, **kw) for s in range(3)]
+               + runs({"b": [0.2, 0.21, 0.19]}, extra={"active_dims": 4.0}, **kw))
+    claim = finding("b > a", metric="fv", value="eval_accuracy", digits=3)
+    result, shown = verdict(claim, records)
+    assert result == "inconclusive"  # not "reproduced" on a 0.0 that is no accuracy
+    assert shown == ["b = 0.200 (n=3) > a = no active dims (n=3): not compared: a: no active dims, "
+                     "so the score is undefined, not a number"]
+    # A seed without an active latent is left out of its side, and said to be.
+    records += [run("b", 3, 0.0, extra=dead, **kw)] + runs({"c": [0.1, 0.11, 0.09]}, **kw)
+    result, shown = verdict(finding("b > c", metric="fv", value="eval_accuracy", digits=3), records)
+    assert result == "reproduced"
+    assert shown[0].startswith("b = 0.200 (n=3, 1 no active dims left out) > c = 0.100 (n=3): Welch")

@@ -94,3 +94,14 @@ def test_an_unbiased_mmd_below_zero_or_within_its_standard_error_is_at_the_floor
     biased = [record({"mmd": {"mmd": -1e-4}}, {"mmd": "mmd"}, params={"mmd": {"estimator": "biased"}})]
     assert flags.bound(biased, "mmd", "mmd", [-1e-4]) is None
     assert flags.hides_best(b, "lower") and not flags.hides_best(b, "higher")
+
+
+def test_a_factorvae_score_with_no_active_latent_is_undefined_not_zero():
+    names = {"fv": "factorvae_score"}
+    dead = record({"fv": {"eval_accuracy": 0.0, "train_accuracy": 0.0, "active_dims": 0.0}}, names)
+    live = record({"fv": {"eval_accuracy": 0.0, "train_accuracy": 0.1, "active_dims": 3.0}}, names)
+    b = flags.undefined(dead, "fv", "eval_accuracy")
+    assert b.kind == "undefined" and b.text == "no active dims" and "prune_threshold" in b.why
+    assert flags.undefined(dead, "fv", "train_accuracy") is not None
+    assert flags.undefined(dead, "fv", "active_dims") is None  # a count of 0 is a number
+    assert flags.undefined(live, "fv", "eval_accuracy") is None  # a real 0.0 accuracy is one too

@@ -141,3 +141,24 @@ def test_parallel_jobs_give_the_same_records_as_one_job(tiny_suite, tmp_path):
         for metric, values in one["metrics"].items():
             for key, value in values.items():
                 assert abs(value - two["metrics"][metric][key]) < 1e-3 * max(1, abs(value)), key
+
+
+def test_a_run_whose_metric_failed_is_counted_as_the_page_shows_it(write_suite, tmp_path, capsys):
+    suite = write_suite(TINY_SUITE.replace("  logdet: {name: logdet_cov}",
+                                           "  logdet: {name: logdet_cov}\n  svm: {name: svm, labels: 100000}")
+                        + "      - {header: SVM, metric: svm, value: accuracy/clean}\n")
+    boards = tmp_path / "boards"
+    code = run_cli(str(suite), "--store", str(tmp_path / "s"), "--leaderboards", str(boards), "--plain")
+    out = capsys.readouterr()
+    assert code == 1
+    assert "2 run(s) finished (2 with a failed metric), 0 failed, 0 skipped" in out.out
+    assert "  PARTLY FAILED elbo z=2 seed=0: metric svm failed: " in out.out
+    assert "elbo z=2 seed=0: ran in " in out.err and ": finished in" not in out.err
+    page = (boards / "tiny.md").read_text()
+    assert row_cells(page, "ELBO-VAE")[-1] == "failed"  # the svm column; log-det is a number
+    assert "- runs: 2 finished (2 with a failed metric: svm), 0 failed" in page
+
+
+def row_cells(page, label):
+    line = next(line for line in page.splitlines() if line.startswith(f"| {label} "))
+    return [cell.strip() for cell in line.strip("|").split("|")]

@@ -305,3 +305,46 @@ def test_a_leaderboard_with_runs_still_to_do_says_how_many(tiny_suite, tmp_path)
     page = (boards / "tiny.md").read_text()
     assert "**Incomplete: 1 of the 2 planned runs have no record yet**" in page
     assert "- runs: 1 finished, 0 failed, 1 not run yet" in page
+
+
+FACTORVAE = Suite.model_validate({
+    **{k: v for k, v in SUITE.model_dump(exclude_none=True).items() if k not in ("leaderboards", "findings")},
+    "metrics": {"fv": {"name": "factorvae_score"}},
+    "leaderboards": [{"id": "t", "title": "T", "columns": [
+        {"header": "FactorVAE score", "metric": "fv", "value": "eval_accuracy", "scale": 100, "digits": 1}]}],
+})
+
+
+def fv_record(method, seed, accuracy, active):
+    r = record(method, seed, None, metrics={"fv": {"eval_accuracy": accuracy, "active_dims": active}})
+    r["evaluation"]["metrics"]["fv"] = {"name": "factorvae_score"}
+    return r
+
+
+def test_a_factorvae_score_with_no_active_dims_is_shown_as_such_and_never_bold_or_averaged():
+    rows = [fv_record("a", 0, 0.0, 0.0), fv_record("b", 0, 0.22, 4.0), fv_record("b", 1, 0.0, 0.0),
+            fv_record("c", 0, 0.18, 5.0)]
+    text = render(FACTORVAE, rows, "f", [], "r", "l")
+    assert "| no active dims (n=1)" in row(text, "A") and "0.0" not in row(text, "A")
+    assert "22.0 (n=1, 1 no active dims)" in row(text, "B")  # the undefined seed is not averaged in
+    assert "**" not in row(text, "A") + row(text, "B")  # neither ranks; C is alone, so no bold at all
+    assert "- no active dims: no latent's spread reached the FactorVAE score's prune_threshold" in text
+
+
+def test_findings_show_values_on_the_scale_of_the_tables_column_with_the_same_verdict():
+    claims = [{"claim": "b beats c", "metric": "fv", "value": "eval_accuracy", "holds": ["b > c", "b > 0.1"],
+               "digits": 3},
+              {"claim": "b is c", "metric": "fv", "value": "eval_accuracy", "holds": ["b ~ c"],
+               "tolerance": 0.05},
+              {"claim": "own scale", "metric": "fv", "value": "eval_accuracy", "holds": ["b > c"],
+               "scale": 1}]
+    suite = Suite.model_validate({**FACTORVAE.model_dump(exclude_none=True), "findings": claims})
+    rows = [fv_record("b", s, v, 4.0) for s, v in enumerate([0.22, 0.24, 0.23])] + [
+        fv_record("c", s, v, 4.0) for s, v in enumerate([0.18, 0.2, 0.19])]
+    text = render(suite, rows, "f", [], "r", "l")
+    assert "fv eval_accuracy × 100: b = 23.0 (n=3) > c = 19.0 (n=3): Welch" in text  # the column's 23.0
+    assert "; b = 23.0 (n=3) > 10: one-sample" in text  # a number in the claim is shown scaled too
+    assert "b = 23.0 (n=3) ~ c = 19.0 (n=3) (±5): Welch TOST, margin ±5:" in text  # the column's digits
+    assert "fv eval_accuracy: b = 0.23 (n=3) > c = 0.19 (n=3)" in text  # a finding's own scale is kept
+    for finding in suite.findings:  # only the display changes
+        assert text.count(f"— **{verdict(finding, rows)[0]}**") >= 1

@@ -434,3 +434,31 @@ def test_a_where_on_a_grid_param_suggests_the_close_value(write_suite):
     [problem] = problems_of(path)
     assert problem.endswith("leaderboards[0].where.encoder.activation: encoder.activation 'rleu' matches no planned "
                             "run of this table (did you mean 'relu'?) (they have: elu, relu)")
+
+
+def test_a_misspelt_figure_of_the_disentanglement_metrics_suggests_the_written_name(write_suite):
+    path = write_suite(TINY_SUITE.replace("dataset: {name: digits}", "dataset: {name: dsprites}")
+                       .replace("  logdet: {name: logdet_cov}", "  logdet: {name: logdet_cov}\n"
+                                "  tc: {name: gaussian_tc}\n  mig: {name: mig}\n"
+                                "  figures: {name: disentanglement_figures, which: [traversals]}")
+                       + "    figures: [travesals.png]\n")
+    [problem] = problems_of(path)
+    assert problem == (f"{path}:27: leaderboards[0].figures[0]: no metric writes a figure 'travesals.png' "
+                       "(did you mean 'traversals.png'?) (written: traversals.png)")
+
+
+def test_an_unknown_method_in_a_finding_term_lists_the_methods(write_suite):
+    finding = ('findings:\n  - claim: "c"\n    metric: logdet\n    value: logdet_cov\n'
+               '    holds: ["infovae_swdd > elbo"]\n')
+    path = write_suite(TINY_SUITE + finding)
+    assert problems_of(path) == [f"{path}:28: findings[0].holds[0]: unknown method 'infovae_swdd' "
+                                 "(methods: elbo, vimae_n)"]
+
+
+def test_an_unclosed_bracket_points_at_the_line_it_opens_not_the_end_of_the_file(write_suite):
+    path = write_suite("name: x\ncitation: c\ndataset: {name: digits}\nmetrics: {a: {name: svm}\n"
+                       "grid: {latent_dim: [2]}\n")
+    with pytest.raises(Exception) as info:
+        load_suite(path)
+    assert str(info.value) == (f"{path}:4: not valid YAML: the '{{' opened at line 4 is not closed by "
+                               "line 5: expected ',' or '}', but got '<scalar>'")

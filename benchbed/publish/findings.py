@@ -13,7 +13,9 @@ is how margins enter. A part holds when its test rejects the opposite and fails 
 way rejects the claim; a finding is reproduced when every part holds, refuted when any fails, else
 inconclusive: always with fewer than 2 seeds on a side ("n=1"), and "under-trained" whenever one of
 its runs stopped on its epoch budget (benchbed.publish.flags). A part that needs a value at an
-estimator's ceiling to be low cannot hold (the true value may be higher).
+estimator's ceiling to be low cannot hold (the true value may be higher). A run whose value is
+undefined (flags.undefined: a FactorVAE score with no active latent) is left out of its side, and a
+side with no other run is not compared.
 """
 
 from __future__ import annotations
@@ -135,15 +137,21 @@ class Term:
     records: list[dict[str, Any]] = field(default_factory=list)
     raw: list[float] = field(default_factory=list)
     at_ceiling: bool = False
+    undefined: list[tuple[dict[str, Any], flags.Bound]] = field(default_factory=list)  # no number
 
     @property
     def mean(self) -> float:
         return self.constant if self.constant is not None else statistics.fmean(self.values)
 
-    def show(self, digits: int) -> str:
+    def show(self, digits: int, scale: float = 1.0) -> str:
+        """As the page shows it: values (and numbers) times ``scale``, the tables' scale."""
         if self.constant is not None:
-            return self.text
-        return f"{self.text} = {self.mean:.{digits}f} (n={len(self.values)})"
+            return self.text if scale == 1 else f"{self.constant * scale:g}"
+        why = self.undefined[0][1].text if self.undefined else ""
+        if not self.values:
+            return f"{self.text} = {why} (n={len(self.undefined)})"
+        left_out = f", {len(self.undefined)} {why} left out" if self.undefined else ""
+        return f"{self.text} = {self.mean * scale:.{digits}f} (n={len(self.values)}{left_out})"
 
 
 def _term(term: str, finding: Finding, records: list[dict[str, Any]]) -> Term | None:
@@ -163,7 +171,10 @@ def _term(term: str, finding: Finding, records: list[dict[str, Any]]) -> Term | 
         if not matches(r, where):
             continue
         value = r["metrics"].get(finding.metric, {}).get(finding.value)
-        if value is not None and math.isfinite(value):
+        if (undefined := flags.undefined(r, finding.metric, finding.value)) is not None:
+            out.undefined.append((r, undefined))
+            settings.add((r["latent_dim"], json.dumps(r["grid"], sort_keys=True)))
+        elif value is not None and math.isfinite(value):
             out.values.append(value * finding.scale)
             out.raw.append(value)
             out.records.append(r)
@@ -171,7 +182,7 @@ def _term(term: str, finding: Finding, records: list[dict[str, Any]]) -> Term | 
     if len(settings) > 1:
         raise Ambiguous(f"{term} pools runs of {len(settings)} different latent sizes or grid values; "
                         "pin one with `where` or `@z=`")
-    if not out.values:
+    if not out.values and not out.undefined:
         return None
     b = flags.bound(out.records, finding.metric, finding.value, out.raw)
     out.at_ceiling = b is not None and b.kind == "ceiling"
@@ -196,8 +207,8 @@ def _statistic(a: Term, b: Term) -> TStatistic:
     return welch(a.values, b.values)
 
 
-def _test(a: Term, op: str, b: Term, margin: float) -> tuple[str, str]:
-    """(outcome, the test's numbers) for 'a op b'; d = mean(a) - mean(b)."""
+def _test(a: Term, op: str, b: Term, margin: float, scale: float = 1.0) -> tuple[str, str]:
+    """(outcome, the test's numbers) for 'a op b'; d = mean(a) - mean(b); margins shown times ``scale``."""
     stat = _statistic(a, b)
     kind = ("Welch" if a.constant is None and b.constant is None else
             "one-sample" if a.constant is None or b.constant is None else "exact")
@@ -206,7 +217,7 @@ def _test(a: Term, op: str, b: Term, margin: float) -> tuple[str, str]:
         p_low, p_high = stat.at(-margin).p_greater(), stat.at(margin).p_less()
         p_equiv = max(p_low, p_high)
         p_apart = min(stat.at(margin).p_greater(), stat.at(-margin).p_less())
-        numbers = (f"{kind} TOST, margin ±{margin:g}: {fmt_t(stat.at(0.0))}, "
+        numbers = (f"{kind} TOST, margin ±{margin * scale:g}: {fmt_t(stat.at(0.0))}, "
                    f"{fmt_p(p_equiv)} (equivalent; apart: {fmt_p(p_apart)})")
         outcome = "holds" if p_equiv < ALPHA else "fails" if p_apart < ALPHA else "unsure"
         return outcome, numbers
@@ -216,20 +227,24 @@ def _test(a: Term, op: str, b: Term, margin: float) -> tuple[str, str]:
     else:
         shifted = stat.at(margin if op == "<=" else 0.0)
         p_claim, p_opposite = shifted.p_less(), shifted.p_greater()
-    shown_margin = f", margin {margin:g}" if op in (">=", "<=") and margin else ""
+    shown_margin = f", margin {margin * scale:g}" if op in (">=", "<=") and margin else ""
     numbers = (f"{kind} {fmt_t(shifted)}{shown_margin}, one-sided {fmt_p(p_claim)} "
                f"(opposite: {fmt_p(p_opposite)})")
     outcome = "holds" if p_claim < ALPHA else "fails" if p_opposite < ALPHA else "unsure"
     return outcome, numbers
 
 
-def _part(comparison: str, a: Term, op: str, b: Term, finding: Finding) -> Part:
-    d = finding.digits
-    shown = f"{a.show(d)} {op} {b.show(d)}" + (f" (±{finding.tolerance:g})" if op == "~" else "")
+def _part(comparison: str, a: Term, op: str, b: Term, finding: Finding, k: float, d: int) -> Part:
+    shown = f"{a.show(d, k)} {op} {b.show(d, k)}" + (f" (±{finding.tolerance * k:g})" if op == "~" else "")
+    empty = [t for t in (a, b) if t.constant is None and not t.values]
+    if empty:
+        why = empty[0].undefined[0][1].text
+        return Part("undefined", f"{shown}: not compared: {', '.join(t.text for t in empty)}: {why}, "
+                                 "so the score is undefined, not a number")
     small = [t for t in (a, b) if t.constant is None and len(t.values) < 2]
     if small:
         return Part("n=1", f"{shown}: untested (n=1)")
-    outcome, numbers = _test(a, op, b, finding.tolerance)
+    outcome, numbers = _test(a, op, b, finding.tolerance, k)
     # A value at the estimator's ceiling may truly be higher: it cannot show
     # that it is the lower (or an equal) side.
     capped = [t.text for t in ((a,) if op in ("<", "<=") else (b,) if op in (">", ">=") else (a, b))
@@ -241,7 +256,24 @@ def _part(comparison: str, a: Term, op: str, b: Term, finding: Finding) -> Part:
     return Part(outcome, f"{shown}: {numbers}: {word}")
 
 
-def verdict(finding: Finding, records: list[dict[str, Any]]) -> tuple[str, list[str]]:
+def shown_as(finding: Finding, suite: Suite) -> tuple[float, int]:
+    """(factor, digits) that show a finding's values on the scale of a table column of the same
+    metric and value (e.g. 0.220 as 22.0 %), unless the finding sets its own ``scale``; a finding's
+    own ``digits`` keep their precision (3 digits of a fraction: 1 of a percentage)."""
+    column = next((c for t in suite.leaderboards for c in t.columns
+                   if (c.metric, c.value) == (finding.metric, finding.value)), None)
+    if column is None or "scale" in finding.model_fields_set or column.scale == finding.scale:
+        return 1.0, finding.digits
+    k = column.scale / finding.scale
+    if "digits" not in finding.model_fields_set:
+        return k, column.digits
+    return k, max(0, finding.digits - round(math.log10(k))) if k > 0 else finding.digits
+
+
+def verdict(finding: Finding, records: list[dict[str, Any]],
+            shown_scale: tuple[float, int] | None = None) -> tuple[str, list[str]]:
+    """The verdict and its parts' lines; ``shown_scale``: (factor, digits) the lines show values with."""
+    k, d = shown_scale or (1.0, finding.digits)
     parts: list[Part] = []
     used: dict[int, dict[str, Any]] = {}
     for comparison in finding.holds:
@@ -260,8 +292,8 @@ def verdict(finding: Finding, records: list[dict[str, Any]]) -> tuple[str, list[
                 return "not checked", [f"metric {finding.metric!r} reports no value {finding.value!r} "
                                        f"(it reports: {', '.join(reported)})"]
             return "not run", [f"{comparison}: no finished runs for {missing}"]
-        used.update((id(r), r) for r in a.records + b.records)
-        parts.append(_part(comparison, a, op, b, finding))
+        used.update((id(r), r) for r in a.records + b.records + [u for u, _ in a.undefined + b.undefined])
+        parts.append(_part(comparison, a, op, b, finding, k, d))
     outcomes = {p.outcome for p in parts}
     if "fails" in outcomes:
         result = "refuted"
@@ -294,11 +326,13 @@ def render_findings(suite: Suite, records: list[dict[str, Any]]) -> list[str]:
              "**inconclusive**: always with fewer than 2 seeds on a side (n=1), and whenever a run "
              "stopped on its epoch budget instead of converging (under-trained).", ""]
     for finding in suite.findings:
-        result, shown = verdict(finding, records)
+        scale = shown_as(finding, suite)
+        result, shown = verdict(finding, records, scale)
         where = ", ".join(f"{k} = {v}" for k, v in finding.where.items())
         source = f" ({finding.source})" if finding.source else ""
+        times = f" × {scale[0]:g}" if scale[0] != 1 else ""
         lines.append(f"- **{finding.claim}**{source} — **{result}**. "
-                     f"{finding.metric} {finding.value}{f' at {where}' if where else ''}: "
+                     f"{finding.metric} {finding.value}{times}{f' at {where}' if where else ''}: "
                      + "; ".join(shown) + ".")
     lines.append("")
     return lines

@@ -10,7 +10,10 @@ Three kinds of flag, all read from the records alone:
   and never bolded;
 * bounded: a cell's value sits at an estimator's ceiling (the MI estimate
   near log M) or below its noise floor (an unbiased MMD^2 below 0 or within
-  its standard error of 0); it is shown as such and never bolded.
+  its standard error of 0); it is shown as such and never bolded;
+* undefined: a run's value is a convention, not a measurement (the FactorVAE
+  score's 0.0 when no latent is active); it is shown as such, never bolded,
+  averaged or compared.
 
 The rules are keyed by the metric plugin's registered name (the record's
 ``evaluation.metrics.<key>.name``), so any suite key for the metric works.
@@ -193,3 +196,27 @@ def hides_best(b: Bound, better: str) -> bool:
     if b.kind == "ceiling":
         return better == "higher"
     return better in ("lower", "closer_to_zero")
+
+
+# ----------------------------------------------------------------- undefined
+
+
+def _no_active_dims(values: dict[str, Any]) -> Bound | None:
+    if values.get("active_dims") != 0:
+        return None
+    return Bound("undefined", "no active dims",
+                 "no active dims: no latent's spread reached the FactorVAE score's prune_threshold, "
+                 "so the score is undefined (disentanglement_lib records 0.0, below chance); such "
+                 "runs are neither averaged, bolded nor compared")
+
+
+UNDEFINED_RULES: dict[tuple[str, str], Callable[[dict[str, Any]], Bound | None]] = {
+    ("factorvae_score", "eval_accuracy"): _no_active_dims,
+    ("factorvae_score", "train_accuracy"): _no_active_dims,
+}
+
+
+def undefined(record: dict[str, Any], metric_key: str, value: str) -> Bound | None:
+    """Why the record's ``value`` of ``metric_key`` is no number to compare (None: it is one)."""
+    rule = UNDEFINED_RULES.get((metric_name(record, metric_key), value))
+    return rule(record.get("metrics", {}).get(metric_key) or {}) if rule else None

@@ -36,16 +36,21 @@ def _raw(record: dict[str, Any], column: Column) -> float | None:
 
 class Cell:
     def __init__(self, values: list[float], failed: int, bound: flags.Bound | None = None,
-                 collapsed: bool = False, unchecked: bool = False):
+                 collapsed: bool = False, unchecked: bool = False, undefined: list[flags.Bound] = ()):
         self.values, self.failed, self.bound, self.collapsed = values, failed, bound, collapsed
         self.unchecked = unchecked  # no metric could tell whether the run collapsed
+        self.undefined = list(undefined)  # runs whose value is no number (flags.undefined)
 
     @property
     def mean(self) -> float | None:
         return statistics.fmean(self.values) if self.values else None
 
     def text(self, digits: int, best: bool) -> str:
+        extra = (f", {self.failed} failed" if self.failed else "") + (
+            f", {len(self.undefined)} {self.undefined[0].text}" if self.undefined and self.values else "")
         if not self.values:
+            if self.undefined:
+                return f"{self.undefined[0].text} (n={len(self.undefined)}{extra})"
             return "failed" if self.failed else "—"
         mean = f"{self.mean:.{digits}f}"
         if best:
@@ -54,7 +59,6 @@ class Cell:
             spread = f" ± {statistics.stdev(self.values):.{digits}f}"
         else:
             spread = ""
-        extra = f", {self.failed} failed" if self.failed else ""
         if self.bound:
             return f"{self.bound.text} ({mean}{spread}, n={len(self.values)}{extra})"
         return f"{mean}{spread} (n={len(self.values)}{extra})"
@@ -83,7 +87,8 @@ def _best(cells: list[Cell], column: Column) -> tuple[float | None, str | None]:
         # An uninformative code (q(z|x) = p(z)) scores best on such a column.
         return None, (f"no bold in {column.header}: {len(unchecked)} row(s) measured neither MI nor class "
                       f"CE, so a collapsed code, which would score best here, cannot be ruled out")
-    means = [c.mean for c in cells if c.mean is not None and not c.bound and not c.collapsed]
+    means = [c.mean for c in cells if c.mean is not None and not c.bound and not c.collapsed
+             and not c.undefined]
     if len(means) < 2:
         return None, None
     if better == "higher":
@@ -187,13 +192,16 @@ def render_table(table: Table, suite: Suite, records: list[dict[str, Any]],
         under[row] = (sum(flags.under_trained(r) for r in finished), len(finished),
                       sum("convergence" not in r for r in finished))
         for c, column in enumerate(table.columns):
-            pairs = [(r, v) for r in finished if (v := _raw(r, column)) is not None]
+            undefined = [u for r in finished if (u := flags.undefined(r, column.metric, column.value))]
+            pairs = [(r, v) for r in finished if (v := _raw(r, column)) is not None
+                     and not flags.undefined(r, column.metric, column.value)]
             broken = sum(1 for r in finished if column.metric in r.get("metric_errors", {}))
             b = flags.bound([r for r, _ in pairs], column.metric, column.value, [v for _, v in pairs])
             cells[(row, c)] = Cell([v * column.scale for _, v in pairs], failed + broken, b,
                                    bool(collapsed[row]),
                                    any(not flags.collapse_checked(r) for r, _ in pairs
-                                       if flags.metric_name(r, column.metric) in flags.COLLAPSE_WINS))
+                                       if flags.metric_name(r, column.metric) in flags.COLLAPSE_WINS),
+                                   undefined)
     ranked = [_best([cells[(row, c)] for row in rows], col) for c, col in enumerate(table.columns)]
     for column in table.columns:
         header.append(column.header)
@@ -210,7 +218,7 @@ def render_table(table: Table, suite: Suite, records: list[dict[str, Any]],
         for c, column in enumerate(table.columns):
             cell, best = cells[(row, c)], ranked[c][0]
             is_best = (best is not None and cell.mean is not None and not cell.bound
-                       and not cell.collapsed and math.isclose(cell.mean, best))
+                       and not cell.collapsed and not cell.undefined and math.isclose(cell.mean, best))
             line.append("not run" if not_run else cell.text(column.digits, is_best))
             if column.paper:
                 paper = column.paper.get(method)
@@ -289,7 +297,7 @@ def _flag_legend(rows: list[Row], cells: dict[tuple[Row, int], Cell],
         for r, why in collapsed[row]:
             lines.append(f"- {COLLAPSED} collapsed: {r['label']} z={r['latent_dim']} seed={r['seed']}: "
                          + "; ".join(why) + ". Never bolded.")
-    whys = sorted({cell.bound.why for cell in cells.values() if cell.bound})
+    whys = sorted({b.why for cell in cells.values() for b in [cell.bound, *cell.undefined] if b})
     lines += [f"- {why}." for why in whys]
     lines += [f"- {note}." for note in no_bold]
     return lines + [""] if lines else []

@@ -163,12 +163,16 @@ def machine_lines(records: list[dict[str, Any]]) -> list[str]:
 
 def provenance_footer(records: list[dict[str, Any]], profile: str | None, missing: int = 0) -> list[str]:
     finished = [r for r in records if r.get("status") == "finished"]
+    broken = [r for r in finished if r.get("metric_errors")]
+    metrics = ", ".join(sorted({m for r in broken for m in r["metric_errors"]}))
     dates = sorted(r["provenance"]["finished"] for r in records
                    if (r.get("provenance") or {}).get("finished"))
     return [
         "## Provenance", "",
         f"- profile: {profile or 'default'}",
-        f"- runs: {len(finished)} finished, {len(records) - len(finished)} failed"
+        f"- runs: {len(finished)} finished"
+        + (f" ({len(broken)} with a failed metric: {metrics})" if broken else "")
+        + f", {len(records) - len(finished)} failed"
         + (f", {missing} not run yet" if missing > 0 else ""),
         *commit_lines(records),
         *code_lines(records),

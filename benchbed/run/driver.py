@@ -29,6 +29,7 @@ class SuiteReport:
     skipped: int
     finished: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)  # (run name, reason)
+    metric_failed: list[tuple[str, str]] = field(default_factory=list)  # finished, a metric failed
     elsewhere: list[str] = field(default_factory=list)  # runs another process is running
     problems: list[str] = field(default_factory=list)  # damaged record files, skipped
     leaderboard: Path | None = None
@@ -187,7 +188,8 @@ def run_suite(loaded: LoadedSuite, store_root: Path, executor: dict[str, Any],
                     if outcome.status == "finished":
                         report.finished += 1
                     if outcome.reason:  # a failed run, or a finished one with a failed metric
-                        report.failed.append((run.name, outcome.reason))
+                        (report.metric_failed if outcome.status == "finished" else report.failed).append(
+                            (run.name, outcome.reason))
                 tasks = []
                 if wait:
                     for run in busy:

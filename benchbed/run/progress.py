@@ -62,6 +62,8 @@ class PlainProgress:
         if status == "failed":  # not "running elsewhere": another process has that run
             self.failed += 1
         tail = f": {reason}" if reason else ""
+        if status == "finished" and reason:  # a metric failed: the run is not simply "finished"
+            status, tail = "ran", f"; {reason}"
         self.say(f"[{self.done}/{self.total}] {label}: {status} in {seconds:.0f}s{tail} "
                  f"(ETA {self.eta()})")
 

@@ -382,7 +382,8 @@ def check_references(suite: Suite, registry: Registry, locs: Locations) -> list[
                 if method is not None and method not in method_keys:
                     problems.append(_problem(locs, base + ("holds", i),
                                              f"unknown method {method!r}"
-                                             f"{did_you_mean(method, method_keys)}"))
+                                             f"{did_you_mean(method, method_keys)}"
+                                             f" (methods: {', '.join(method_keys)})"))
     return problems
 
 

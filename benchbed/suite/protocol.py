@@ -215,7 +215,9 @@ class Finding(Spec):
     for one latent size, or a number; OP is one of ``< <= > >= ~`` (``~``:
     within ``tolerance``; for ``<=``/``>=`` the tolerance is a margin).
     Verdicts (t-tests over seeds, benchbed.publish.findings): reproduced, refuted,
-    inconclusive (also "(n=1)" and ": under-trained"), or not run.
+    inconclusive (also "(n=1)" and ": under-trained"), or not run. Without ``scale`` the page shows
+    the values on the scale of a table column of the same metric and value (numbers in ``holds``,
+    and ``tolerance``, stay in the metric's own units).
     """
 
     claim: str

@@ -97,9 +97,13 @@ def read_yaml(path: Path) -> tuple[Any, Locations]:
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
+        mark, opened = getattr(exc, "problem_mark", None), getattr(exc, "context_mark", None)
         where = f"{file}:{mark.line + 1}" if mark else file
         problem = getattr(exc, "problem", None) or str(exc)
+        if mark and opened and opened.line < mark.line and text[opened.index:][:1] in ("{", "[", '"', "'"):
+            # PyYAML reports an unclosed bracket or quote where the file ends: point at the opener
+            where, problem = (f"{file}:{opened.line + 1}", f"the {text[opened.index]!r} opened at line "
+                              f"{opened.line + 1} is not closed by line {mark.line + 1}: {problem}")
         raise SuiteSyntaxError(f"{where}: not valid YAML: {problem}") from None
     locs = Locations()
     if node is None:

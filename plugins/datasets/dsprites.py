@@ -249,10 +249,14 @@ class DSprites(Dataset):
         @field_validator("stride")
         @classmethod
         def _known_factors(cls, v):
-            for name in v:
+            for name, k in v.items():
                 if name not in FACTOR_NAMES:
                     raise ValueError(f"unknown factor {name!r}{did_you_mean(name, FACTOR_NAMES)} "
                                      f"(factors: {', '.join(FACTOR_NAMES)})")
+                n = GRID_SIZES[FACTOR_NAMES.index(name)]
+                if k >= n:  # one value left: the factor would not vary, and the scores drop it
+                    raise ValueError(f"stride {k} keeps one of the {n} values of factor '{name}', which "
+                                     f"then does not vary; the largest stride allowed is {n - 1}")
             return v
 
     channels = 1

@@ -79,6 +79,9 @@ class FactorScore(Metric):
     def score(self, pool: Pool, rng: np.random.Generator) -> dict[str, float]:  # pragma: no cover
         raise NotImplementedError
 
+    def figures_written(self, corruptions: list[str]) -> list[str]:
+        return []  # the scores draw nothing; the figures metric overrides this
+
     def evaluate(self, ctx) -> MetricResult:
         pool = code_pool(ctx, self.score_name, self.params.pool, self.params.batch_size)
         values = self.score(pool, score_rng(ctx))

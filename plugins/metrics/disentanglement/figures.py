@@ -56,6 +56,9 @@ class DisentanglementFigures(FactorScore):
     def produces(self) -> list[str]:
         return []
 
+    def figures_written(self, corruptions: list[str]) -> list[str]:
+        return [f"{kind}.png" for kind in self.params.which]
+
     def evaluate(self, ctx) -> MetricResult:
         pool = code_pool(ctx, self.score_name, self.params.pool, self.params.batch_size)
         folder = ctx.figure_dir

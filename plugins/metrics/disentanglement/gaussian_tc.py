@@ -54,6 +54,9 @@ class GaussianTotalCorrelation(Metric):
     def produces(self) -> list[str]:
         return ["tc", "tc_per_dim", "n"]
 
+    def figures_written(self, corruptions: list[str]) -> list[str]:
+        return []
+
     def evaluate(self, ctx) -> MetricResult:
         p = self.params
         z = split_codes(ctx, p.codes, p.test_subset, p.batch_size)
