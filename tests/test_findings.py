@@ -207,3 +207,13 @@ def test_a_factorvae_score_with_no_active_dims_is_undefined_not_a_number_to_comp
     result, shown = verdict(finding("b > c", metric="fv", value="eval_accuracy", digits=3), records)
     assert result == "reproduced"
     assert shown[0].startswith("b = 0.200 (n=3, 1 no active dims left out) > c = 0.100 (n=3): Welch")
+
+
+def test_a_part_refuted_on_converged_runs_refutes_the_claim_whatever_the_other_parts_runs():
+    records = runs({"a": [91.0, 92.5, 90.1], "b": [85.0, 84.0, 86.5], "c": [95.0, 96.0, 95.5]})
+    records[0]["convergence"] = BUDGET  # a seed of a, read only by the first part
+    result, shown = verdict(finding("a > b", "b > c"), records)
+    assert result == "refuted"
+    assert "none of them in a refuted part: refuted on converged runs" in shown[-1]
+    # The refuted part reads the budget-stopped run: more training could change it.
+    assert verdict(finding("b > a", "c > b"), records)[0] == "inconclusive: under-trained"

@@ -12,10 +12,10 @@ and one-sample t = (mean - mu) / (s / sqrt(n)), df = n - 1; ``shift`` moves the 
 is how margins enter. A part holds when its test rejects the opposite and fails when the test the other
 way rejects the claim; a finding is reproduced when every part holds, refuted when any fails, else
 inconclusive: always with fewer than 2 seeds on a side ("n=1"), and "under-trained" whenever one of
-its runs stopped on its epoch budget (benchbed.publish.flags). A part that needs a value at an
-estimator's ceiling to be low cannot hold (the true value may be higher). A run whose value is
-undefined (flags.undefined: a FactorVAE score with no active latent) is left out of its side, and a
-side with no other run is not compared.
+its runs stopped on its epoch budget (benchbed.publish.flags), unless a part refuted on converged runs
+alone refutes it. A part that needs a value at an estimator's ceiling to be low cannot hold (the
+true value may be higher). A run whose value is undefined (flags.undefined: a FactorVAE score with
+no active latent) is left out of its side, and a side with no other run is not compared.
 """
 
 from __future__ import annotations
@@ -275,6 +275,7 @@ def verdict(finding: Finding, records: list[dict[str, Any]],
     """The verdict and its parts' lines; ``shown_scale``: (factor, digits) the lines show values with."""
     k, d = shown_scale or (1.0, finding.digits)
     parts: list[Part] = []
+    trained: list[bool] = []  # per part: every run it reads converged
     used: dict[int, dict[str, Any]] = {}
     for comparison in finding.holds:
         left, op, right = parse(comparison)
@@ -292,8 +293,10 @@ def verdict(finding: Finding, records: list[dict[str, Any]],
                 return "not checked", [f"metric {finding.metric!r} reports no value {finding.value!r} "
                                        f"(it reports: {', '.join(reported)})"]
             return "not run", [f"{comparison}: no finished runs for {missing}"]
-        used.update((id(r), r) for r in a.records + b.records + [u for u, _ in a.undefined + b.undefined])
+        runs = a.records + b.records + [u for u, _ in a.undefined + b.undefined]
+        used.update((id(r), r) for r in runs)
         parts.append(_part(comparison, a, op, b, finding, k, d))
+        trained.append(not any(flags.under_trained(r) for r in runs))
     outcomes = {p.outcome for p in parts}
     if "fails" in outcomes:
         result = "refuted"
@@ -305,7 +308,11 @@ def verdict(finding: Finding, records: list[dict[str, Any]],
         result = "inconclusive"
     shown = [p.text for p in parts]
     under = [r for r in used.values() if flags.under_trained(r)]
-    if under:
+    # A part refuted on converged runs alone refutes the claim, whatever its other parts' runs.
+    if under and any(p.outcome == "fails" and ok for p, ok in zip(parts, trained)):
+        shown.append(f"{len(under)} of {len(used)} runs stopped on their epoch budget, none of them "
+                     "in a refuted part: refuted on converged runs")
+    elif under:
         n1 = " (n=1)" if "n=1" in outcomes else ""
         alone = "" if n1 else f" (the test alone: {result})"
         shown.append(f"{len(under)} of {len(used)} runs stopped on their epoch budget or had no "
@@ -324,7 +331,8 @@ def render_findings(suite: Suite, records: list[dict[str, Any]]) -> list[str]:
              "tolerance for `a ~ b`, and a one-sample t-test against a number. **Reproduced**: every "
              "part holds beyond the seed spread; **refuted**: some part's opposite does; otherwise "
              "**inconclusive**: always with fewer than 2 seeds on a side (n=1), and whenever a run "
-             "stopped on its epoch budget instead of converging (under-trained).", ""]
+             "stopped on its epoch budget instead of converging (under-trained), unless a part "
+             "refuted on converged runs alone refutes the claim.", ""]
     for finding in suite.findings:
         scale = shown_as(finding, suite)
         result, shown = verdict(finding, records, scale)
