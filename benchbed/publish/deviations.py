@@ -86,7 +86,7 @@ def _show_side(flat: dict[str, Any], key: str) -> str:
     default = _default(flat, key)
     if default is None and key.endswith("_subset"):
         return "all of it (the default)"  # train_subset, test_subset: None is no subset
-    return "the default" if default is None else f"{_show(default)} (the default)"
+    return "not set (the default)" if default is None else f"{_show(default)} (the default)"
 
 
 def profile_differences(data: dict, locs: Locations, profile: str | None) -> list[str]:
