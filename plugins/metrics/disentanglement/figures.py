@@ -14,6 +14,7 @@ from benchbed.components import MetricResult
 from benchbed_plugins.metrics.disentanglement.mig import mig
 from benchbed_plugins.metrics.disentanglement.factors import FactorScore, code_pool
 from benchbed_plugins.metrics.figures import new_figure, save_grid
+from matplotlib.image import imread as plt_imread
 
 FigureKind = Literal["traversals", "mi_heatmap"]
 
@@ -76,8 +77,29 @@ class DisentanglementFigures(FactorScore):
         model = ctx.model
         with torch.no_grad():
             images = torch.cat([model.decoder.mean(r.to(ctx.device)).cpu() for r in rows])
+        return self.label_traversals(images, folder, p.steps, tuple(ctx.dataset.info().value_range),
+                                     pool.codes.shape[1])
+
+    @staticmethod
+    def label_traversals(images, folder: Path, steps: int, value_range, dim: int) -> Path:
+        """The grid with each row named z_d (as in the MI heatmap) and its range said once."""
+        raw = save_grid(images, folder / ".traversals_grid.png", steps, value_range)
+        grid = plt_imread(raw)
+        raw.unlink()
+        rows = len(images) // steps
+        figure = new_figure(1.0 + 0.45 * steps, 0.6 + 0.45 * rows)
+        ax = figure.subplots()
+        ax.imshow(grid, cmap="gray")
+        pitch = grid.shape[0] / rows
+        ax.set_yticks([pitch * (r + 0.5) for r in range(rows)],
+                      [f"z{r % dim + 1}" for r in range(rows)], fontsize=7)
+        ax.set_xticks([])
+        ax.set_xlabel("z_d from its 2nd to its 98th percentile over the test codes; others at one "
+                      "image's posterior mean", fontsize=7)
+        figure.tight_layout()
         path = folder / "traversals.png"
-        return save_grid(images, path, p.steps, tuple(ctx.dataset.info().value_range))
+        figure.savefig(path)
+        return path
 
     def draw_heatmap(self, pool, folder: Path) -> Path:
         out = mig(pool.codes, pool.classes, pool.sizes, self.params.bins)
