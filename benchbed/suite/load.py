@@ -447,7 +447,8 @@ def unlike_methods(raw: dict, data: dict, locs: Locations, profile: str | None) 
         return {"name": got} if isinstance(got, str) else got
 
     problems = []
-    for field in PER_METHOD:
+    # latent_dims only says at which sizes a method runs; the runs at a size stay alike
+    for field in (f for f in PER_METHOD if f != "latent_dims"):
         own = [k for k in keys if field in _mapping(written.get(k))]
         refs = own + ([None] if field in ("training", "dataset") and field in body else [])
         for m in (k for k in keys if k not in own):

@@ -255,10 +255,13 @@ class LogDetCovariance(Metric):
     positive over-covers. -inf when the codes span fewer dimensions than the
     latent space.
 
-    Values: ``logdet_cov``, ``n``.
+    Values: ``logdet_cov``, ``n``. Trackable: during training it reads the
+    probe batch, so Fig. 3 (B) can be watched settling.
 
     Params: codes, test_subset, batch_size.
     """
+
+    trackable = True
 
     class Params(Params):
         codes: CodeKind = Field("sample", description="sample: z ~ q(z|x); mean: posterior means")
@@ -276,6 +279,13 @@ class LogDetCovariance(Metric):
         p = self.params
         z = split_codes(ctx, p.codes, p.test_subset, p.batch_size)
         return MetricResult(values={"logdet_cov": logdet_per_dim(z), "n": float(z.shape[0])})
+
+    def probe(self, model, x: Tensor) -> dict[str, float]:
+        with evaluating(model):
+            posterior = model.encoder(x)
+            generator = torch.Generator(device=x.device).manual_seed(_PROBE_SEED)
+            z = posterior.rsample(generator) if self.params.codes == "sample" else posterior.mean
+        return {"logdet_cov": logdet_per_dim(z)}
 
 
 # ------------------------------------------------------- mutual information
