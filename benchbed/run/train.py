@@ -112,6 +112,7 @@ class ConvergenceCheck:
                 "epochs": epochs, "max_epochs": self.max_epochs,
                 "best_epoch": min(range(len(self.losses)), key=self.losses.__getitem__),
                 "heldout_loss": self.losses[-1],
+                "heldout_losses": list(self.losses),  # L_0 ... L_E: the page fits its floor
                 "criterion": (f"held-out objective on {self.spec.holdout} training examples; "
                               f"stop when {self.spec.patience} epochs bring < {self.spec.tolerance:g} "
                               f"of the progress since the first epoch")}
