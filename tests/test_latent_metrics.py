@@ -213,6 +213,16 @@ def test_mi_probe_uses_the_batch_as_the_m_points():
     assert model.training  # the probe leaves the trainer's mode alone
 
 
+def test_logdet_probe_is_the_log_det_of_the_batch_codes_covariance_per_dim():
+    # q(z|x) = N(a*x, s^2) with x ~ N(0, 1): the codes' variance is a^2 + s^2 in every dimension
+    x = as_images(torch.randn(4000, 3, generator=torch.Generator().manual_seed(13)))
+    model = testing.model(linear_gaussian_codes(3, a=1.5, s=0.5))
+    model.train()
+    got = lm.LogDetCovariance().probe(model, x)["logdet_cov"]
+    assert got == pytest.approx(math.log(1.5 ** 2 + 0.5 ** 2), abs=0.06)
+    assert model.training
+
+
 def test_mi_needs_a_density_and_says_so_for_deterministic_encoders(tmp_path):
     ctx = context(testing.FlatEncoder(2), as_images(torch.randn(20, 2)), tmp_path=tmp_path)
     with pytest.raises(BenchbedError, match="deterministic"):

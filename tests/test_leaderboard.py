@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 import statistics
 
+import numpy as np
+
 from benchbed.publish.deviations import profile_differences
 from benchbed.suite.source import load_raw
 from benchbed.publish.findings import verdict
@@ -348,3 +350,31 @@ def test_findings_show_values_on_the_scale_of_the_tables_column_with_the_same_ve
     assert "fv eval_accuracy: b = 0.23 (n=3) > c = 0.19 (n=3)" in text  # a finding's own scale is kept
     for finding in suite.findings:  # only the display changes
         assert text.count(f"— **{verdict(finding, rows)[0]}**") >= 1
+
+
+def test_a_table_with_learning_curves_shows_each_rows_training():
+    suite = SUITE.model_copy(deep=True)
+    suite.leaderboards[0].learning_curves = True
+    epochs = np.arange(1, 13, dtype=float)
+    histories = [[300.0, *(90.0 + s + 15.0 * epochs ** -0.7)] for s in range(3)]  # floors 90, 91, 92
+    runs = []
+    for s, losses in enumerate(histories):
+        runs.append(record("a", s, 90.0 + s, convergence={
+            "converged": s == 0, "stop": "budget", "epochs": 12, "max_epochs": 12, "best_epoch": 12,
+            "criterion": "x", "heldout_losses": losses}))
+        runs[-1]["config"]["training"] = {"converge": {"patience": 3}}
+    runs += [record("b", s, 80.0) for s in range(3)]  # no held-out history: no line
+    text = render(suite, runs, "f", [], "run", "lb")
+    block = text[text.index("Training of these runs"):]
+    cells = [c.strip() for c in next(x for x in block.splitlines() if x.startswith("| A z=8"))
+             .strip("|").split("|")]
+
+    def mean_sd(values, digits=1):
+        return f"{statistics.fmean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
+
+    falls = [(h[-4] - h[-1]) / 3 for h in histories]
+    assert cells[1:6] == ["12", "1/3", mean_sd([h[1] for h in histories]),
+                          mean_sd([h[-1] for h in histories]), mean_sd(falls, 2)]
+    assert cells[6] == "91.0 ± 1.0"
+    assert "| B z=8" not in block
+    assert "Training of these runs" not in render(SUITE, runs, "f", [], "run", "lb")

@@ -248,6 +248,14 @@ def test_a_method_that_a_profile_leaves_paper_size_beside_shrunk_baselines_is_re
     assert load(kept, "cpu").suite.methods["beta_vae_2"].encoder.params["hidden"] == [1200, 1200]
 
 
+def test_a_profile_may_run_one_method_at_fewer_latent_sizes(write_suite):
+    # latent_dims says where a method runs; at a size it runs, it is still like its sibling
+    path = write_suite(TINY_SUITE.replace("latent_dim: [2]", "latent_dim: [2, 3]")
+                       + "profiles:\n  small:\n    methods:\n      elbo: {latent_dims: [2]}\n")
+    runs = load(path, "small").runs  # no "not like for like"
+    assert sorted((r.method, r.latent_dim) for r in runs) == [("elbo", 2), ("vimae_n", 2), ("vimae_n", 3)]
+
+
 def test_every_shipped_suite_validates_in_every_profile(capsys):
     # vimae's cpu profile gives its MLP and conv methods different training: alike before, both written.
     suites = sorted((REPO / "suites").glob("*.yaml"))

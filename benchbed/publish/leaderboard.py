@@ -14,7 +14,7 @@ from typing import Any
 
 from tabulate import tabulate
 
-from benchbed.publish import flags
+from benchbed.publish import curves, flags
 from benchbed.publish.findings import render_findings
 from benchbed.publish.provenance import provenance_footer
 from benchbed.suite.protocol import Column, Suite, Table, matches
@@ -264,8 +264,27 @@ def render_table(table: Table, suite: Suite, records: list[dict[str, Any]],
         lines.append(f"- {note}")
     if table.notes:
         lines.append("")
+    lines += _learning_curves(table, rows, records, varying)
     lines += _figures(table, rows, records, figure_root, varying)
     return "\n".join(lines)
+
+
+def _learning_curves(table: Table, rows: list[Row], records: list[dict[str, Any]],
+                     varying: list[str]) -> list[str]:
+    if not table.learning_curves:
+        return []
+    body = []
+    for row in rows:
+        group = _records_for(row, records, table.where, varying)
+        got = curves.curve_row(group)
+        if got is not None:
+            body.append([f"{group[0]['label']} z={group[0]['latent_dim']}"
+                         + "".join(f" {k}={v}" for k, v in row[2]), *got])
+    if not body:
+        return []
+    return ["Training of these runs:", "",
+            tabulate(body, headers=["method", *curves.HEADER], tablefmt="github", disable_numparse=True),
+            "", f"- {curves.NOTE}", ""]
 
 
 def _row_marks(collapsed: list[tuple[dict[str, Any], list[str]]], under: tuple[int, int, int]) -> str:

@@ -202,6 +202,8 @@ class Table(Spec):
     figures: list[str] = Field(default_factory=list,
                                description="figure files (e.g. 'samples.png') to show per method")
     notes: list[str] = Field(default_factory=list)
+    learning_curves: bool = Field(False, description="add each row's held-out objective: epochs run, "
+                                  "fall per epoch at the stop and a fitted floor (benchbed.publish.curves)")
     not_run: str | None = Field(
         None, description="why this table may have no runs (e.g. data missing); shown when the "
                           "profile enables none of its methods")
