@@ -33,7 +33,7 @@ class GaussianNoise(Corruption):
     gives x' = clip(x + nu, 0, 1), a different (milder) corruption.
 
     Params: ``sigma`` (noise standard deviation), ``clip`` (clip to [0, 1],
-    default true).
+    default false).
     """
 
     class Params(Params):

@@ -53,14 +53,16 @@ class Stein(Divergence):
         D_hat = - 1/n sum_i z_i . stop_gradient(phi*(z_i)),
 
     whose gradient in z_i is -phi*(z_i)/n: gradient DESCENT on D_hat moves
-    every code along +phi*, i.e. descends KL(q(z)||p(z)). (InfoVAE writes the
-    surrogate as z^T stop_gradient(phi*) without committing to the sign; the
-    minus makes it a loss to minimise, like the other divergences.) Its value
-    carries no meaning: only its gradient does, and it may be negative.
+    every code along +phi*, i.e. descends KL(q(z)||p(z)). InfoVAE §4.1.2 prints
+    the surrogate as z^T stop_gradient(phi*) inside a criterion that subtracts
+    lambda * D; taken literally that ascends the KL, so the sign here is ours
+    (the suite names it). Its value carries no meaning: only its gradient
+    does, and it may be negative.
 
-    Bandwidth h: "median" (default) takes h = med^2 / log(n + 1), Liu & Wang's
-    heuristic with med^2 the median squared distance between distinct codes
-    (no gradient); a number fixes h.
+    Bandwidth h: "median" (default) takes h = med^2 / log(n + 1), the
+    heuristic of Liu & Wang's released code (their paper writes log n), with
+    med^2 the median squared distance between distinct codes (no gradient);
+    a number fixes h.
 
     Params: bandwidth.
     """
