@@ -93,6 +93,19 @@ def test_the_leaderboard_rebuilds_byte_for_byte_from_records_alone(tiny_suite, t
     assert (boards / "tiny.md").read_bytes() == first
 
 
+def test_records_of_an_older_config_or_of_a_run_no_longer_planned_are_named_stale(tiny_suite, tmp_path,
+                                                                                 capsys):
+    boards = tmp_path / "boards"
+    assert run_cli(str(tiny_suite), "--store", str(tmp_path / "store"), "--leaderboards", str(boards)) == 0
+    tiny_suite.write_text(tiny_suite.read_text().replace(
+        "    objective: {name: vimae}", "    objective: {name: vimae}\n    enabled: false").replace(
+        "training: {epochs: 2, batch_size: 50}", "training: {epochs: 3, batch_size: 50}"))
+    assert main(["leaderboard", str(tiny_suite), "--leaderboards", str(boards)]) == 0
+    page = (boards / "tiny.md").read_text()
+    assert "**2 stale record(s) ignored**" in page and "elbo__z2__s0, vimae_n__z2__s0" in page
+    assert "2 stale record(s) of an older config left out" in capsys.readouterr().out
+
+
 def _suite_that_dies(write_suite, tmp_path, name):
     marker = tmp_path / f"{name}.died"
     return write_suite(

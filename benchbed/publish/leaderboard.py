@@ -368,8 +368,9 @@ def render(suite: Suite, records: list[dict[str, Any]], figure_root: str,
         lines += [f"**Incomplete: {missing} of the {planned} planned runs have no record yet**; their cells "
                   f"show — and findings on them wait. `{run_command}` runs them.", ""]
     if stale:
-        lines += [f"**{len(stale)} stale record(s) ignored**: their config no longer matches the suite "
-                  f"({', '.join(stale)}); run the suite again to replace them.", ""]
+        lines += [f"**{len(stale)} stale record(s) ignored**: their config no longer matches the suite, "
+                  f"or the suite no longer plans their run ({', '.join(stale)}); run the suite again to "
+                  "replace them, or delete them.", ""]
     for table in suite.leaderboards:
         lines.append(render_table(table, suite, records, figure_root))
     findings = render_findings(suite, records)

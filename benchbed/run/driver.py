@@ -92,7 +92,7 @@ def build_leaderboard(loaded: LoadedSuite, leaderboard_dir: Path) -> Leaderboard
         slug = record_slug(record)
         if planned.get(slug) == record["run_key"]:
             records.append(record)
-        elif slug in planned:
+        else:  # an older config of a planned run, or a run the suite no longer plans
             stale.append(slug)
     target = leaderboard_dir / f"{name}.md"
     args = _command(loaded.path, suite.profile, default, leaderboard_dir)
