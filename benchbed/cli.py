@@ -210,7 +210,8 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 1
     print(f"wrote {board.path} from {board.records - board.stale} record(s)"
-          + (f"; {board.stale} stale record(s) of an older config left out" if board.stale else "")
+          + (f"; {board.stale} stale record(s) (an older config, or a run no longer planned) left out"
+             if board.stale else "")
           + (f"; {len(board.bad)} damaged record file(s) skipped" if board.bad else ""))
     return 1 if board.bad else 0
 
