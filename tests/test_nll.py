@@ -14,7 +14,7 @@ from torch import nn
 
 from benchbed import testing
 from benchbed.plugin_api.components import Decoder, Encoder
-from benchbed.distributions import DeterministicPosterior, GaussianPosterior
+from benchbed.distributions import DeterministicPosterior, GaussianPosterior, Posterior
 from benchbed.errors import BenchbedError
 from benchbed_plugins.metrics import nll as nll_plugin
 
@@ -175,3 +175,22 @@ def test_the_mixture_with_no_widening_is_the_posterior_proposal(tmp_path):
     plain = nll_plugin.ImportanceSampledNLL(k=64).evaluate(context(encoder, w, b, x, tmp_path)).values
     mixed = nll_plugin.DefensiveNLL(k=64, widths=[0.0]).evaluate(context(encoder, w, b, x, tmp_path)).values
     assert mixed["nll"] == pytest.approx(plain["nll"], abs=1e-5)
+
+
+def test_the_mixture_refuses_a_posterior_it_cannot_widen_with_a_clear_error(tmp_path):
+    class StudentPosterior(Posterior):  # a third party's density, not a Gaussian
+        def __init__(self, mean):
+            self.mean = mean
+
+        def log_prob(self, z):
+            return torch.zeros(z.shape[:-1])
+
+    class StudentEncoder(LinearGaussianEncoder):
+        def forward(self, x):
+            return StudentPosterior(super().forward(x).mean)
+
+    w, b, x = linear_gaussian(n=20)
+    with pytest.raises(BenchbedError, match="widens a Gaussian q\\(z\\|x\\).*StudentPosterior.*use 'nll'"):
+        nll_plugin.DefensiveNLL(k=8).evaluate(context(StudentEncoder(w, b), w, b, x, tmp_path))
+    with pytest.raises(BenchbedError, match="deterministic"):
+        nll_plugin.DefensiveNLL(k=8).evaluate(context(PointEncoder(w, b), w, b, x, tmp_path))

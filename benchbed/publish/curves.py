@@ -53,11 +53,6 @@ def _mean_sd(values: list[float], digits: int = 1) -> str:
     return text + (f" ± {statistics.stdev(values):.{digits}f}" if len(values) > 1 else "")
 
 
-def _patience(record: dict[str, Any]) -> int:
-    converge = record.get("config", {}).get("training", {}).get("converge") or {}
-    return int(converge.get("patience", 3))
-
-
 def curve_row(group: list[dict[str, Any]]) -> list[str] | None:
     """[epochs, stop, epoch 1, stop, fall/epoch, floor] over a row's runs; None without history."""
     runs = [r for r in group if isinstance(r.get("convergence"), dict)
@@ -67,8 +62,9 @@ def curve_row(group: list[dict[str, Any]]) -> list[str] | None:
     histories = [r["convergence"]["heldout_losses"][1:] for r in runs]  # L_0: the untrained model
     epochs = sorted({len(h) for h in histories})
     converged = sum(bool(r["convergence"].get("converged")) for r in runs)
-    falls = [(h[-1 - p] - h[-1]) / p for h, p in ((h, _patience(r)) for h, r in zip(histories, runs))
-             if len(h) > p]
+    # a record with held-out losses was trained with a convergence check, so its config has one
+    patience = [int(r["config"]["training"]["converge"]["patience"]) for r in runs]
+    falls = [(h[-1 - p] - h[-1]) / p for h, p in zip(histories, patience) if len(h) > p]
     floors = [f for f in (fitted_floor(h) for h in histories) if f is not None]
     unread = len(runs) - len(floors)
     floor = (_mean_sd(floors) + (f" ({unread} of {len(runs)} still falling)" if floors and unread else "")

@@ -278,8 +278,7 @@ def _learning_curves(table: Table, rows: list[Row], records: list[dict[str, Any]
         group = _records_for(row, records, table.where, varying)
         got = curves.curve_row(group)
         if got is not None:
-            body.append([f"{group[0]['label']} z={group[0]['latent_dim']}"
-                         + "".join(f" {k}={v}" for k, v in row[2]), *got])
+            body.append([_row_label(group[0], row), *got])
     if not body:
         return []
     return ["Training of these runs:", "",
@@ -334,7 +333,7 @@ def _figures(table: Table, rows: list[Row], records: list[dict[str, Any]], figur
             continue
         first = group[0]
         slug = Path(record_slug(first))
-        line = [f"{first['label']} z={first['latent_dim']}" + "".join(f" {k}={v}" for k, v in row[2])]
+        line = [_row_label(first, row)]
         for fig in table.figures:
             have = any(Path(f).name == fig for f in first.get("figures", []))
             line.append(f"![{first['label']} {fig}]({figure_root}/{slug}/{fig})" if have else "—")
@@ -343,6 +342,10 @@ def _figures(table: Table, rows: list[Row], records: list[dict[str, Any]], figur
         return []
     return ["Figures (first seed of each row):", "",
             tabulate(body, headers=header, tablefmt="github", disable_numparse=True), ""]
+
+
+def _row_label(record: dict[str, Any], row: Row) -> str:
+    return f"{record['label']} z={record['latent_dim']}" + "".join(f" {k}={v}" for k, v in row[2])
 
 
 def record_slug(record: dict[str, Any]) -> str:

@@ -26,6 +26,14 @@ _CODE_SALT = 0x4C4D32
 _PRIOR_SALT = 0x4C4D33
 _PROBE_SEED = 0  # probes reuse one seed: curves differ by the model, not by the noise
 
+
+def _probe_codes(model, x: Tensor, codes: str) -> Tensor:
+    """The probe batch's codes (call in eval mode): z ~ q(z|x) under the probe seed, or the means."""
+    posterior = model.encoder(x)
+    if codes != "sample":
+        return posterior.mean
+    return posterior.rsample(torch.Generator(device=x.device).manual_seed(_PROBE_SEED))
+
 CodeKind = Literal["sample", "mean"]
 
 
@@ -220,9 +228,7 @@ class FullDataMMD(Metric):
 
     def probe(self, model, x: Tensor) -> dict[str, float]:
         with evaluating(model):
-            posterior = model.encoder(x)
-            generator = torch.Generator(device=x.device).manual_seed(_PROBE_SEED)
-            z = posterior.rsample(generator) if self.params.codes == "sample" else posterior.mean
+            z = _probe_codes(model, x, self.params.codes)
             z0 = prior_samples(model.prior, z.shape[0], z.shape[1],
                                torch.Generator().manual_seed(_PROBE_SEED), z)
             kernel = evaluation_kernel(self.params.kernel, z.shape[1], self.params.scale)
@@ -282,9 +288,7 @@ class LogDetCovariance(Metric):
 
     def probe(self, model, x: Tensor) -> dict[str, float]:
         with evaluating(model):
-            posterior = model.encoder(x)
-            generator = torch.Generator(device=x.device).manual_seed(_PROBE_SEED)
-            z = posterior.rsample(generator) if self.params.codes == "sample" else posterior.mean
+            z = _probe_codes(model, x, self.params.codes)
         return {"logdet_cov": logdet_per_dim(z)}
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 from pydantic import Field, NonNegativeFloat
@@ -10,7 +11,8 @@ from torch import Tensor
 
 from benchbed import hookimpl
 from benchbed.plugin_api.components import Metric, MetricResult, Params
-from benchbed.distributions import GaussianPosterior
+from benchbed.distributions import GaussianPosterior, Posterior
+from benchbed.errors import BenchbedError
 from benchbed_plugins.metrics.encoding import (device_generator, evaluating, input_batches,
                                        posterior_log_prob, require_density, subset_indices)
 
@@ -18,32 +20,44 @@ _SUBSET_SALT = 0x4E4C4C  # "NLL": which test points a reduced protocol keeps
 _SAMPLE_SALT = 0x4E4C4D  # the importance samples
 
 
+def _log_mean_weight(model, x: Tensor, draws: list[tuple[Posterior, int]],
+                     log_proposal: Callable[[Tensor], Tensor], max_rows: int,
+                     generator: torch.Generator | None) -> Tensor:
+    """log (1/K sum_k p(x|z_k) p(z_k) / r(z_k|x)) per row of ``x``, with ``n`` draws z_k from
+    each (source, n) of ``draws`` (K their total) and log r given by ``log_proposal``.
+
+    The draws go through the decoder in chunks of at most ``max_rows`` (point,
+    sample) pairs, each chunk reduced to its own logsumexp at once, so memory
+    does not grow with K."""
+    batch = x.shape[0]
+    chunk = max(1, min(max(n for _, n in draws), max_rows // batch))
+    # x repeated chunk times, sample-major (row s * B + i is point i), built once per
+    # batch: a shorter last chunk uses its leading rows
+    x_rep = x.unsqueeze(0).expand(chunk, *x.shape).reshape(chunk * batch, *x.shape[1:])
+    chunk_lse = []
+    for source, n in draws:
+        for start in range(0, n, chunk):
+            kc = min(chunk, n - start)
+            z = source.rsample_n(kc, generator)  # (kc, B, D)
+            flat_z = z.reshape(kc * batch, -1)
+            log_w = (model.decoder.log_prob(x_rep[:kc * batch], flat_z).view(kc, batch)
+                     + model.prior.log_prob(flat_z).view(kc, batch)
+                     - log_proposal(z))
+            chunk_lse.append(torch.logsumexp(log_w, dim=0))
+    return torch.logsumexp(torch.stack(chunk_lse), dim=0) - math.log(sum(n for _, n in draws))
+
+
 def log_marginal_likelihood(model, x: Tensor, k: int, max_rows: int,
                             generator: torch.Generator | None = None) -> Tensor:
     """Importance-sampled log p(x) for each row of ``x``, proposal q(z|x).
 
     log p(x) ~= logsumexp_k [log p(x|z_k) + log p(z_k) - log q(z_k|x)] - log K,
-    z_k ~ q(z|x). The K samples go through the decoder in chunks of at most
-    ``max_rows`` (point, sample) pairs, each chunk reduced to its own
-    logsumexp at once, so memory does not grow with K.
+    z_k ~ q(z|x).
     """
     posterior = model.encoder(x)
     require_density(posterior, "nll")
-    batch = x.shape[0]
-    chunk = max(1, min(k, max_rows // batch))
-    # x repeated chunk times, sample-major (row s * B + i is point i), built once per
-    # batch: a shorter last chunk uses its leading rows
-    x_rep = x.unsqueeze(0).expand(chunk, *x.shape).reshape(chunk * batch, *x.shape[1:])
-    chunk_lse = []
-    for start in range(0, k, chunk):
-        kc = min(chunk, k - start)
-        z = posterior.rsample_n(kc, generator)  # (kc, B, D)
-        flat_z = z.reshape(kc * batch, -1)
-        log_w = (model.decoder.log_prob(x_rep[:kc * batch], flat_z).view(kc, batch)
-                 + model.prior.log_prob(flat_z).view(kc, batch)
-                 - posterior_log_prob(posterior, z, "nll"))
-        chunk_lse.append(torch.logsumexp(log_w, dim=0))
-    return torch.logsumexp(torch.stack(chunk_lse), dim=0) - math.log(k)
+    return _log_mean_weight(model, x, [(posterior, k)],
+                            lambda z: posterior_log_prob(posterior, z, "nll"), max_rows, generator)
 
 
 def log_marginal_likelihood_mixture(model, x: Tensor, k: int, widths: list[float], max_rows: int,
@@ -61,26 +75,20 @@ def log_marginal_likelihood_mixture(model, x: Tensor, k: int, widths: list[float
     against its best component.
     """
     posterior = model.encoder(x)
-    require_density(posterior, "nll")
+    require_density(posterior, "nll_defensive")
+    if not isinstance(posterior, GaussianPosterior):
+        raise BenchbedError(f"metric 'nll_defensive' widens a Gaussian q(z|x), but the encoder returns "
+                            f"{type(posterior).__name__}; use 'nll' for other posteriors")
     # log(sigma^2 + s^2) in log space: sigma^2 underflows in float32 for VIMAE-like encoders
     comps = [GaussianPosterior(posterior.mean, torch.logaddexp(
         posterior.logvar, torch.full_like(posterior.logvar, 2 * math.log(s) if s > 0 else -math.inf)))
         for s in widths]
     per = max(1, k // len(comps))  # K rounded down to a multiple of J
-    batch = x.shape[0]
-    chunk = max(1, min(per, max_rows // batch))
-    x_rep = x.unsqueeze(0).expand(chunk, *x.shape).reshape(chunk * batch, *x.shape[1:])
-    chunk_lse = []
-    for comp in comps:
-        for start in range(0, per, chunk):
-            kc = min(chunk, per - start)
-            z = comp.rsample_n(kc, generator)  # (kc, B, D)
-            flat_z = z.reshape(kc * batch, -1)
-            log_r = torch.logsumexp(torch.stack([c.log_prob(z) for c in comps]), dim=0) - math.log(len(comps))
-            log_w = (model.decoder.log_prob(x_rep[:kc * batch], flat_z).view(kc, batch)
-                     + model.prior.log_prob(flat_z).view(kc, batch) - log_r)
-            chunk_lse.append(torch.logsumexp(log_w, dim=0))
-    return torch.logsumexp(torch.stack(chunk_lse), dim=0) - math.log(per * len(comps))
+
+    def log_mixture(z: Tensor) -> Tensor:
+        return torch.logsumexp(torch.stack([c.log_prob(z) for c in comps]), dim=0) - math.log(len(comps))
+
+    return _log_mean_weight(model, x, [(c, per) for c in comps], log_mixture, max_rows, generator)
 
 
 class ImportanceSampledNLL(Metric):
