@@ -4,6 +4,7 @@ as failed while the rest go on."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -70,17 +71,32 @@ def test_a_diverging_run_is_recorded_as_failed_and_the_others_go_on(write_suite,
     assert "failed: VIMAE-n z=2 seed=0: diverged" in page
 
 
-def test_a_metric_added_later_evaluates_existing_runs_without_retraining(tiny_suite, tmp_path, capsys):
-    store = tmp_path / "store"
-    assert run_cli(str(tiny_suite), "--store", str(store), "--leaderboards", str(tmp_path / "b")) == 0
+def test_a_metric_added_later_evaluates_existing_runs_without_retraining(tiny_suite, tmp_path, capsys,
+                                                                       monkeypatch):
+    from benchbed.publish import provenance
+    from benchbed.run import worker
+    store, boards = tmp_path / "store", tmp_path / "b"
+    monkeypatch.setattr(provenance, "git_commit", lambda: "aaaaaaaaaaaa")
+    monkeypatch.setattr(worker, "git_commit", lambda: "aaaaaaaaaaaa")
+    assert run_cli(str(tiny_suite), "--store", str(store), "--leaderboards", str(boards)) == 0
+    assert "- git commit: aaaaaaaaaaaa (every run)" in (boards / "tiny.md").read_text()
+    monkeypatch.setattr(provenance, "git_commit", lambda: "bbbbbbbbbbbb")
+    monkeypatch.setattr(worker, "git_commit", lambda: "bbbbbbbbbbbb")
     with_mi = tiny_suite.read_text().replace("logdet: {name: logdet_cov}",
                                              "logdet: {name: logdet_cov}\n  mi: {name: mutual_info}")
     tiny_suite.write_text(with_mi)
-    assert run_cli(str(tiny_suite), "--store", str(store), "--leaderboards", str(tmp_path / "b")) == 0
+    assert run_cli(str(tiny_suite), "--store", str(store), "--leaderboards", str(boards)) == 0
     for folder in (p for p in store.iterdir() if p.is_dir() and p.name != "cache"):
         log = (folder / "log.txt").read_text()
         assert log.count("training ") == 1, log
         assert "metric mi (mutual_info)" in log
+    # the page names the commit that evaluated the new metric, and the training's
+    record = json.loads((boards / "tiny" / "records" / "elbo__z2__s0.json").read_text())
+    assert record["provenance"]["git_commit"] == "aaaaaaaaaaaa"
+    assert record["provenance"]["evaluated"] == {"bbbbbbbbbbbb": ["mi"]}
+    assert ("- git commit: bbbbbbbbbbbb (every run: trained at aaaaaaaaaaaa under the run keys "
+            "bbbbbbbbbbbb plans; mi evaluated at bbbbbbbbbbbb on the stored weights of 2 runs)"
+            in (boards / "tiny.md").read_text())
 
 
 def test_the_leaderboard_rebuilds_byte_for_byte_from_records_alone(tiny_suite, tmp_path):
@@ -104,6 +120,22 @@ def test_records_of_an_older_config_or_of_a_run_no_longer_planned_are_named_stal
     page = (boards / "tiny.md").read_text()
     assert "**2 stale record(s) ignored**" in page and "elbo__z2__s0, vimae_n__z2__s0" in page
     assert "2 stale record(s) (an older config, or a run no longer planned) left out" in capsys.readouterr().out
+
+
+def test_a_metric_the_suite_now_defines_otherwise_shows_no_old_value(tiny_suite, tmp_path):
+    boards = tmp_path / "boards"
+    assert run_cli(str(tiny_suite), "--store", str(tmp_path / "store"), "--leaderboards", str(boards)) == 0
+    [before] = [line for line in (boards / "tiny.md").read_text().splitlines() if line.startswith("| ELBO-VAE")]
+    tiny_suite.write_text(tiny_suite.read_text().replace("logdet: {name: logdet_cov}",
+                                                         "logdet: {name: logdet_cov, codes: mean}"))
+    assert main(["leaderboard", str(tiny_suite), "--leaderboards", str(boards)]) == 0
+    page = (boards / "tiny.md").read_text()
+    [after] = [line for line in page.splitlines() if line.startswith("| ELBO-VAE")]
+    assert "—" not in before and "—" in after
+    assert "**Values of an older metric spec left out**: logdet (2 records)" in page
+    # running the suite evaluates it again on the stored weights, and the note goes
+    assert run_cli(str(tiny_suite), "--store", str(tmp_path / "store"), "--leaderboards", str(boards)) == 0
+    assert "older metric spec" not in (boards / "tiny.md").read_text()
 
 
 def _suite_that_dies(write_suite, tmp_path, name):

@@ -281,6 +281,25 @@ def test_records_from_several_or_dirty_commits_raise_a_warning():
     assert f"- total: {(8 * 66 * 2 + 66) / 3600:.2f} machine-hours" in footer
 
 
+def test_a_metric_evaluated_after_training_names_its_commit_beside_the_training_one():
+    rows = records()
+    for r in rows:
+        r["provenance"] = dict(MACHINE, git_commit="aaaaaaaaaaaa")
+    for r in rows[:4]:
+        r["provenance"]["evaluated"] = {"bbbbbbbbbbbb": ["acc"]}
+    footer = render(SUITE, rows, "f", [], "r", "l").split("## Provenance")[1]
+    assert ("- git commit: bbbbbbbbbbbb (every run: trained at aaaaaaaaaaaa under the run keys "
+            "bbbbbbbbbbbb plans; acc evaluated at bbbbbbbbbbbb on the stored weights of 4 runs)") in footer
+    # evaluated at two commits, or from a dirty checkout: not one clean commit
+    rows[0]["provenance"]["evaluated"] = {"cccccccccccc": ["acc"]}
+    footer = render(SUITE, rows, "f", [], "r", "l").split("## Provenance")[1]
+    assert "**WARNING: not published from one clean commit**: metrics were evaluated later at 2 commits" in footer
+    assert "evaluated later: bbbbbbbbbbbb (acc; 3 runs), cccccccccccc (acc; 1 run)" in footer
+    rows[0]["provenance"]["evaluated"] = {"bbbbbbbbbbbb+dirty": ["acc"]}
+    footer = render(SUITE, rows, "f", [], "r", "l").split("## Provenance")[1]
+    assert "1 of 9 runs from a checkout with uncommitted changes (+dirty)" in footer
+
+
 def test_old_records_name_their_threads_in_the_hardware_string():
     old = dict(MACHINE, hardware="Intel(R) Xeon(R) Processor, 4 torch threads")
     del old["threads"]

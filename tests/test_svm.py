@@ -52,6 +52,13 @@ class UniformNoise(Corruption):
         return torch.rand(x.shape, generator=generator)
 
 
+class Reversed(Corruption):
+    """Reverses the pixel order: nothing is lost, but every feature moves."""
+
+    def __call__(self, x, generator):
+        return x.flip(-1).flip(-2)
+
+
 class Grey(Corruption):
     def __call__(self, x, generator):
         return torch.full_like(x, 0.5)
@@ -146,6 +153,39 @@ def test_a_corruption_condition_changes_what_the_encoder_sees_and_is_reproducibl
     assert again == values
 
 
+def test_refitting_under_a_corruption_recovers_what_a_clean_fit_cannot_transfer(tmp_path):
+    # VIMAE §5.2 read literally: the whole semi-supervised fit runs on corrupted codes.
+    # A corruption that loses nothing but moves every pixel defeats a clean-fitted SVM;
+    # refitted on reversed labelled images it classifies reversed test images as well as clean ones.
+    train, test = digits()
+    corruptions = {"reversed": Reversed()}
+    clean_fit = svm.SemiSupervisedSVM(labels=500, conditions=["clean", "reversed"]).evaluate(
+        context(FlatCodes(64), train, test, corruptions=corruptions, tmp_path=tmp_path)).values
+    encoder = FlatCodes(64)
+    refit = svm.RefittedSVM(labels=500, conditions=["clean", "reversed"]).evaluate(
+        context(encoder, train, test, corruptions=corruptions, tmp_path=tmp_path)).values
+    assert clean_fit["accuracy/reversed"] < 50.0
+    assert refit["accuracy/reversed"] > 90.0
+    assert refit["accuracy/clean"] == clean_fit["accuracy/clean"]  # the clean fit is the same fit
+    # labelled clean, clean test, labelled reversed, reversed test: four encoder passes
+    seen = torch.cat(encoder.seen)
+    n = len(test)
+    assert len(seen) == 500 + n + 500 + n
+    assert torch.equal(seen[500 + n:1000 + n], seen[:500].flip(-1).flip(-2))
+
+
+def test_a_refitted_svm_draws_the_labelled_images_noise_apart_from_the_test_noise(tmp_path):
+    train, test = digits()
+    same = Split(test.x[:500], test.y[:500])  # the labelled pool and the test set hold the same images
+    encoder = FlatCodes(64)
+    svm.RefittedSVM(labels=100, conditions=["noise"], cv_folds=3).evaluate(
+        context(encoder, same, same, corruptions={"noise": UniformNoise()}, tmp_path=tmp_path))
+    labelled, tested = torch.cat(encoder.seen[:1]), torch.cat(encoder.seen[1:])
+    assert len(labelled) == 100 and len(tested) == 500
+    # no labelled input equals any test input: another draw of the noise
+    assert torch.cdist(labelled.flatten(1), tested.flatten(1)).min() > 0
+
+
 def test_unknown_condition_is_refused_with_the_known_names(tmp_path):
     train, test = digits()
     metric = svm.SemiSupervisedSVM(labels=100, conditions=["clean", "nosie"])
@@ -201,7 +241,8 @@ def test_svm_and_recon_are_registered():
     seen = {}
     svm.register_metrics(lambda name, cls: seen.setdefault(name, cls))
     recon.register_metrics(lambda name, cls: seen.setdefault(name, cls))
-    assert seen == {"svm": svm.SemiSupervisedSVM, "recon": recon.Reconstruction}
+    assert seen == {"svm": svm.SemiSupervisedSVM, "svm_refit": svm.RefittedSVM,
+                    "recon": recon.Reconstruction}
 
 
 def test_too_few_labels_per_class_for_the_folds_is_a_clear_error(tmp_path):

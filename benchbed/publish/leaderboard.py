@@ -358,7 +358,8 @@ def record_slug(record: dict[str, Any]) -> str:
 
 def render(suite: Suite, records: list[dict[str, Any]], figure_root: str,
            deviations: list[str], run_command: str, leaderboard_command: str,
-           stale: list[str] = (), planned: int | None = None) -> str:
+           stale: list[str] = (), planned: int | None = None,
+           stale_metrics: dict[str, int] | None = None) -> str:
     title = suite.title or suite.name
     lines = [f"# {title}", "", f"Reproduces: {suite.citation}", ""]
     if suite.description:
@@ -374,6 +375,11 @@ def render(suite: Suite, records: list[dict[str, Any]], figure_root: str,
         lines += [f"**{len(stale)} stale record(s) ignored**: their config no longer matches the suite, "
                   f"or the suite no longer plans their run ({', '.join(stale)}); run the suite again to "
                   "replace them, or delete them.", ""]
+    if stale_metrics:
+        listed = ", ".join(f"{k} ({n} record{'s' if n != 1 else ''})" for k, n in stale_metrics.items())
+        lines += [f"**Values of an older metric spec left out**: {listed}: the suite now defines these "
+                  f"metrics otherwise, so their cells show —; `{run_command}` evaluates them again on "
+                  "the stored weights (and trains again where none are stored).", ""]
     for table in suite.leaderboards:
         lines.append(render_table(table, suite, records, figure_root))
     findings = render_findings(suite, records)

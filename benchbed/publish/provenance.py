@@ -93,24 +93,49 @@ def _minutes(seconds: float) -> str:
 
 
 def commit_lines(records: list[dict[str, Any]]) -> list[str]:
-    """One clean commit, named; anything else, a warning that says what is wrong."""
-    commits = Counter(str((r.get("provenance") or {}).get("git_commit") or "unknown") for r in records)
+    """One clean commit, named; anything else, a warning that says what is wrong.
+
+    A metric added to a suite after its runs were trained is evaluated on the
+    stored weights (the run key, and so the training, is unchanged): the page
+    then names the commit that evaluated it, and the training's beside it."""
+    provs = [r.get("provenance") or {} for r in records]
+    commits = Counter(str(p.get("git_commit") or "unknown") for p in provs)
+    later: dict[str, set[str]] = {}
+    later_runs: Counter = Counter()
+    for p in provs:
+        for commit, keys in (p.get("evaluated") or {}).items():
+            later.setdefault(str(commit), set()).update(keys)
+            later_runs[str(commit)] += 1
     if not commits:
         return ["- git commit: none (no runs)"]
-    if len(commits) == 1:
-        commit = next(iter(commits))
-        if not commit.endswith("+dirty") and commit != "unknown":
-            return [f"- git commit: {commit} (every run)"]
+    if len(commits) == 1 and len(later) <= 1:
+        trained = next(iter(commits))
+        clean = [c for c in [trained, *later] if not c.endswith("+dirty") and c != "unknown"]
+        if len(clean) == 1 + len(later):
+            if not later:
+                return [f"- git commit: {trained} (every run)"]
+            evaluated = next(iter(later))
+            return [f"- git commit: {evaluated} (every run: trained at {trained} under the run keys "
+                    f"{evaluated} plans; {', '.join(sorted(later[evaluated]))} evaluated at {evaluated} "
+                    f"on the stored weights of {later_runs[evaluated]} run"
+                    f"{'s' if later_runs[evaluated] != 1 else ''})"]
     dirty = sum(n for c, n in commits.items() if c.endswith("+dirty"))
+    dirty += sum(n for c, n in later_runs.items() if c.endswith("+dirty"))
     unknown = commits.get("unknown", 0)
     problems = []
     if len(commits) > 1:
         problems.append(f"the runs come from {len(commits)} different commits")
+    if len(later) > 1 or (later and len(commits) > 1):
+        problems.append(f"metrics were evaluated later at {len(later)} commit{'s' if len(later) != 1 else ''}")
     if dirty:
         problems.append(f"{dirty} of {len(records)} runs from a checkout with uncommitted changes (+dirty)")
     if unknown:
         problems.append(f"{unknown} of {len(records)} runs name no commit")
     listed = ", ".join(f"{c} ({n} run{'s' if n != 1 else ''})" for c, n in sorted(commits.items()))
+    if later:
+        listed += "; evaluated later: " + ", ".join(
+            f"{c} ({', '.join(sorted(later[c]))}; {n} run{'s' if n != 1 else ''})"
+            for c, n in sorted(later_runs.items()))
     return [f"- **WARNING: not published from one clean commit**: {'; '.join(problems)}. "
             "The code that produced these numbers cannot be checked out; rerun the suite from one "
             f"clean commit before citing them. Commits: {listed}."]

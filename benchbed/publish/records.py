@@ -21,7 +21,7 @@ from typing import Any
 
 from benchbed.files import atomic_write, remove_stale_temps
 from benchbed.plan.runs import PlannedRun
-from benchbed.run.store import Store, read_json
+from benchbed.run.store import Store, metric_hashes, read_json
 
 
 def publish_name(suite_name: str, profile: str | None, default_profile: str | None) -> str:
@@ -83,11 +83,24 @@ def make_record(run: PlannedRun, store: Store) -> dict[str, Any]:
         "figures": figures,
         "config": run.config,
         "evaluation": run.evaluation,
-        "provenance": read_json(run_dir / "provenance.json", {}) or {},
+        "provenance": _provenance(run, run_dir, done),
     }
     if not_finite:  # only then, so records of finite runs keep their bytes
         record["not_finite"] = not_finite  # written as null in "metrics"
     return record
+
+
+def _provenance(run: PlannedRun, run_dir: Path, done: dict[str, Any]) -> dict[str, Any]:
+    """The training's provenance, plus ``evaluated``: {commit: metric keys} for
+    the metrics evaluated later, at another commit than the training's (only
+    then, so that other records keep their bytes)."""
+    prov = read_json(run_dir / "provenance.json", {}) or {}
+    later: dict[str, list[str]] = {}
+    for key, mhash in metric_hashes(run.evaluation).items():
+        commit = (done.get(mhash) or {}).get("commit")
+        if commit and commit != prov.get("git_commit"):
+            later.setdefault(commit, []).append(key)
+    return {**prov, "evaluated": later} if later else prov
 
 
 def first_seeds(runs: list[PlannedRun]) -> set[str]:

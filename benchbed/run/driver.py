@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shlex
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from benchbed.plugin_api.registry import get_registry
 from benchbed.run.progress import PlainProgress
 from benchbed.publish.records import (BadRecord, export, export_run, first_seeds, publish_name,
                                       read_records, records_dir)
-from benchbed.run.store import LOCK, Store
+from benchbed.run.store import LOCK, Store, metric_hashes
 from benchbed.run.tasks import RunTask, unpack_dir
 
 
@@ -83,23 +84,32 @@ def build_leaderboard(loaded: LoadedSuite, leaderboard_dir: Path) -> Leaderboard
     nothing is written."""
     suite, default = loaded.suite, loaded.default_profile
     name = publish_name(suite.name, suite.profile, default)
-    planned = {r.slug: r.key for r in loaded.runs}
+    planned = {r.slug: r for r in loaded.runs}
     found, bad = read_records(leaderboard_dir, name)
     if not found:
         return Leaderboard(None, 0, bad)
-    records, stale = [], []
+    records, stale, stale_metrics = [], [], Counter()
     for record in found:
         slug = record_slug(record)
-        if planned.get(slug) == record["run_key"]:
-            records.append(record)
-        else:  # an older config of a planned run, or a run the suite no longer plans
+        run = planned.get(slug)
+        if run is None or run.key != record["run_key"]:
+            # an older config of a planned run, or a run the suite no longer plans
             stale.append(slug)
+            continue
+        # A metric the suite now defines otherwise: its old value must not show under the new name.
+        wanted = metric_hashes(run.evaluation)
+        had = metric_hashes(record.get("evaluation") or run.evaluation)
+        older = sorted(k for k in record["metrics"] if k in wanted and had.get(k) != wanted[k])
+        if older:
+            record = {**record, "metrics": {k: v for k, v in record["metrics"].items() if k not in older}}
+            stale_metrics.update(older)
+        records.append(record)
     target = leaderboard_dir / f"{name}.md"
     args = _command(loaded.path, suite.profile, default, leaderboard_dir)
     text = render(suite, records, figure_root=f"{name}/figures",
                   deviations=deviations_for(loaded), run_command=f"benchbed run {args}",
                   leaderboard_command=f"benchbed leaderboard {args}", stale=sorted(stale),
-                  planned=len(planned))
+                  planned=len(planned), stale_metrics=dict(sorted(stale_metrics.items())))
     target.parent.mkdir(parents=True, exist_ok=True)
     for folder in (target.parent, records_dir(leaderboard_dir, name)):
         remove_stale_temps(folder)  # a killed writer's: never committed

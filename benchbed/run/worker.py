@@ -22,7 +22,7 @@ from benchbed.events import Done, Evaluating, OnEvent, RunEvent, Started, ignore
 from benchbed.files import (atomic_torch_save, atomic_write, file_lock, is_no_space, load_error,
                             no_space_folder, remove_stale_temps, set_aside)
 from benchbed.plugin_api.registry import Registry, get_registry
-from benchbed.publish.provenance import provenance
+from benchbed.publish.provenance import git_commit, provenance
 from benchbed.run.store import LOCK, metric_hashes, read_object, write_json
 from benchbed.suite.protocol import Training
 from benchbed.run.tasks import RunTask, TaskOutcome
@@ -155,6 +155,7 @@ def _evaluate(task: RunTask, built: BuiltRun, registry: Registry, run_dir: Path,
     values: dict[str, dict[str, float]] = {}
     errors: dict[str, str] = {}
     hashes = metric_hashes(evaluation)
+    commit = git_commit()  # a metric evaluated after training names the code that evaluated it
     for key, spec in evaluation.get("metrics", {}).items():
         mhash = hashes[key]
         if isinstance(done.get(mhash), dict) and "error" not in done[mhash] and "values" in done[mhash]:
@@ -172,13 +173,13 @@ def _evaluate(task: RunTask, built: BuiltRun, registry: Registry, run_dir: Path,
                 _log(run_dir, traceback.format_exc())
             errors[key] = _reason(exc) if not isinstance(exc, BenchbedError) else str(exc)
             done[mhash] = {"spec": spec, "values": {}, "figures": [], "error": errors[key],
-                           "seconds": round(time.perf_counter() - started, 3)}
+                           "seconds": round(time.perf_counter() - started, 3), "commit": commit}
             write_json(run_dir / "metrics.json", done)
             _log(run_dir, f"metric {key} ({spec['name']}) FAILED: {errors[key]}")
             continue
         seconds = time.perf_counter() - started
         done[mhash] = {"spec": spec, "values": {k: float(v) for k, v in result.values.items()},
-                       "figures": list(result.figures), "seconds": round(seconds, 3)}
+                       "figures": list(result.figures), "seconds": round(seconds, 3), "commit": commit}
         write_json(run_dir / "metrics.json", done)
         values[key] = done[mhash]["values"]
         _log(run_dir, f"metric {key} ({spec['name']}) in {seconds:.1f}s: {values[key]}")
