@@ -296,8 +296,26 @@ def test_a_metric_evaluated_after_training_names_its_commit_beside_the_training_
     assert "**WARNING: not published from one clean commit**: metrics were evaluated later at 2 commits" in footer
     assert "evaluated later: bbbbbbbbbbbb (acc; 3 runs), cccccccccccc (acc; 1 run)" in footer
     rows[0]["provenance"]["evaluated"] = {"bbbbbbbbbbbb+dirty": ["acc"]}
+    rows[0]["provenance"]["git_commit"] = "aaaaaaaaaaaa+dirty"  # trained and evaluated dirty: one run
     footer = render(SUITE, rows, "f", [], "r", "l").split("## Provenance")[1]
     assert "1 of 9 runs from a checkout with uncommitted changes (+dirty)" in footer
+
+
+def test_a_record_names_a_later_evaluation_only_for_values_it_holds(tmp_path):
+    from types import SimpleNamespace
+    from benchbed.publish.records import _provenance
+    from benchbed.run.store import metric_hashes
+    evaluation = {"metrics": {"acc": {"name": "svm"}, "mi": {"name": "mutual_info"},
+                              "nll": {"name": "nll"}}, "corruptions": {}, "conditions": {}}
+    h = metric_hashes(evaluation)
+    (tmp_path / "provenance.json").write_text('{"git_commit": "aaaaaaaaaaaa"}')
+    done = {h["acc"]: {"values": {"x": 1.0}, "commit": "bbbbbbbbbbbb"},       # evaluated later
+            h["mi"]: {"values": {}, "error": "boom", "commit": "bbbbbbbbbbbb"},  # failed: no value
+            h["nll"]: {"values": {"x": 2.0}, "commit": "aaaaaaaaaaaa"}}          # with the training
+    prov = _provenance(SimpleNamespace(evaluation=evaluation), tmp_path, done)
+    assert prov == {"git_commit": "aaaaaaaaaaaa", "evaluated": {"bbbbbbbbbbbb": ["acc"]}}
+    del done[h["acc"]]
+    assert _provenance(SimpleNamespace(evaluation=evaluation), tmp_path, done) == {"git_commit": "aaaaaaaaaaaa"}
 
 
 def test_old_records_name_their_threads_in_the_hardware_string():
@@ -397,3 +415,14 @@ def test_a_table_with_learning_curves_shows_each_rows_training():
     assert cells[6] == "91.0 ± 1.0"
     assert "| B z=8" not in block
     assert "Training of these runs" not in render(SUITE, runs, "f", [], "run", "lb")
+
+
+def test_a_metric_of_an_older_spec_leaves_no_trace_on_the_page():
+    from benchbed.run.driver import _without
+    record = {"metrics": {"acc": {"x": 1.0}, "mi": {"x": 2.0}}, "metric_errors": {"acc": "old failure"},
+              "provenance": {"git_commit": "a", "evaluated": {"b": ["acc"], "c": ["acc", "mi"]}}}
+    kept = _without(record, ["acc"])
+    assert kept["metrics"] == {"mi": {"x": 2.0}} and kept["metric_errors"] == {}
+    assert kept["provenance"] == {"git_commit": "a", "evaluated": {"c": ["mi"]}}
+    assert record["metrics"]["acc"] == {"x": 1.0}  # the record read from disk is left as it was
+    assert "evaluated" not in _without(record, ["acc", "mi"])["provenance"]

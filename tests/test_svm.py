@@ -174,6 +174,16 @@ def test_refitting_under_a_corruption_recovers_what_a_clean_fit_cannot_transfer(
     assert torch.equal(seen[500 + n:1000 + n], seen[:500].flip(-1).flip(-2))
 
 
+def test_svm_fits_on_clean_codes_even_when_the_conditions_start_with_a_corruption(tmp_path):
+    train, test = digits()
+    encoder = FlatCodes(64)
+    values = svm.SemiSupervisedSVM(labels=500, conditions=["reversed", "clean"]).evaluate(
+        context(encoder, train, test, corruptions={"reversed": Reversed()}, tmp_path=tmp_path)).values
+    labelled = encoder.seen[0]
+    assert len(labelled) == 500 and (labelled[:, None] == train.x[None]).flatten(2).all(-1).any(-1).all()
+    assert values["accuracy/reversed"] < 50.0 < values["accuracy/clean"]
+
+
 def test_a_refitted_svm_draws_the_labelled_images_noise_apart_from_the_test_noise(tmp_path):
     train, test = digits()
     same = Split(test.x[:500], test.y[:500])  # the labelled pool and the test set hold the same images

@@ -119,8 +119,8 @@ def commit_lines(records: list[dict[str, Any]]) -> list[str]:
                     f"{evaluated} plans; {', '.join(sorted(later[evaluated]))} evaluated at {evaluated} "
                     f"on the stored weights of {later_runs[evaluated]} run"
                     f"{'s' if later_runs[evaluated] != 1 else ''})"]
-    dirty = sum(n for c, n in commits.items() if c.endswith("+dirty"))
-    dirty += sum(n for c, n in later_runs.items() if c.endswith("+dirty"))
+    dirty = sum(1 for p in provs if str(p.get("git_commit")).endswith("+dirty")
+                or any(str(c).endswith("+dirty") for c in (p.get("evaluated") or {})))
     unknown = commits.get("unknown", 0)
     problems = []
     if len(commits) > 1:

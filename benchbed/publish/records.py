@@ -97,8 +97,9 @@ def _provenance(run: PlannedRun, run_dir: Path, done: dict[str, Any]) -> dict[st
     prov = read_json(run_dir / "provenance.json", {}) or {}
     later: dict[str, list[str]] = {}
     for key, mhash in metric_hashes(run.evaluation).items():
-        commit = (done.get(mhash) or {}).get("commit")
-        if commit and commit != prov.get("git_commit"):
+        entry = done.get(mhash) or {}
+        commit = entry.get("commit")
+        if commit and commit != prov.get("git_commit") and "error" not in entry:  # a value to vouch for
             later.setdefault(commit, []).append(key)
     return {**prov, "evaluated": later} if later else prov
 

@@ -37,6 +37,19 @@ class SuiteReport:
     seconds: float = 0.0
 
 
+def _without(record: dict[str, Any], keys: list[str]) -> dict[str, Any]:
+    """The record without any trace of these metrics: values, failures, later evaluations."""
+    prov = dict(record.get("provenance") or {})
+    if prov.get("evaluated"):
+        evaluated = {c: [k for k in ks if k not in keys] for c, ks in prov["evaluated"].items()}
+        prov["evaluated"] = {c: ks for c, ks in evaluated.items() if ks}
+        if not prov["evaluated"]:
+            del prov["evaluated"]
+    return {**record, "provenance": prov,
+            "metrics": {k: v for k, v in record["metrics"].items() if k not in keys},
+            "metric_errors": {k: v for k, v in (record.get("metric_errors") or {}).items() if k not in keys}}
+
+
 def _command(path: Path, profile: str | None, default: str | None, leaderboard_dir: Path) -> str:
     """The suite path as seen from the folder holding leaderboards/ (the
     repository root), so the page does not depend on how the path was typed;
@@ -101,7 +114,7 @@ def build_leaderboard(loaded: LoadedSuite, leaderboard_dir: Path) -> Leaderboard
         had = metric_hashes(record.get("evaluation") or run.evaluation)
         older = sorted(k for k in record["metrics"] if k in wanted and had.get(k) != wanted[k])
         if older:
-            record = {**record, "metrics": {k: v for k, v in record["metrics"].items() if k not in older}}
+            record = _without(record, older)
             stale_metrics.update(older)
         records.append(record)
     target = leaderboard_dir / f"{name}.md"

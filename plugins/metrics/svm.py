@@ -125,7 +125,7 @@ class SemiSupervisedSVM(Metric):
                 accuracy = 100.0 * float(np.mean(predicted == y_test))
                 values[f"accuracy/{condition}"] = accuracy
                 values[f"error/{condition}"] = 100.0 - accuracy
-        values["c"] = chosen[0]  # the clean fit's (or the first condition's) C
+        values["c"] = chosen[0]  # svm: the clean fit's C; svm_refit: the first condition's
         values["labels"] = float(len(labelled))
         return MetricResult(values=values)
 
@@ -145,14 +145,15 @@ class RefittedSVM(SemiSupervisedSVM):
     images are corrupted as the test images are (an independent draw), and
     the SVM, C chosen again by cross-validation, is fitted on their codes.
 
-    This reads VIMAE §5.2's "we performed the same algorithm on the
-    representation associated to a corrupted data" literally: the whole
-    semi-supervised procedure runs on corrupted data. ``svm`` instead asks
-    how a classifier of clean codes transfers to corrupted ones.
+    One reading of VIMAE §5.2's "we performed the same algorithm on the
+    representation associated to a corrupted data": the whole semi-supervised
+    procedure runs on corrupted data. ``svm`` is the other: how a classifier
+    of clean codes transfers to corrupted ones.
 
         accuracy/<condition> = 100 * mean_i [svm_<condition>(f(corrupt(x_i))) = y_i]
 
-    Values as ``svm``; ``c`` is the first condition's chosen C.
+    Values as ``svm``; ``c`` is the C chosen for the first condition (list
+    "clean" first to report the clean fit's).
     """
 
     refit = True
