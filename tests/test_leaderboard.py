@@ -299,6 +299,10 @@ def test_a_metric_evaluated_after_training_names_its_commit_beside_the_training_
     rows[0]["provenance"]["git_commit"] = "aaaaaaaaaaaa+dirty"  # trained and evaluated dirty: one run
     footer = render(SUITE, rows, "f", [], "r", "l").split("## Provenance")[1]
     assert "1 of 9 runs from a checkout with uncommitted changes (+dirty)" in footer
+    for r in rows:  # trained in a checkout, evaluated later where no commit could be read
+        r["provenance"] = dict(MACHINE, git_commit="aaaaaaaaaaaa", evaluated={"unknown": ["acc"]})
+    footer = render(SUITE, rows, "f", [], "r", "l").split("## Provenance")[1]
+    assert "**WARNING: not published from one clean commit**: 9 of 9 runs name no commit for their training or a later evaluation" in footer
 
 
 def test_a_record_names_a_later_evaluation_only_for_values_it_holds(tmp_path):
@@ -316,6 +320,8 @@ def test_a_record_names_a_later_evaluation_only_for_values_it_holds(tmp_path):
     assert prov == {"git_commit": "aaaaaaaaaaaa", "evaluated": {"bbbbbbbbbbbb": ["acc"]}}
     del done[h["acc"]]
     assert _provenance(SimpleNamespace(evaluation=evaluation), tmp_path, done) == {"git_commit": "aaaaaaaaaaaa"}
+    done[h["acc"]] = {"values": {"x": 1.0}, "commit": None}  # evaluated where no commit could be read
+    assert _provenance(SimpleNamespace(evaluation=evaluation), tmp_path, done)["evaluated"] == {"unknown": ["acc"]}
 
 
 def test_old_records_name_their_threads_in_the_hardware_string():

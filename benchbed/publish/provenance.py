@@ -121,7 +121,7 @@ def commit_lines(records: list[dict[str, Any]]) -> list[str]:
                     f"{'s' if later_runs[evaluated] != 1 else ''})"]
     dirty = sum(1 for p in provs if str(p.get("git_commit")).endswith("+dirty")
                 or any(str(c).endswith("+dirty") for c in (p.get("evaluated") or {})))
-    unknown = commits.get("unknown", 0)
+    unknown = sum(1 for p in provs if not p.get("git_commit") or "unknown" in (p.get("evaluated") or {}))
     problems = []
     if len(commits) > 1:
         problems.append(f"the runs come from {len(commits)} different commits")
@@ -130,7 +130,7 @@ def commit_lines(records: list[dict[str, Any]]) -> list[str]:
     if dirty:
         problems.append(f"{dirty} of {len(records)} runs from a checkout with uncommitted changes (+dirty)")
     if unknown:
-        problems.append(f"{unknown} of {len(records)} runs name no commit")
+        problems.append(f"{unknown} of {len(records)} runs name no commit for their training or a later evaluation")
     listed = ", ".join(f"{c} ({n} run{'s' if n != 1 else ''})" for c, n in sorted(commits.items()))
     if later:
         listed += "; evaluated later: " + ", ".join(

@@ -98,9 +98,10 @@ def _provenance(run: PlannedRun, run_dir: Path, done: dict[str, Any]) -> dict[st
     later: dict[str, list[str]] = {}
     for key, mhash in metric_hashes(run.evaluation).items():
         entry = done.get(mhash) or {}
-        commit = entry.get("commit")
-        if commit and commit != prov.get("git_commit") and "error" not in entry:  # a value to vouch for
-            later.setdefault(commit, []).append(key)
+        if "commit" not in entry or "error" in entry:  # from before commits were kept, or no value
+            continue
+        if entry["commit"] != prov.get("git_commit"):  # None: evaluated outside a git checkout
+            later.setdefault(str(entry["commit"] or "unknown"), []).append(key)
     return {**prov, "evaluated": later} if later else prov
 
 
