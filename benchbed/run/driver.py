@@ -112,7 +112,7 @@ def build_leaderboard(loaded: LoadedSuite, leaderboard_dir: Path) -> Leaderboard
         # A metric the suite now defines otherwise: its old value must not show under the new name.
         wanted = metric_hashes(run.evaluation)
         had = metric_hashes(record.get("evaluation") or run.evaluation)
-        older = sorted(k for k in record["metrics"] if k in wanted and had.get(k) != wanted[k])
+        older = sorted(k for k in wanted if k in had and had[k] != wanted[k])  # values and failures alike
         if older:
             record = _without(record, older)
             stale_metrics.update(older)
