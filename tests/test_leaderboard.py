@@ -305,6 +305,22 @@ def test_a_metric_evaluated_after_training_names_its_commit_beside_the_training_
     assert "**WARNING: not published from one clean commit**: 9 of 9 runs name no commit for their training or a later evaluation" in footer
 
 
+def test_runs_trained_at_two_clean_commits_name_the_latest_and_each_commits_share():
+    # e.g. three runs given a larger budget after the others were trained: the page keeps only
+    # records whose keys the suite plans now, so the latest commit repeats every one of them
+    rows = records()
+    for i, r in enumerate(rows):
+        late = i < 3
+        r["provenance"] = dict(MACHINE, git_commit="cccccccccccc" if late else "aaaaaaaaaaaa",
+                               finished="2026-11-30 10:00 UTC" if late else "2026-11-29 10:00 UTC")
+    footer = render(SUITE, rows, "f", [], "r", "l").split("## Provenance")[1]
+    assert ("- git commit: cccccccccccc (every run under the run keys cccccccccccc plans: trained at "
+            "aaaaaaaaaaaa (6 runs) and cccccccccccc (3 runs))") in footer and "WARNING" not in footer
+    rows[0]["provenance"]["git_commit"] = "cccccccccccc+dirty"  # one of them dirty: no longer one commit
+    footer = render(SUITE, rows, "f", [], "r", "l").split("## Provenance")[1]
+    assert "**WARNING: not published from one clean commit**: the runs come from 3 different commits" in footer
+
+
 def test_a_record_names_a_later_evaluation_only_for_values_it_holds(tmp_path):
     from types import SimpleNamespace
     from benchbed.publish.records import _provenance

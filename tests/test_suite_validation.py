@@ -470,3 +470,26 @@ def test_an_unclosed_bracket_points_at_the_line_it_opens_not_the_end_of_the_file
         load_suite(path)
     assert str(info.value) == (f"{path}:4: not valid YAML: the '{{' opened at line 4 is not closed by "
                                "line 5: expected ',' or '}', but got '<scalar>'")
+
+
+def test_a_budget_raised_at_one_latent_size_changes_only_the_runs_at_that_size(write_suite):
+    base = TINY_SUITE.replace("latent_dim: [2]", "latent_dim: [2, 3]")
+    before = {r.slug: r for r in load(write_suite(base, "before.yaml")).runs}
+    after = {r.slug: r for r in load(write_suite(base.replace(
+        "objective: {name: vimae}", "objective: {name: vimae}\n    training_at: {3: {epochs: 5}}"),
+        "after.yaml")).runs}
+    changed = sorted(name for name in after if after[name].key != before[name].key)
+    assert changed == ["vimae_n__z3__s0"]
+    assert after["vimae_n__z3__s0"].config["training"]["epochs"] == 5
+    assert after["vimae_n__z3__s0"].config["training"]["batch_size"] == 50  # the rest is the suite's
+
+
+def test_a_training_override_at_a_latent_size_no_run_has_or_a_misspelt_field_is_refused(write_suite):
+    path = write_suite(TINY_SUITE.replace(
+        "objective: {name: vimae}", "objective: {name: vimae}\n    training_at: {3: {epochs: 5}, 2: {epocs: 5}}"))
+    problems = problems_of(path)
+    assert len(problems) == 2
+    assert problems[0].startswith(f"{path}:13: methods.vimae_n.training_at[3]: method 'vimae_n' has no runs "
+                                  "at latent size 3 (it runs at 2)")
+    assert problems[1].startswith(f"{path}:13: methods.vimae_n.training_at[2].epocs: unknown key 'epocs' "
+                                  "(did you mean 'epochs'")

@@ -113,9 +113,10 @@ def _takers(registry: Registry, divergence: str | None) -> str:
     return f" (objectives that take {divergence!r}: {', '.join(takers)})" if takers else ""
 
 
-def resolve_method(suite: Suite, key: str, registry: Registry,
-                   grid_params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The method's component dicts and training dict, with grid values applied."""
+def resolve_method(suite: Suite, key: str, registry: Registry, grid_params: dict[str, Any],
+                   latent_dim: int | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The method's component dicts and training dict (with the method's overrides
+    at ``latent_dim``), with grid values applied."""
     spec = suite.methods[key]
     method: dict[str, Any] = {slot: (getattr(spec, slot).as_dict() if getattr(spec, slot) else None)
                               for slot in SLOTS}
@@ -123,6 +124,7 @@ def resolve_method(suite: Suite, key: str, registry: Registry,
     if method["divergence"] is None and objective_cls.default_divergence is not None:
         method["divergence"] = copy.deepcopy(dict(objective_cls.default_divergence))
     training = merge_dicts(suite.training.model_dump(mode="json"), spec.training)
+    training = merge_dicts(training, spec.training_at.get(latent_dim, {}))
     for dotted_path, value in grid_params.items():
         head, *rest = dotted_path.split(".")
         if head == "training" and rest:
@@ -212,11 +214,11 @@ def plan(suite: Suite, registry: Registry) -> list[PlannedRun]:
                 for values in grid_values:
                     grid = dict(zip(grid_names, values))
                     try:
-                        method, training = resolve_method(suite, method_key, registry, grid)
+                        method, training = resolve_method(suite, method_key, registry, grid, latent_dim)
                     except PlanError as exc:
                         if not grid:
                             raise
-                        resolve_method(suite, method_key, registry, {})  # fine without the grid?
+                        resolve_method(suite, method_key, registry, {}, latent_dim)  # fine without the grid?
                         raise PlanError(("grid", "params"), f"with {grid}: {exc}") from None
                     # An absent `converge` stays out of the key, so fixed-budget runs
                     # keep the keys they had before early stopping existed.

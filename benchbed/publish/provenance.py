@@ -108,17 +108,28 @@ def commit_lines(records: list[dict[str, Any]]) -> list[str]:
             later_runs[str(commit)] += 1
     if not commits:
         return ["- git commit: none (no runs)"]
-    if len(commits) == 1 and len(later) <= 1:
+    clean = all(not c.endswith("+dirty") and c != "unknown" for c in [*commits, *later])
+    if clean and len(commits) == 1 and len(later) <= 1:
         trained = next(iter(commits))
-        clean = [c for c in [trained, *later] if not c.endswith("+dirty") and c != "unknown"]
-        if len(clean) == 1 + len(later):
-            if not later:
-                return [f"- git commit: {trained} (every run)"]
-            evaluated = next(iter(later))
-            return [f"- git commit: {evaluated} (every run: trained at {trained} under the run keys "
-                    f"{evaluated} plans; {', '.join(sorted(later[evaluated]))} evaluated at {evaluated} "
-                    f"on the stored weights of {later_runs[evaluated]} run"
-                    f"{'s' if later_runs[evaluated] != 1 else ''})"]
+        if not later:
+            return [f"- git commit: {trained} (every run)"]
+        evaluated = next(iter(later))
+        return [f"- git commit: {evaluated} (every run: trained at {trained} under the run keys "
+                f"{evaluated} plans; {', '.join(sorted(later[evaluated]))} evaluated at {evaluated} "
+                f"on the stored weights of {later_runs[evaluated]} run"
+                f"{'s' if later_runs[evaluated] != 1 else ''})"]
+    # Runs added to a suite later (or whose settings changed) are trained at a later commit. The
+    # page's runs all have the keys the suite plans now, and a change to built-in code that moves
+    # results bumps every key (RESULTS_VERSION), so the latest commit repeats every run.
+    if clean and len(commits) > 1 and not later:
+        finished: dict[str, str] = {}
+        for p in provs:
+            commit = str(p["git_commit"])
+            finished[commit] = max(finished.get(commit, ""), str(p.get("finished") or ""))
+        order = sorted(commits, key=lambda c: (finished[c], c))
+        latest = order[-1]
+        trained = " and ".join(f"{c} ({commits[c]} run{'s' if commits[c] != 1 else ''})" for c in order)
+        return [f"- git commit: {latest} (every run under the run keys {latest} plans: trained at {trained})"]
     dirty = sum(1 for p in provs if str(p.get("git_commit")).endswith("+dirty")
                 or any(str(c).endswith("+dirty") for c in (p.get("evaluated") or {})))
     unknown = sum(1 for p in provs if not p.get("git_commit") or "unknown" in (p.get("evaluated") or {}))

@@ -296,13 +296,29 @@ def check_references(suite: Suite, registry: Registry, locs: Locations) -> list[
                 training_sets.append((("methods", key, "training"), training, key))
         else:
             training_sets.append((("training",), suite.training, key))
+        sizes = method.latent_dims or suite.grid.latent_dim
+        for size, override in method.training_at.items():
+            path = ("methods", key, "training_at", size)
+            if size not in sizes:
+                problems.append(_problem(locs, path, f"method {key!r} has no runs at latent size {size} "
+                                                     f"(it runs at {', '.join(map(str, sizes))})"))
+                continue
+            merged = merge_dicts(merge_dicts(suite.training.model_dump(), method.training), override)
+            try:
+                training = Training.model_validate(merged)
+            except ValidationError as exc:
+                problems += convert_errors(exc, Training, path, locs)
+            else:
+                training_sets.append((path, training, key))
 
     for path, training, method_key in training_sets:
-        own = suite.methods[method_key].training
+        spec = suite.methods[method_key]
+        written = [(path, spec.training_at[path[3]])] if path[2:3] == ("training_at",) else []
+        written += [(("methods", method_key, "training"), spec.training)]
 
         def at(field: str) -> tuple[Any, ...]:
-            # A setting is reported where it is written: the method's section or the suite's.
-            return (path if field in own else ("training",)) + (field,)
+            # A setting is reported where it is written: at a latent size, the method's section, the suite's.
+            return next((p for p, own in written if field in own), ("training",)) + (field,)
 
         if training.corruption is not None and training.corruption not in suite.corruptions:
             problems.append(_problem(locs, at("corruption"),

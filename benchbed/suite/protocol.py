@@ -70,6 +70,9 @@ class Method(Spec):
     decoder: ComponentRef = kind_field("architecture", description="decoder architecture")
     training: dict[str, Any] = Field(default_factory=dict,
                                      description="overrides of the suite's training section")
+    training_at: dict[PositiveInt, dict[str, Any]] = Field(
+        default_factory=dict, description="overrides of training at one latent size, over `training`, "
+                                          "e.g. {40: {epochs: 40}}: a larger code may need a larger budget")
     dataset: ComponentRef | None = kind_field(
         "dataset", None, "this method's dataset (default: the suite's), e.g. CelebA beside MNIST")
     latent_dims: list[PositiveInt] | None = Field(
