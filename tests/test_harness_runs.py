@@ -136,6 +136,17 @@ def test_a_metric_the_suite_now_defines_otherwise_shows_no_old_value(tiny_suite,
     # running the suite evaluates it again on the stored weights, and the note goes
     assert run_cli(str(tiny_suite), "--store", str(tmp_path / "store"), "--leaderboards", str(boards)) == 0
     assert "older metric spec" not in (boards / "tiny.md").read_text()
+    # the record's evaluation time is its own metrics', not the old spec's kept beside them
+    from benchbed.plan.loaded import load
+    from benchbed.publish.records import make_record
+    from benchbed.run.store import Store, metric_hashes
+    run = next(r for r in load(tiny_suite).runs if r.slug == "elbo__z2__s0")
+    store = Store(tmp_path / "store")
+    entries = json.loads((store.run_dir(run.key) / "metrics.json").read_text())
+    [old] = [h for h in entries if h not in metric_hashes(run.evaluation).values()]
+    entries[old]["seconds"] = 500.0
+    (store.run_dir(run.key) / "metrics.json").write_text(json.dumps(entries))
+    assert make_record(run, store)["eval_seconds"] < 500
 
 
 def _suite_that_dies(write_suite, tmp_path, name):
