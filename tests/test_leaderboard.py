@@ -448,3 +448,16 @@ def test_a_metric_of_an_older_spec_leaves_no_trace_on_the_page():
     assert kept["provenance"] == {"git_commit": "a", "evaluated": {"c": ["mi"]}}
     assert record["metrics"]["acc"] == {"x": 1.0}  # the record read from disk is left as it was
     assert "evaluated" not in _without(record, ["acc", "mi"])["provenance"]
+
+
+def test_a_planned_latent_size_without_records_keeps_its_row_of_dashes():
+    # a method with runs at some sizes still shows the others, so a reader sees what is missing
+    suite = Suite.model_validate({**SUITE.model_dump(exclude={"leaderboards", "findings"}), "leaderboards": [
+        {"id": "z", "title": "Z", "methods": ["a", "b"], "by_latent_dim": True,
+         "columns": [{"header": "acc", "metric": "svm", "value": "accuracy/clean"}]}]})
+    rows = [record("a", s, 90.0 + s) for s in range(3)] + [record("b", 0, 80.0, latent_dim=2)]
+    cells = [[c.strip() for c in line.strip("|").split("|")]
+             for line in render(suite, rows, "f", [], "r", "l").splitlines() if line.startswith("| A ")
+             or line.startswith("| B ")]
+    assert [c[:2] for c in cells] == [["A", "2"], ["A", "8"], ["B", "2"], ["B", "8"]]
+    assert cells[0][2] == "—" and cells[3][2] == "—" and cells[1][2] != "—"

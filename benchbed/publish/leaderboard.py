@@ -135,15 +135,14 @@ def _rows(table: Table, suite: Suite, records: list[dict[str, Any]], by_dim: boo
         present = sorted({(r["latent_dim"] if by_dim else None, _grid_items(r, varying))
                           for r in matching if r["method"] == method},
                          key=lambda t: (t[0] or 0, t[1]))
-        if present:
-            rows += [(method, dim, grid) for dim, grid in present]
-        elif by_dim:
+        if by_dim:  # every planned size gets a row, with or without records yet
             spec = suite.methods.get(method)
             dims = table.where.get("latent_dim") or (spec.latent_dims if spec and spec.latent_dims
                                                      else suite.grid.latent_dim)
-            rows += [(method, d, ()) for d in (dims if isinstance(dims, list) else [dims])]
-        else:
-            rows.append((method, None, ()))
+            have = {dim for dim, _ in present}
+            present += [(d, ()) for d in (dims if isinstance(dims, list) else [dims]) if d not in have]
+            present.sort(key=lambda t: (t[0] or 0, t[1]))
+        rows += [(method, dim, grid) for dim, grid in present] or [(method, None, ())]
     return rows
 
 
