@@ -493,3 +493,24 @@ def test_a_training_override_at_a_latent_size_no_run_has_or_a_misspelt_field_is_
                                   "at latent size 3 (it runs at 2)")
     assert problems[1].startswith(f"{path}:13: methods.vimae_n.training_at[2].epocs: unknown key 'epocs' "
                                   "(did you mean 'epochs'")
+
+
+def test_a_profiles_and_a_child_suites_deviations_add_to_the_ones_they_inherit(write_suite):
+    # a deviation of the whole suite stays true under every profile: a profile's own list must not hide it
+    write_suite(TINY_SUITE + 'deviations: ["parent: lr not given"]\n', "base.yaml")
+    child = write_suite("""
+        extends: base.yaml
+        name: child
+        deviations: ["child: smaller net", "parent: lr not given"]
+        profiles:
+          cpu:
+            deviations: ["cpu: 2 epochs", 3]
+        """, "child.yaml")
+    suite, _ = load_suite(child)
+    assert suite.deviations == ["parent: lr not given", "child: smaller net"]
+    with pytest.raises(SuiteInvalid) as info:
+        load_suite(child, "cpu")
+    [problem] = [str(p) for p in info.value.problems]
+    assert problem.startswith(f"{child}:6: deviations[3]:")  # the bad entry's own line, at its merged index
+    suite, _ = load_suite(write_suite(child.read_text().replace(", 3]", "]"), "child.yaml"), "cpu")
+    assert suite.deviations == ["parent: lr not given", "child: smaller net", "cpu: 2 epochs"]

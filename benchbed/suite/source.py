@@ -120,11 +120,25 @@ def read_yaml(path: Path) -> tuple[Any, Locations]:
     return data, locs
 
 
+# Lists that a profile or a child suite adds to: a profile's own deviations come on top of the suite's.
+ADDITIVE: tuple[Path_, ...] = (("deviations",),)
+
+
 def deep_merge(base: Any, override: Any, base_locs: Locations, over_locs: Locations,
                path: Path_ = ()) -> tuple[Any, Locations]:
-    """Dicts merge key by key; anything else in ``override`` replaces. A
-    component given another ``name`` replaces the old one whole, since its
-    parameters belong to the old component."""
+    """Dicts merge key by key; ``ADDITIVE`` lists add the new entries; anything
+    else in ``override`` replaces. A component given another ``name`` replaces
+    the old one whole, since its parameters belong to the old component."""
+    if path in ADDITIVE and isinstance(base, list) and isinstance(override, list):
+        merged_list = list(base)
+        locs = Locations(_subtree(base_locs, path))
+        for i, item in enumerate(override):
+            if item not in merged_list:
+                sub = path + (i,)
+                locs.update({path + (len(merged_list),) + p[len(sub):]: l
+                             for p, l in over_locs.items() if p[:len(sub)] == sub})
+                merged_list.append(item)
+        return merged_list, locs
     renamed = (bool(path) and isinstance(base, dict) and isinstance(override, dict)
                and "name" in override and "name" in base and override["name"] != base["name"])
     if isinstance(base, dict) and isinstance(override, dict) and not renamed:
