@@ -309,14 +309,17 @@ def test_runs_trained_at_two_clean_commits_name_the_latest_and_each_commits_shar
     # e.g. three runs given a larger budget after the others were trained: the page keeps only
     # records whose keys the suite plans now, so the latest commit repeats every one of them
     rows = records()
-    for i, r in enumerate(rows):
+    for i, r in enumerate(rows):  # the later commit has the smaller hash: ordered by time, not by name
         late = i < 3
-        r["provenance"] = dict(MACHINE, git_commit="cccccccccccc" if late else "aaaaaaaaaaaa",
+        r["provenance"] = dict(MACHINE, git_commit="aaaaaaaaaaaa" if late else "cccccccccccc",
                                finished="2026-11-30 10:00 UTC" if late else "2026-11-29 10:00 UTC")
     footer = render(SUITE, rows, "f", [], "r", "l").split("## Provenance")[1]
-    assert ("- git commit: cccccccccccc (every run under the run keys cccccccccccc plans: trained at "
-            "aaaaaaaaaaaa (6 runs) and cccccccccccc (3 runs))") in footer and "WARNING" not in footer
-    rows[0]["provenance"]["git_commit"] = "cccccccccccc+dirty"  # one of them dirty: no longer one commit
+    assert ("- git commit: aaaaaaaaaaaa (every run under the run keys aaaaaaaaaaaa plans: trained at "
+            "cccccccccccc (6 runs) and aaaaaaaaaaaa (3 runs))") in footer and "WARNING" not in footer
+    for r in rows[:3]:  # which came last is not known: warn
+        r["provenance"]["finished"] = "2026-11-29 10:00 UTC"
+    assert "WARNING" in render(SUITE, rows, "f", [], "r", "l").split("## Provenance")[1]
+    rows[0]["provenance"]["git_commit"] = "aaaaaaaaaaaa+dirty"  # one of them dirty: no longer one commit
     footer = render(SUITE, rows, "f", [], "r", "l").split("## Provenance")[1]
     assert "**WARNING: not published from one clean commit**: the runs come from 3 different commits" in footer
 
@@ -461,3 +464,20 @@ def test_a_planned_latent_size_without_records_keeps_its_row_of_dashes():
              or line.startswith("| B ")]
     assert [c[:2] for c in cells] == [["A", "2"], ["A", "8"], ["B", "2"], ["B", "8"]]
     assert cells[0][2] == "—" and cells[3][2] == "—" and cells[1][2] != "—"
+
+
+def test_a_missing_size_row_keeps_to_the_methods_sizes_and_the_grid_columns():
+    suite = Suite.model_validate({**SUITE.model_dump(exclude={"leaderboards", "findings"}),
+                                  "grid": {"latent_dim": [2, 8], "seed": [0, 1, 2],
+                                           "params": {"training.optimiser.lr": [0.1, 0.2]}},
+                                  "leaderboards": [
+        {"id": "z", "title": "Z", "methods": ["a", "b"], "by_latent_dim": True, "where": {"latent_dim": [2, 8]},
+         "columns": [{"header": "acc", "metric": "svm", "value": "accuracy/clean"}]}]})
+    suite.methods["b"].latent_dims = [2]
+    rows = [dict(record("a", 0, 90.0), grid={"training.optimiser.lr": lr}) for lr in (0.1, 0.2)]
+    lines = [line for line in render(suite, rows, "f", [], "r", "l").splitlines()
+             if line.startswith("| A ") or line.startswith("| B ")]
+    cells = [[c.strip() for c in line.strip("|").split("|")] for line in lines]
+    # B runs at 2 only: no row at 8; a missing row leaves its grid cell empty, the value column shows —
+    assert cells == [["A", "2", "", "—"], ["A", "8", "0.1", "90.00 (n=1)"], ["A", "8", "0.2", "90.00 (n=1)"],
+                     ["B", "2", "", "—"]]

@@ -484,15 +484,48 @@ def test_a_budget_raised_at_one_latent_size_changes_only_the_runs_at_that_size(w
     assert after["vimae_n__z3__s0"].config["training"]["batch_size"] == 50  # the rest is the suite's
 
 
-def test_a_training_override_at_a_latent_size_no_run_has_or_a_misspelt_field_is_refused(write_suite):
+def test_a_training_override_misspelt_clashing_with_the_grid_or_keyed_by_text_is_refused(write_suite):
     path = write_suite(TINY_SUITE.replace(
-        "objective: {name: vimae}", "objective: {name: vimae}\n    training_at: {3: {epochs: 5}, 2: {epocs: 5}}"))
+        "objective: {name: vimae}",
+        "objective: {name: vimae}\n    training_at: {2: {epocs: 5, optimiser: {lr: 0.1}}}")
+        .replace("grid: {latent_dim: [2], seed: [0]}",
+                 "grid: {latent_dim: [2, 3], seed: [0], params: {training.optimiser.lr: [0.1, 0.2]}}"))
     problems = problems_of(path)
-    assert len(problems) == 2
-    assert problems[0].startswith(f"{path}:13: methods.vimae_n.training_at[3]: method 'vimae_n' has no runs "
-                                  "at latent size 3 (it runs at 2)")
-    assert problems[1].startswith(f"{path}:13: methods.vimae_n.training_at[2].epocs: unknown key 'epocs' "
-                                  "(did you mean 'epochs'")
+    assert len(problems) == 2, problems
+    assert any(p.startswith(f"{path}:13: methods.vimae_n.training_at[2]: sets training.optimiser.lr, which "
+                            "grid.params also sets (training.optimiser.lr): the grid's values would win")
+               for p in problems)
+    assert any(p.startswith(f"{path}:13: methods.vimae_n.training_at[2].epocs: unknown key 'epocs' "
+                            "(did you mean 'epochs'") for p in problems)
+    # a quoted '3' would sit beside a profile's 3 after the merge and silently replace it
+    [problem] = problems_of(write_suite(TINY_SUITE.replace(
+        "objective: {name: vimae}", "objective: {name: vimae}\n    training_at: {'2': {epochs: 4}}"), "text.yaml"))
+    assert "methods.vimae_n.training_at" in problem and "valid integer (got '2')" in problem
+
+
+def test_a_training_override_at_a_size_no_profile_runs_is_refused_but_one_a_profile_drops_is_not(write_suite):
+    text = TINY_SUITE.replace("objective: {name: vimae}",
+                              "objective: {name: vimae}\n    training_at: {3: {epochs: 5}}")
+    [problem] = problems_of(write_suite(text, "none.yaml"))
+    assert problem.endswith("methods.vimae_n.training_at[3]: method 'vimae_n' has no planned run at latent "
+                            "size 3 (it has: 2)")
+    # the suite runs z = 3 and a profile runs z = 2 only: the override is unused there, not wrong
+    both = text.replace("latent_dim: [2]", "latent_dim: [2, 3]") + \
+        "profiles:\n  small:\n    grid: {latent_dim: [2], seed: [0]}\n"
+    assert [r.latent_dim for r in load(write_suite(both, "both.yaml"), "small").runs] == [2, 2]
+
+
+def test_a_profile_raising_one_methods_budget_at_one_size_says_so_for_the_others(write_suite):
+    # like `training`, a per-size budget a profile gives one method is written for the others too
+    base = TINY_SUITE.replace("latent_dim: [2]", "latent_dim: [2, 3]")
+    one = base + "profiles:\n  small:\n    methods:\n      vimae_n: {training_at: {3: {epochs: 5}}}\n"
+    [problem] = problems_of(write_suite(one, "one.yaml"), "small")
+    assert "methods.elbo.training_at: profile small gives vimae_n training_at {3: {epochs: 5}} but leaves " \
+           "elbo's" in problem
+    both = one + "      elbo: {training_at: {}}\n"
+    runs = load(write_suite(both, "both.yaml"), "small").runs
+    assert {(r.method, r.latent_dim): r.config["training"]["epochs"] for r in runs} == {
+        ("elbo", 2): 2, ("elbo", 3): 2, ("vimae_n", 2): 2, ("vimae_n", 3): 5}
 
 
 def test_a_profiles_and_a_child_suites_deviations_add_to_the_ones_they_inherit(write_suite):
@@ -514,3 +547,8 @@ def test_a_profiles_and_a_child_suites_deviations_add_to_the_ones_they_inherit(w
     assert problem.startswith(f"{child}:6: deviations[3]:")  # the bad entry's own line, at its merged index
     suite, _ = load_suite(write_suite(child.read_text().replace(", 3]", "]"), "child.yaml"), "cpu")
     assert suite.deviations == ["parent: lr not given", "child: smaller net", "cpu: 2 epochs"]
+    # a base's profile deviations stay under the child's profile of the same name
+    write_suite(TINY_SUITE + 'deviations: ["parent: lr not given"]\nprofiles:\n  cpu:\n    deviations: ["parent cpu"]\n',
+                "base.yaml")
+    suite, _ = load_suite(child, "cpu")
+    assert suite.deviations == ["parent: lr not given", "child: smaller net", "parent cpu", "cpu: 2 epochs"]

@@ -308,6 +308,14 @@ def selection_problems(suite: Suite, runs: list[PlannedRun], locs: Locations,
                                             f"{key} {v!r} matches no planned run of this {owner}{close} "
                                             f"(they have: {_listed(have)})"))
 
+    for key, spec in suite.methods.items():
+        sizes = [r.latent_dim for r in runs if r.method == key]
+        for size in spec.training_at if spec.enabled else ():
+            if size not in sizes and size not in [r.latent_dim for r in elsewhere if r.method == key]:
+                path = ("methods", key, "training_at", size)
+                problems.append(Problem(str(locs.find(path)), dotted(path),
+                                        f"method {key!r} has no planned run at latent size {size} "
+                                        f"(it has: {_listed(sizes)})"))
     for t, table in enumerate(suite.leaderboards):
         base, methods = ("leaderboards", t), table.methods or list(suite.methods)
         if not any(r.method in methods for r in runs):

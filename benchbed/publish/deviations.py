@@ -53,9 +53,13 @@ def _component_kind(parts: list[str]) -> str | None:
 
 def _default(flat: dict[str, Any], key: str) -> Any:
     """The value ``key`` takes in a suite that leaves it out: a method's
-    training falls back on the suite's, a component param on its plugin's
+    training (at one latent size, its training) falls back on the suite's, a component param on its plugin's
     default, anything else on the schema's default; None if unknown."""
     parts = key.split(".")
+    if parts[0] == "methods" and len(parts) > 4 and parts[2] == "training_at":
+        # at one latent size a method trains as it does at the others unless told otherwise
+        own = f"methods.{parts[1]}.training.{'.'.join(parts[4:])}"
+        return flat[own] if flat.get(own) is not None else _default(flat, own)
     if parts[0] == "methods" and len(parts) > 3 and parts[2] == "training":
         rest = ".".join(parts[3:])
         value = flat.get(f"training.{rest}")

@@ -135,14 +135,19 @@ def _rows(table: Table, suite: Suite, records: list[dict[str, Any]], by_dim: boo
         present = sorted({(r["latent_dim"] if by_dim else None, _grid_items(r, varying))
                           for r in matching if r["method"] == method},
                          key=lambda t: (t[0] or 0, t[1]))
-        if by_dim:  # every planned size gets a row, with or without records yet
+        if by_dim:  # every size the method runs at (within `where`) gets a row, with or without records
             spec = suite.methods.get(method)
-            dims = table.where.get("latent_dim") or (spec.latent_dims if spec and spec.latent_dims
-                                                     else suite.grid.latent_dim)
+            dims = spec.latent_dims if spec and spec.latent_dims else suite.grid.latent_dim
+            wanted = table.where.get("latent_dim", dims)
+            wanted = wanted if isinstance(wanted, list) else [wanted]
             have = {dim for dim, _ in present}
-            present += [(d, ()) for d in (dims if isinstance(dims, list) else [dims]) if d not in have]
+            blank = tuple((k, "") for k in varying)  # no grid value: its cells stay empty
+            present += [(d, blank) for d in dims if d in wanted and d not in have]
             present.sort(key=lambda t: (t[0] or 0, t[1]))
-        rows += [(method, dim, grid) for dim, grid in present] or [(method, None, ())]
+        if present or by_dim:
+            rows += [(method, dim, grid) for dim, grid in present]
+        else:
+            rows.append((method, None, ()))
     return rows
 
 

@@ -121,12 +121,14 @@ def commit_lines(records: list[dict[str, Any]]) -> list[str]:
     # Runs added to a suite later (or whose settings changed) are trained at a later commit. The
     # page's runs all have the keys the suite plans now, and a change to built-in code that moves
     # results bumps every key (RESULTS_VERSION), so the latest commit repeats every run.
-    if clean and len(commits) > 1 and not later:
-        finished: dict[str, str] = {}
-        for p in provs:
-            commit = str(p["git_commit"])
-            finished[commit] = max(finished.get(commit, ""), str(p.get("finished") or ""))
-        order = sorted(commits, key=lambda c: (finished[c], c))
+    finished: dict[str, str] = {}
+    for p in provs:
+        commit = str(p.get("git_commit") or "unknown")
+        finished[commit] = max(finished.get(commit, ""), str(p.get("finished") or ""))
+    order = sorted(commits, key=lambda c: finished[c])
+    # The latest must be known: every commit with a finish time, the last one alone at its minute.
+    known = all(finished.values()) and len({finished[c] for c in order[-2:]}) == 2
+    if clean and len(commits) > 1 and not later and known:
         latest = order[-1]
         trained = " and ".join(f"{c} ({commits[c]} run{'s' if commits[c] != 1 else ''})" for c in order)
         return [f"- git commit: {latest} (every run under the run keys {latest} plans: trained at {trained})"]

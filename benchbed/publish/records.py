@@ -60,7 +60,7 @@ def make_record(run: PlannedRun, store: Store) -> dict[str, Any]:
     status = read_json(run_dir / "status.json", {}) or {}
     done = read_json(run_dir / "metrics.json", {}) or {}
     # Only the planned specs' entries: a metric of an older spec stays in metrics.json but is not this run's.
-    planned = [done[h] for h in metric_hashes(run.evaluation).values() if h in done]
+    planned = [done[h] for h in sorted(set(metric_hashes(run.evaluation).values())) if h in done]
     figures = sorted({f for entry in planned for f in entry.get("figures", [])})
     eval_seconds = sum(entry.get("seconds", 0.0) for entry in planned)
     metrics, not_finite = finite_metrics(store.metric_values(run))

@@ -256,6 +256,15 @@ def value_problem(suite: Suite, produced: dict[str, list[str] | None], metric: s
                                  f"{value!r}{did_you_mean(value, names)} (it gives: {gives})")]
 
 
+def _dotted_keys(mapping: dict[str, Any], prefix: str) -> list[str]:
+    """The dotted paths of a nested mapping's leaves, e.g. training.optimiser.lr."""
+    out = []
+    for key, value in mapping.items():
+        path = f"{prefix}.{key}"
+        out += _dotted_keys(value, path) if isinstance(value, dict) and value else [path]
+    return out
+
+
 def check_references(suite: Suite, registry: Registry, locs: Locations) -> list[Problem]:
     problems: list[Problem] = []
     produced = produced_values(suite, registry)
@@ -286,23 +295,29 @@ def check_references(suite: Suite, registry: Registry, locs: Locations) -> list[
                 problems.append(_problem(locs, ("methods", key, slot, "name"),
                                          f"architecture {ref.name!r} builds no {need} "
                                          f"(it provides: {', '.join(sorted(cls.provides))})"))
+        training_valid = True
         if method.training:
             merged = merge_dicts(suite.training.model_dump(), method.training)
             try:
                 training = Training.model_validate(merged)
             except ValidationError as exc:
                 problems += convert_errors(exc, Training, ("methods", key, "training"), locs)
+                training_valid = False
             else:
                 training_sets.append((("methods", key, "training"), training, key))
         else:
             training_sets.append((("training",), suite.training, key))
-        sizes = method.latent_dims or suite.grid.latent_dim
+        # Whether a size has runs is checked with the plan (another profile may run it).
         for size, override in method.training_at.items():
             path = ("methods", key, "training_at", size)
-            if size not in sizes:
-                problems.append(_problem(locs, path, f"method {key!r} has no runs at latent size {size} "
-                                                     f"(it runs at {', '.join(map(str, sizes))})"))
-                continue
+            for field in _dotted_keys(override, "training"):
+                clash = [p for p in suite.grid.params if p == field or p.startswith(field + ".")
+                         or field.startswith(p + ".")]
+                if clash:
+                    problems.append(_problem(locs, path, f"sets {field}, which grid.params also sets "
+                                                         f"({clash[0]}): the grid's values would win"))
+            if not training_valid:
+                continue  # reported once, where it is written
             merged = merge_dicts(merge_dicts(suite.training.model_dump(), method.training), override)
             try:
                 training = Training.model_validate(merged)
@@ -440,7 +455,8 @@ def _misspelt_methods(data: dict, known: list[str], profile: str | None) -> list
             and not (isinstance(spec, dict) and all(name in spec for name in required))]
 
 
-PER_METHOD = ("objective", "divergence", "prior", "encoder", "decoder", "dataset", "training", "latent_dims")
+PER_METHOD = ("objective", "divergence", "prior", "encoder", "decoder", "dataset", "training", "training_at",
+              "latent_dims")
 
 
 def unlike_methods(raw: dict, data: dict, locs: Locations, profile: str | None) -> list[Problem]:

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 
 import re
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, Strict, field_validator, model_validator
 
 KEY_PATTERN = re.compile(r"^[A-Za-z0-9_.-]+$")
 
@@ -70,7 +70,8 @@ class Method(Spec):
     decoder: ComponentRef = kind_field("architecture", description="decoder architecture")
     training: dict[str, Any] = Field(default_factory=dict,
                                      description="overrides of the suite's training section")
-    training_at: dict[PositiveInt, dict[str, Any]] = Field(
+    # Strict keys: a quoted '40' beside a profile's 40 would survive the merge as a second entry.
+    training_at: dict[Annotated[int, Strict(), Field(gt=0)], dict[str, Any]] = Field(
         default_factory=dict, description="overrides of training at one latent size, over `training`, "
                                           "e.g. {40: {epochs: 40}}: a larger code may need a larger budget")
     dataset: ComponentRef | None = kind_field(

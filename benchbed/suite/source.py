@@ -120,16 +120,18 @@ def read_yaml(path: Path) -> tuple[Any, Locations]:
     return data, locs
 
 
-# Lists that a profile or a child suite adds to: a profile's own deviations come on top of the suite's.
-ADDITIVE: tuple[Path_, ...] = (("deviations",),)
+def _additive(path: Path_) -> bool:
+    """Lists that a profile or a child suite adds to: its own deviations come on top of the suite's
+    (a child's ``profiles.cpu.deviations`` on top of its base's ``cpu`` ones)."""
+    return path == ("deviations",) or (len(path) == 3 and path[0] == "profiles" and path[2] == "deviations")
 
 
 def deep_merge(base: Any, override: Any, base_locs: Locations, over_locs: Locations,
                path: Path_ = ()) -> tuple[Any, Locations]:
-    """Dicts merge key by key; ``ADDITIVE`` lists add the new entries; anything
+    """Dicts merge key by key; ``_additive`` lists add the new entries; anything
     else in ``override`` replaces. A component given another ``name`` replaces
     the old one whole, since its parameters belong to the old component."""
-    if path in ADDITIVE and isinstance(base, list) and isinstance(override, list):
+    if _additive(path) and isinstance(base, list) and isinstance(override, list):
         merged_list = list(base)
         locs = Locations(_subtree(base_locs, path))
         for i, item in enumerate(override):
