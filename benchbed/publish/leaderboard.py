@@ -132,18 +132,17 @@ def _rows(table: Table, suite: Suite, records: list[dict[str, Any]], by_dim: boo
     matching = [r for r in records if matches(r, table.where)]
     rows: list[Row] = []
     for method in methods:
-        present = sorted({(r["latent_dim"] if by_dim else None, _grid_items(r, varying))
-                          for r in matching if r["method"] == method},
-                         key=lambda t: (t[0] or 0, t[1]))
+        found = {(r["latent_dim"] if by_dim else None, _grid_items(r, varying))
+                 for r in matching if r["method"] == method}
         if by_dim:  # every size the method runs at (within `where`) gets a row, with or without records
             spec = suite.methods.get(method)
             dims = spec.latent_dims if spec and spec.latent_dims else suite.grid.latent_dim
             wanted = table.where.get("latent_dim", dims)
             wanted = wanted if isinstance(wanted, list) else [wanted]
-            have = {dim for dim, _ in present}
+            have = {dim for dim, _ in found}
             blank = tuple((k, "") for k in varying)  # no grid value: its cells stay empty
-            present += [(d, blank) for d in dims if d in wanted and d not in have]
-            present.sort(key=lambda t: (t[0] or 0, t[1]))
+            found |= {(d, blank) for d in dims if d in wanted and d not in have}
+        present = sorted(found, key=lambda t: (t[0] or 0, t[1]))
         if present or by_dim:
             rows += [(method, dim, grid) for dim, grid in present]
         else:
