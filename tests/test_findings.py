@@ -187,6 +187,20 @@ def test_terms_without_runs_are_not_run():
     assert verdict(finding("a > b"), runs({"b": [1.0, 2.0]}))[0] == "not run"
 
 
+def test_a_part_refuted_on_converged_runs_is_not_hidden_by_a_part_still_waiting_for_runs():
+    # InfoVAE Fig. 1: "the ELBO drives MI toward 0" is refuted by the ELBO's own runs before L_AE's exist.
+    records = runs({"elbo": [1.9, 1.95, 1.87]})
+    result, shown = verdict(finding("elbo ~ 0", "ae > elbo", tolerance=0.5), records)
+    assert result == "refuted"
+    assert shown[0].endswith("refuted") and shown[1] == "ae > elbo: no finished runs for ae"
+    # A part that holds proves nothing while another waits: the claim stays not run.
+    result, shown = verdict(finding("elbo > 1", "ae > elbo"), records)
+    assert (result, shown) == ("not run", ["ae > elbo: no finished runs for ae"])
+    # Refuted on budget-stopped runs only: the missing part keeps it waiting.
+    stopped = runs({"elbo": [1.9, 1.95, 1.87]}, convergence=BUDGET)
+    assert verdict(finding("elbo ~ 0", "ae > elbo", tolerance=0.5), stopped)[0] == "not run"
+
+
 def test_equivalence_without_a_margin_is_not_checked():
     result, shown = verdict(finding("a ~ b"), runs({"a": [1.0, 1.1], "b": [1.0, 1.1]}))
     assert result == "not checked" and "needs a tolerance > 0" in shown[0]

@@ -277,6 +277,7 @@ def verdict(finding: Finding, records: list[dict[str, Any]],
     parts: list[Part] = []
     trained: list[bool] = []  # per part: every run it reads converged
     used: dict[int, dict[str, Any]] = {}
+    missing: list[str] = []  # parts with no finished runs on a side
     for comparison in finding.holds:
         left, op, right = parse(comparison)
         if op == "~" and finding.tolerance <= 0:
@@ -287,17 +288,20 @@ def verdict(finding: Finding, records: list[dict[str, Any]],
         except Ambiguous as exc:
             return "not checked", [str(exc)]
         if a is None or b is None:
-            missing = left if a is None else right
             reported = sorted({k for r in records for k in r["metrics"].get(finding.metric, {})})
             if reported and finding.value not in reported:
                 return "not checked", [f"metric {finding.metric!r} reports no value {finding.value!r} "
                                        f"(it reports: {', '.join(reported)})"]
-            return "not run", [f"{comparison}: no finished runs for {missing}"]
+            missing.append(f"{comparison}: no finished runs for {left if a is None else right}")
+            continue
         runs = a.records + b.records + [u for u, _ in a.undefined + b.undefined]
         used.update((id(r), r) for r in runs)
         parts.append(_part(comparison, a, op, b, finding, k, d))
         trained.append(not any(flags.under_trained(r) for r in runs))
     outcomes = {p.outcome for p in parts}
+    refuted_trained = any(p.outcome == "fails" and ok for p, ok in zip(parts, trained))
+    if missing and not refuted_trained:  # the rest waits for its runs
+        return "not run", missing[:1]
     if "fails" in outcomes:
         result = "refuted"
     elif outcomes == {"holds"}:
@@ -308,8 +312,10 @@ def verdict(finding: Finding, records: list[dict[str, Any]],
         result = "inconclusive"
     shown = [p.text for p in parts]
     under = [r for r in used.values() if flags.under_trained(r)]
-    # A part refuted on converged runs alone refutes the claim, whatever its other parts' runs.
-    if under and any(p.outcome == "fails" and ok for p, ok in zip(parts, trained)):
+    shown += missing
+    # A part refuted on converged runs alone refutes the claim, whatever its other parts' runs
+    # (or their absence).
+    if under and refuted_trained:
         shown.append(f"{len(under)} of {len(used)} runs stopped on their epoch budget, none of them "
                      "in a refuted part: refuted on converged runs")
     elif under:

@@ -108,7 +108,7 @@ class ImportanceSampledNLL(Metric):
     Values: ``nll`` (mean over test points), ``nll_se`` (its standard error),
     ``k`` (samples per point), ``n`` (test points).
 
-    Params: ``k`` (default 5000 as in InfoVAE), ``test_subset`` (None: the
+    Params: ``k`` (default 5000; InfoVAE gives no K), ``test_subset`` (None: the
     whole test set; else that many points drawn from the run seed),
     ``batch_size`` (test points encoded together), ``max_rows`` ((point,
     sample) pairs per decoder call: lower it for big decoders such as PixelCNN).
