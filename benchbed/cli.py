@@ -204,7 +204,9 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         print(f"warning: {problem}", file=sys.stderr)
     if board.path is None:
         name = publish_name(loaded.suite.name, loaded.profile, loaded.default_profile)
-        print(f"error: no usable records for {name} in {records_dir(leaderboards, name)}: "
+        stale = (f" ({board.stale} stale: an older config, or runs no longer planned)"
+                 if board.stale else "")
+        print(f"error: no usable records for {name} in {records_dir(leaderboards, name)}{stale}: "
               f"run `benchbed run {args.suite}"
               f"{f' --profile {args.profile}' if args.profile else ''}` first; no leaderboard written",
               file=sys.stderr)

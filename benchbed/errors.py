@@ -56,7 +56,10 @@ class RunDiverged(Exception):
 
 
 def did_you_mean(word: str, candidates: Iterable[str]) -> str:
-    matches = difflib.get_close_matches(str(word), list(candidates), n=3, cutoff=0.6)
+    candidates = list(candidates)
+    matches = difflib.get_close_matches(str(word), candidates, n=3, cutoff=0.6)
+    if not matches:  # a difference of case alone ('VAE' for 'vae')
+        matches = [c for c in candidates if str(c).lower() == str(word).lower()]
     if not matches:
         return ""
     return " (did you mean " + " or ".join(repr(m) for m in matches) + "?)"

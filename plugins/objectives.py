@@ -53,7 +53,12 @@ class _ReconstructionObjective(Objective):
         if self.divergence is None:
             raise RuntimeError(f"{type(self).__name__} needs a divergence: call bind() first "
                                f"(its default is {self.default_divergence})")
-        return self.divergence(codes)
+        value = self.divergence(codes)
+        if isinstance(value, Tensor) and value.numel() != 1:  # a per-example value would broadcast
+            raise ValueError(f"divergence {type(self.divergence).__name__} returned a tensor of shape "
+                             f"{tuple(value.shape)}; a divergence returns one number for the batch "
+                             "(a 0-d tensor)")
+        return value
 
 
 def _finish(total: Tensor, rec: Tensor, codes: Codes, **terms: Tensor | float) -> Loss:

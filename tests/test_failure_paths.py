@@ -93,6 +93,30 @@ def test_damaged_records_are_named_skipped_and_the_rest_goes_on(copy, capsys):
     assert "| ELBO-VAE" in (boards / "tiny.md").read_text()
 
 
+def test_a_copied_record_is_set_aside_not_counted_as_another_seed(copy, capsys):
+    suite, _, boards = copy
+    records = boards / "tiny" / "records"
+    shutil.copy(records / "elbo__z2__s0.json", records / "copy.json")
+    page = (boards / "tiny.md").read_text()
+    capsys.readouterr()
+    assert main(["leaderboard", str(suite), "--leaderboards", str(boards)]) == 1
+    err = capsys.readouterr().err
+    assert f"{records / 'copy.json'}: skipped" in err and "a second record of run" in err
+    assert "(kept: elbo__z2__s0.json)" in err
+    assert (boards / "tiny.md").read_text() == page  # still n=1
+
+
+def test_only_stale_records_leave_the_last_page_alone_and_exit_1(copy, capsys):
+    suite, _, boards = copy
+    page = (boards / "tiny.md").read_text()
+    suite.write_text(suite.read_text().replace("hidden: [32]", "hidden: [33]"))  # every key changes
+    capsys.readouterr()
+    assert main(["leaderboard", str(suite), "--leaderboards", str(boards)]) == 1
+    err = capsys.readouterr().err
+    assert "no usable records for tiny" in err and "stale" in err
+    assert (boards / "tiny.md").read_text() == page
+
+
 def test_a_leaderboard_without_records_says_so_and_exits_1(tiny_suite, tmp_path, capsys):
     assert main(["leaderboard", str(tiny_suite), "--leaderboards", str(tmp_path / "b")]) == 1
     err = capsys.readouterr().err
@@ -110,6 +134,24 @@ def test_non_finite_values_are_written_as_null_and_named(trained):
     assert record["metrics"]["mi"]["mutual_info_se"] is None  # one repeat: no standard error
     assert record["not_finite"] == ["mi/mutual_info_se = nan"]
     assert math.isfinite(record["metrics"]["mi"]["mutual_info"])
+
+
+def test_a_nan_value_in_a_column_shows_as_a_failure_that_says_why(copy, capsys):
+    suite, _, boards = copy
+    suite.write_text(suite.read_text() + "      - {header: MI se, metric: mi, value: mutual_info_se}\n")
+    assert main(["leaderboard", str(suite), "--leaderboards", str(boards)]) == 0
+    page = (boards / "tiny.md").read_text()
+    row = next(line for line in page.splitlines() if line.startswith("| ELBO-VAE"))
+    assert row.rstrip(" |").endswith("failed")
+    assert ("- failed: ELBO-VAE z=2 seed=0: metric mi: returned nan for 'mutual_info_se', "
+            "not a finite number") in page
+
+
+def test_a_metric_value_that_is_no_number_fails_that_metric_alone():
+    from benchbed.run.worker import _numbers
+    assert _numbers({"a": 1, "b": torch.tensor(2.5)}) == {"a": 1.0, "b": 2.5}
+    with pytest.raises(ValueError, match="the metric returned 'grade' = 'high', not a number"):
+        _numbers({"a": 1.0, "grade": "high"})
 
 
 # ------------------------------------------------------------ unsafe loaders

@@ -7,6 +7,7 @@ never bolded; the footer names one clean commit or warns loudly."""
 from __future__ import annotations
 
 import math
+import re
 import statistics
 
 import numpy as np
@@ -481,3 +482,15 @@ def test_a_missing_size_row_keeps_to_the_methods_sizes_and_the_grid_columns():
     # B runs at 2 only: no row at 8; a missing row leaves its grid cell empty, the value column shows —
     assert cells == [["A", "2", "", "—"], ["A", "8", "0.1", "90.00 (n=1)"], ["A", "8", "0.2", "90.00 (n=1)"],
                      ["B", "2", "", "—"]]
+
+
+def test_a_label_with_a_pipe_or_a_line_break_keeps_its_table_row():
+    rows = [{**r, "label": "A | B\nC"} if r["method"] == "a" else r for r in records()]
+    suite = Suite.model_validate({
+        **SUITE.model_dump(by_alias=True, exclude_unset=True),
+        "methods": {m: {"label": "A | B\nC" if m == "a" else m.upper(), "objective": {"name": "elbo"},
+                        "encoder": "mlp", "decoder": "mlp"} for m in ("a", "b", "c")}})
+    text = render(suite, rows, "f", [], "r", "l")
+    table = [line for line in text.splitlines() if line.startswith("|")]
+    cells = {len(re.split(r"(?<!\\)\|", line)) for line in table[:5]}
+    assert len(cells) == 1 and any("A \\| B C" in line for line in table)

@@ -244,6 +244,20 @@ def test_a_divergence_without_its_own_term_name_is_logged_as_div(registry):
     assert loss.terms["div"] == 0.0 and Zero.term_name == "div"
 
 
+def test_a_divergence_with_one_value_per_example_is_named_instead_of_broadcast(registry):
+    from benchbed.plugin_api.components import Divergence
+
+    class PerExample(Divergence):
+        def forward(self, codes):
+            return (codes.z ** 2).sum(dim=1)  # shape (batch,): would broadcast into the loss
+
+    objective = registry.create("objective", "infovae")
+    objective.bind(PerExample(), latent_dim=8)
+    with pytest.raises(ValueError, match=r"divergence PerExample returned a tensor of shape \(\d+,\); "
+                                         "a divergence returns one number"):
+        loss_with_seed(objective, make_model(), small_batch())
+
+
 @pytest.mark.parametrize("objective_name", sorted(NAMED_FOR))
 @pytest.mark.parametrize("divergence_name", DIVERGENCES)
 def test_a_method_named_for_a_divergence_refuses_another(registry, objective_name, divergence_name):

@@ -552,3 +552,41 @@ def test_a_profiles_and_a_child_suites_deviations_add_to_the_ones_they_inherit(w
                 "base.yaml")
     suite, _ = load_suite(child, "cpu")
     assert suite.deviations == ["parent: lr not given", "child: smaller net", "parent cpu", "cpu: 2 epochs"]
+
+
+def test_an_infinite_parameter_is_refused_at_validate_not_after_training(write_suite):
+    path = write_suite(TINY_SUITE.replace("{name: elbo}", "{name: beta_vae, beta: .inf}"))
+    [problem] = problems_of(path)
+    assert problem.startswith(f"{path}:7: methods.elbo.objective.beta:") and "finite number" in problem
+
+
+@pytest.mark.parametrize("alias", ["deviations: &r [*r]", "description: &r {a: *r}"])
+def test_an_alias_inside_the_node_it_names_is_one_message_not_a_recursion(write_suite, capsys, alias):
+    path = write_suite(TINY_SUITE + alias + "\n")
+    assert main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "an alias refers to a node that contains it" in err
+
+
+def test_aliases_that_expand_past_any_real_suite_are_refused(write_suite, capsys):
+    levels = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    levels += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 7)]
+    path = write_suite(TINY_SUITE + "extra:\n" + "".join(f"  {line}\n" for line in levels))
+    assert main(["validate", str(path)]) == 2
+    assert "the aliases expand to more than 100,000 values" in capsys.readouterr().err
+
+
+def test_a_written_profile_key_and_a_list_of_profiles_are_refused(write_suite, capsys):
+    path = write_suite(TINY_SUITE + "profile: paper\n")
+    assert main(["validate", str(path)]) == 2
+    assert f"{path}:24: profile: not a suite field" in capsys.readouterr().err
+    path = write_suite(TINY_SUITE + "profiles:\n  - tiny\n")
+    assert main(["validate", str(path)]) == 2
+    assert f"{path}:24: profiles: must be a mapping" in capsys.readouterr().err
+
+
+def test_keys_the_source_reads_are_suggested_and_case_alone_is_a_close_name(write_suite, capsys):
+    path = write_suite(TINY_SUITE + "profils: {}\n")
+    assert "did you mean 'profiles'?" in problems_of(path)[0]
+    assert main(["run", str(write_suite(TINY_SUITE)), "--only", "ELBO"]) == 2
+    assert "did you mean 'elbo'" in capsys.readouterr().err

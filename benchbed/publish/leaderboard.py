@@ -27,11 +27,27 @@ UNDER_TRAINED = "†"
 COLLAPSED = "⊘"
 
 
+def _table(body: list[list[Any]], header: list[str]) -> str:
+    """A Markdown table; a '|' or a line break inside a label would otherwise break its row."""
+    def cell(text: Any) -> str:
+        return str(text).replace("|", "\\|").replace("\r", " ").replace("\n", " ")
+    return tabulate([[cell(c) for c in row] for row in body], headers=[cell(h) for h in header],
+                    tablefmt="github", disable_numparse=True)
+
+
 def _raw(record: dict[str, Any], column: Column) -> float | None:
     value = record["metrics"].get(column.metric, {}).get(column.value)
     if value is None or not math.isfinite(value):
         return None
     return value
+
+
+def _not_finite(record: dict[str, Any], column: Column) -> str | None:
+    """Why a run's value for the column is missing when its metric returned nan or inf."""
+    for entry in record.get("not_finite", []):  # "metric/value = nan"
+        if entry.split(" = ")[0] == f"{column.metric}/{column.value}":
+            return f"returned {entry.split(' = ')[-1]} for {column.value!r}, not a finite number"
+    return None
 
 
 class Cell:
@@ -198,7 +214,8 @@ def render_table(table: Table, suite: Suite, records: list[dict[str, Any]],
             undefined = [u for r in finished if (u := flags.undefined(r, column.metric, column.value))]
             pairs = [(r, v) for r in finished if (v := _raw(r, column)) is not None
                      and not flags.undefined(r, column.metric, column.value)]
-            broken = sum(1 for r in finished if column.metric in r.get("metric_errors", {}))
+            broken = sum(1 for r in finished if column.metric in r.get("metric_errors", {})
+                         or _not_finite(r, column))
             b = flags.bound([r for r, _ in pairs], column.metric, column.value, [v for _, v in pairs])
             cells[(row, c)] = Cell([v * column.scale for _, v in pairs], failed + broken, b,
                                    bool(collapsed[row]),
@@ -233,7 +250,7 @@ def render_table(table: Table, suite: Suite, records: list[dict[str, Any]],
                 else:
                     line += [paper or "", ""]
         body.append(line)
-    lines.append(tabulate(body, headers=header, tablefmt="github", disable_numparse=True))
+    lines.append(_table(body, header))
     lines.append("")
     directions = {"higher": "higher is better", "lower": "lower is better",
                   "closer_to_zero": "closer to 0 is better"}
@@ -254,7 +271,7 @@ def render_table(table: Table, suite: Suite, records: list[dict[str, Any]],
             if r["status"] == "failed":
                 failures.add((r["label"], r["latent_dim"], r["seed"], r["reason"]))
             for column in table.columns:
-                error = r.get("metric_errors", {}).get(column.metric)
+                error = r.get("metric_errors", {}).get(column.metric) or _not_finite(r, column)
                 if error and r["status"] == "finished":
                     failures.add((r["label"], r["latent_dim"], r["seed"], f"metric {column.metric}: {error}"))
     for label, dim, seed, reason in sorted(failures):
@@ -285,7 +302,7 @@ def _learning_curves(table: Table, rows: list[Row], records: list[dict[str, Any]
     if not body:
         return []
     return ["Training of these runs:", "",
-            tabulate(body, headers=["method", *curves.HEADER], tablefmt="github", disable_numparse=True),
+            _table(body, ["method", *curves.HEADER]),
             "", f"- {curves.NOTE}", ""]
 
 
@@ -344,7 +361,7 @@ def _figures(table: Table, rows: list[Row], records: list[dict[str, Any]], figur
     if not body:
         return []
     return ["Figures (first seed of each row):", "",
-            tabulate(body, headers=header, tablefmt="github", disable_numparse=True), ""]
+            _table(body, header), ""]
 
 
 def _row_label(record: dict[str, Any], row: Row) -> str:

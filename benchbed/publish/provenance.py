@@ -203,6 +203,7 @@ def provenance_footer(records: list[dict[str, Any]], profile: str | None, missin
     finished = [r for r in records if r.get("status") == "finished"]
     broken = [r for r in finished if r.get("metric_errors")]
     metrics = ", ".join(sorted({m for r in broken for m in r["metric_errors"]}))
+    ran = [r for r in records if r.get("provenance")]  # a run that failed before training has none
     dates = sorted(r["provenance"]["finished"] for r in records
                    if (r.get("provenance") or {}).get("finished"))
     return [
@@ -212,9 +213,9 @@ def provenance_footer(records: list[dict[str, Any]], profile: str | None, missin
         + (f" ({len(broken)} with a failed metric: {metrics})" if broken else "")
         + f", {len(records) - len(finished)} failed"
         + (f", {missing} not run yet" if missing > 0 else ""),
-        *commit_lines(records),
+        *commit_lines(ran),
         *code_lines(records),
-        *machine_lines(records),
+        *machine_lines(ran),
         f"- trained: {dates[0] if dates else '?'} to {dates[-1] if dates else '?'}",
         "- what repeats where: the numbers repeat bit for bit only on the same CPU kind, torch "
         "thread count and torch version as the machine(s) above, with the same code and seeds; "

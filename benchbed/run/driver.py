@@ -85,7 +85,7 @@ def check_output_folder(path: Path, option: str) -> None:
 
 @dataclass
 class Leaderboard:
-    path: Path | None  # None: nothing written (no records)
+    path: Path | None  # None: nothing written (no current records)
     records: int  # record files read
     bad: list[BadRecord]
     stale: int = 0  # of them, records of an older config, left out of the page
@@ -117,6 +117,8 @@ def build_leaderboard(loaded: LoadedSuite, leaderboard_dir: Path) -> Leaderboard
             record = _without(record, older)
             stale_metrics.update(older)
         records.append(record)
+    if not records:  # only stale ones: a page of dashes would overwrite the last good one
+        return Leaderboard(None, len(found), bad, len(stale))
     target = leaderboard_dir / f"{name}.md"
     args = _command(loaded.path, suite.profile, default, leaderboard_dir)
     text = render(suite, records, figure_root=f"{name}/figures",

@@ -261,7 +261,8 @@ def train(model: Autoencoder, objective: Objective, x_train: Tensor, train_view:
                 terms_sum[name] = terms_sum.get(name, 0.0) + float(value)
 
             if step % training.log_every == 0 or step == schedule.total_steps:
-                check_finite("training loss", running)
+                check_finite(f"training loss, checked every {training.log_every} steps, so it may have "
+                             "turned earlier", running)
                 row = {"step": step, "epoch": epoch + (batch + 1) / schedule.batches_per_epoch,
                        "loss": running.item() / running_n,
                        **{k: v / running_n for k, v in terms_sum.items()}}

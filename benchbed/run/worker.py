@@ -166,6 +166,7 @@ def _evaluate(task: RunTask, built: BuiltRun, registry: Registry, run_dir: Path,
         try:
             with torch.no_grad():
                 result = registry.create("metric", spec).evaluate(ctx)
+            numbers = _numbers(result.values)
         except Exception as exc:  # one broken metric must not hide the others
             if is_no_space(exc):  # but a full disk stops the run (it resumes later)
                 raise
@@ -178,12 +179,23 @@ def _evaluate(task: RunTask, built: BuiltRun, registry: Registry, run_dir: Path,
             _log(run_dir, f"metric {key} ({spec['name']}) FAILED: {errors[key]}")
             continue
         seconds = time.perf_counter() - started
-        done[mhash] = {"spec": spec, "values": {k: float(v) for k, v in result.values.items()},
+        done[mhash] = {"spec": spec, "values": numbers,
                        "figures": list(result.figures), "seconds": round(seconds, 3), "commit": commit}
         write_json(run_dir / "metrics.json", done)
         values[key] = done[mhash]["values"]
         _log(run_dir, f"metric {key} ({spec['name']}) in {seconds:.1f}s: {values[key]}")
     return values, errors
+
+
+def _numbers(values: dict[str, Any]) -> dict[str, float]:
+    """A metric's values as floats; one that is not a number fails that metric alone."""
+    out = {}
+    for key, value in values.items():
+        try:
+            out[key] = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"the metric returned {key!r} = {value!r}, not a number") from None
+    return out
 
 
 def execute(task: RunTask, on_event: "OnEvent | None" = None) -> TaskOutcome:

@@ -23,7 +23,7 @@ from benchbed.publish.findings import BadComparison, term_methods
 from benchbed.publish.findings import parse as parse_comparison
 from benchbed.plugin_api.registry import Registry, get_registry
 from benchbed.suite.protocol import ComponentRef, Method, Suite, Training
-from benchbed.suite.source import Locations, apply_profile, load_raw, merge_dicts
+from benchbed.suite.source import SOURCE_KEYS, Locations, apply_profile, load_raw, merge_dicts
 
 
 @dataclass(frozen=True)
@@ -113,6 +113,8 @@ def convert_errors(exc: ValidationError, model: type[BaseModel], prefix: tuple[A
             key = loc[-1]
             parent = _model_at(model, loc[:-1])
             allowed = _allowed_keys(parent) if parent else []
+            if parent is Suite:  # keys the source reads before the model sees the suite
+                allowed = [k for k in allowed if k != "profile"] + list(SOURCE_KEYS)
             msg = (f"unknown key {key!r}{did_you_mean(str(key), allowed)}"
                    + (f" (allowed: {', '.join(allowed)})" if allowed else ""))
         elif kind == "missing":

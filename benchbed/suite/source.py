@@ -46,8 +46,21 @@ class SuiteSyntaxError(BenchbedError):
     pass
 
 
+SOURCE_KEYS = ("extends", "profiles", "default_profile")  # read here, never by the Suite model
+MAX_NODES = 100_000  # far past any real suite; aliases nested to expand beyond it are refused
+
+
 def _construct(node: yaml.Node, path: Path_, file: str, locs: Locations,
-               constructor: yaml.constructor.SafeConstructor) -> Any:
+               constructor: yaml.constructor.SafeConstructor, within: tuple[int, ...] = ()) -> Any:
+    if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)):
+        where = f"{file}:{node.start_mark.line + 1}: {'.'.join(map(str, path)) or 'the suite'}"
+        if id(node) in within:  # an alias inside the node it names
+            raise SuiteSyntaxError(f"{where}: an alias refers to a node that contains it, so it "
+                                   "never ends")
+        if len(locs) > MAX_NODES:
+            raise SuiteSyntaxError(f"{where}: the aliases expand to more than {MAX_NODES:,} values; "
+                                   "write the repeated part once")
+        within += (id(node),)
     if isinstance(node, yaml.MappingNode):
         seen: set[Any] = set()
         for key_node, _ in node.value:  # duplicates among the keys written here
@@ -63,13 +76,13 @@ def _construct(node: yaml.Node, path: Path_, file: str, locs: Locations,
         for key_node, value_node in node.value:
             key = _key(key_node, path, file, constructor)
             locs[path + (key,)] = Location(file, key_node.start_mark.line + 1)
-            out[key] = _construct(value_node, path + (key,), file, locs, constructor)
+            out[key] = _construct(value_node, path + (key,), file, locs, constructor, within)
         return out
     if isinstance(node, yaml.SequenceNode):
         items = []
         for i, item in enumerate(node.value):
             locs[path + (i,)] = Location(file, item.start_mark.line + 1)
-            items.append(_construct(item, path + (i,), file, locs, constructor))
+            items.append(_construct(item, path + (i,), file, locs, constructor, within))
         return items
     return constructor.construct_object(node, deep=True)
 
@@ -234,6 +247,12 @@ def _get(data: Any, path: Path_) -> Any:
 
 def apply_profile(data: dict, locs: Locations, profile: str | None) -> tuple[dict, Locations, str | None]:
     """Merge the chosen profile (or the default one) over the suite."""
+    if "profile" in data:  # set here from --profile or default_profile, never written
+        raise BenchbedError(f"{locs.find(('profile',))}: profile: not a suite field; choose a profile with "
+                            "--profile NAME or `default_profile: NAME`, and define it under `profiles:`")
+    if data.get("profiles") is not None and not isinstance(data["profiles"], dict):
+        raise BenchbedError(f"{locs.find(('profiles',))}: profiles: must be a mapping of profile names "
+                            f"to their overrides, not a {type(data['profiles']).__name__}")
     profiles = data.pop("profiles", None) or {}
     default = data.pop("default_profile", None)
     chosen = profile or default
