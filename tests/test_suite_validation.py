@@ -590,3 +590,10 @@ def test_keys_the_source_reads_are_suggested_and_case_alone_is_a_close_name(writ
     assert "did you mean 'profiles'?" in problems_of(path)[0]
     assert main(["run", str(write_suite(TINY_SUITE)), "--only", "ELBO"]) == 2
     assert "did you mean 'elbo'" in capsys.readouterr().err
+
+
+def test_a_network_that_cannot_take_the_datasets_images_is_refused_at_validate(write_suite):
+    path = write_suite(TINY_SUITE.replace("encoder: {name: mlp, hidden: [32]}", "encoder: {name: wae_conv}", 1))
+    [problem] = problems_of(path)
+    assert problem.startswith(f"{path}:8: methods.elbo.encoder: wae_conv supports image shapes")
+    assert "got (1, 8, 8)" in problem

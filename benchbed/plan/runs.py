@@ -265,6 +265,7 @@ def plan_checked(suite: Suite, registry: Registry, locs: Locations
                 problems.append(Problem(where, ".".join(path),
                                         f"dataset {ref.name!r} has no {split!r} split "
                                         f"(it has: {', '.join(info.splits)})"))
+    problems += _network_problems(runs, registry, locs)
     keys = {}
     for run in runs:
         if run.key in keys:
@@ -272,6 +273,35 @@ def plan_checked(suite: Suite, registry: Registry, locs: Locations
                                     f"identical to {keys[run.key]} (same config, same key)"))
         keys[run.key] = run.name
     return runs, problems
+
+
+def _network_problems(runs: list[PlannedRun], registry: Registry, locs: Locations) -> list[Problem]:
+    """Encoders and decoders that cannot be built for their dataset's images (an architecture
+    written for 28x28 on 8x8 digits): built once per distinct spec on torch's meta device, which
+    allocates nothing, so that every run does not fail the same way after the suite is accepted."""
+    import torch  # the plugins have imported it already
+
+    problems, seen, infos = [], set(), {}
+    for run in runs:
+        dataset = json.dumps(run.config["dataset"], sort_keys=True)
+        for role in ("encoder", "decoder"):
+            spec = run.config["method"][role]
+            key = (role, json.dumps(spec, sort_keys=True), dataset, run.latent_dim)
+            if key in seen:
+                continue
+            seen.add(key)
+            try:
+                if dataset not in infos:
+                    infos[dataset] = registry.create("dataset", run.config["dataset"]).info()
+                architecture = registry.create("architecture", spec)
+                with torch.device("meta"):
+                    getattr(architecture, f"build_{role}")(infos[dataset].shape, run.latent_dim)
+            except ValueError as exc:  # the architecture's own refusal
+                problems.append(Problem(str(locs.find(("methods", run.method, role))),
+                                        f"methods.{run.method}.{role}", str(exc)))
+            except Exception:  # anything else shows when the run builds it for real
+                continue
+    return problems
 
 
 def _listed(values: list[Any]) -> str:
