@@ -177,6 +177,7 @@ def train(model: Autoencoder, objective: Objective, x_train: Tensor, train_view:
     result = TrainResult()
     start_epoch, start_batch, step = 0, 0, 0
     resumed_generator: Tensor | None = None  # the epoch generator's state, mid-epoch
+    resumed_running: dict[str, Any] | None = None
     checkpoint_path = run_dir / CHECKPOINT
     if checkpoint_path.exists():
         state = torch.load(checkpoint_path, map_location=device, weights_only=True)
@@ -196,6 +197,7 @@ def train(model: Autoencoder, objective: Objective, x_train: Tensor, train_view:
                 torch.cuda.set_rng_state_all(cuda_states)
         if state.get("generator") is not None:  # absent in older checkpoints
             resumed_generator = state["generator"].cpu()
+        resumed_running = state.get("running")  # the log interval the kill cut short
         if check is not None:
             check.losses = list(state.get("heldout", []))
             if len(check.losses) > 1 and check.converged():
@@ -216,6 +218,8 @@ def train(model: Autoencoder, objective: Objective, x_train: Tensor, train_view:
             # asking would start a CUDA context in every CPU worker).
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None,
             "heldout": check.losses if check is not None else [],
+            # The sums since the last logged row, so the first row after a resume is the same row.
+            "running": {"loss": running, "n": running_n, "terms": terms_sum},
         }
         atomic_torch_save(state, checkpoint_path)  # never half a checkpoint
 
@@ -229,6 +233,9 @@ def train(model: Autoencoder, objective: Objective, x_train: Tensor, train_view:
     batch_size = training.batch_size
     running, running_n = torch.zeros((), device=device), 0
     terms_sum: dict[str, float] = {}
+    if resumed_running is not None:
+        running, running_n = resumed_running["loss"].to(device), int(resumed_running["n"])
+        terms_sum = dict(resumed_running["terms"])
     for epoch in range(start_epoch, schedule.epochs):
         generator = epoch_generator(seed, epoch)
         order = torch.randperm(x_train.shape[0], generator=generator).to(device)
