@@ -300,6 +300,8 @@ def main(argv: list[str] | None = None) -> int:
             signal.signal(signal.SIGPIPE, signal.SIG_DFL)
         except (AttributeError, ValueError):
             pass
+    if first.command == "run":
+        _stop_on_sigterm()
     try:
         if first.plugin:
             from benchbed.plugin_api.registry import ENV_PLUGINS, configure
@@ -323,12 +325,32 @@ def main(argv: list[str] | None = None) -> int:
     except BenchbedError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         _ignore_further_interrupts()
-        print("\ninterrupted: finished runs are kept, and an unfinished run resumes from its last "
-              "checkpoint (each epoch end, or every training.checkpoint_every steps) when you run "
-              "the same command again.", file=sys.stderr)
-        return 130
+        print(f"\n{'terminated' if isinstance(exc, Terminated) else 'interrupted'}: finished runs are "
+              "kept, and an unfinished run resumes from its last checkpoint (each epoch end, or every "
+              "training.checkpoint_every steps) when you run the same command again.", file=sys.stderr)
+        return 143 if isinstance(exc, Terminated) else 130
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler, `kill`), stopped the way Ctrl-C stops a run."""
+
+
+def _stop_on_sigterm() -> None:
+    driver = os.getpid()
+
+    def stop(signum, frame):
+        if os.getpid() != driver:  # a forked worker inherited this: die as SIGTERM means
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        raise Terminated()
+
+    try:
+        signal.signal(signal.SIGTERM, stop)
+    except (ValueError, OSError):  # not the main thread
+        pass
 
 
 def _ignore_further_interrupts() -> None:

@@ -562,3 +562,29 @@ def test_a_wrong_default_profile_is_refused_by_plain_validate(write_suite, capsy
     assert main(["validate", str(path)]) == 2
     err = capsys.readouterr().err
     assert f"{path}:24: profiles: no profile 'fsat' (did you mean 'fast'?)" in err, err
+
+
+@pytest.mark.slow
+def test_sigterm_stops_a_run_as_ctrl_c_does_and_it_resumes(write_suite, tmp_path):
+    import subprocess
+    import sys
+    suite = write_suite(TINY_SUITE.replace("training: {epochs: 2, batch_size: 50}",
+                                           "training: {epochs: 200, batch_size: 50}"))
+    cmd = [sys.executable, "-m", "benchbed.cli", "run", str(suite), "--plain", "--only", "elbo",
+           "--store", str(tmp_path / "s"), "--leaderboards", str(tmp_path / "b")]
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    seen = []
+    for line in proc.stderr:  # wait until it trains, past the first epoch's checkpoint
+        seen.append(line)
+        if "epoch 3/200" in line:
+            break
+    proc.send_signal(signal.SIGTERM)
+    err = "".join(seen) + proc.stderr.read()
+    assert proc.wait(timeout=120) == 143, err
+    no_traceback(err)
+    assert "terminated: finished runs are kept" in err
+    again = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    resumed = next((line for line in again.stderr if "resumed at step" in line), "")
+    again.send_signal(signal.SIGTERM)
+    again.communicate(timeout=120)
+    assert resumed and again.returncode == 143
