@@ -5,8 +5,10 @@ networks), a grid of latent sizes and seeds, metrics and leaderboards;
 'benchbed run SUITE' trains and evaluates every run not done yet and writes
 the suite's leaderboard. Every component comes from a plugin.
 
-Exit codes: 0 success; 1 some runs failed (the rest finished); 2 bad input
-(a suite, a plugin, missing data); 130 interrupted (re-run to resume).
+Exit codes: 0 success; 1 some runs failed (the rest finished; data a dataset
+cannot find or read fails each run that needs it, with a message naming the
+files); 2 bad input (a suite, a plugin); 130 interrupted by Ctrl-C, 143 by
+SIGTERM (re-run to resume).
 """
 
 from __future__ import annotations

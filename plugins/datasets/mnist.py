@@ -199,8 +199,12 @@ def read_mnist_split(raw: Path, split: str) -> tuple[Tensor, Tensor]:
     """uint8 images (N, 28, 28) and int64 labels, via torchvision's reader."""
     import torchvision
 
-    dataset = torchvision.datasets.MNIST(str(raw.parent.parent), train=(split == "train"), download=False)
     images_name, labels_name = df.IDX_FILES[split]
+    try:
+        dataset = torchvision.datasets.MNIST(str(raw.parent.parent), train=(split == "train"), download=False)
+    except (RuntimeError, ValueError) as exc:  # a truncated or foreign file: say which files
+        raise ValueError(f"the MNIST {split} files {raw / images_name} and {raw / labels_name} do not "
+                         f"read as IDX ({exc}); delete them to fetch them again") from None
     verify_materialised(raw, images_name, dataset.data)
     verify_materialised(raw, labels_name, dataset.targets)
     return dataset.data, dataset.targets
