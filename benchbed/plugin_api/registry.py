@@ -146,8 +146,11 @@ def load_registry(extra_modules: Iterable[str] = (), autoload: bool | None = Non
         try:
             module = importlib.import_module(path)
         except Exception as exc:
+            hint = ("; --plugin and BENCHBED_PLUGINS take a module name importable from "
+                    "PYTHONPATH (e.g. `PYTHONPATH=plugins_dir benchbed --plugin my_plugin ...`), "
+                    "not a file path") if path.endswith(".py") or "/" in path or "\\" in path else ""
             raise PluginError(f"could not import plugin module {path!r}: "
-                              f"{type(exc).__name__}: {exc}") from exc
+                              f"{type(exc).__name__}: {exc}{hint}") from exc
         _register_module(pm, module, path)
         sources.setdefault(path, Source(path, "local module", "-"))
 

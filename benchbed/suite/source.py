@@ -214,8 +214,9 @@ def load_raw(path: Path, _seen: tuple[Path, ...] = ()) -> tuple[dict, Locations]
         raise SuiteSyntaxError(f"{locs.find(('extends',))}: extends: must be a file path, "
                                f"got {parent!r}")
     parent_path = (path.parent / parent)
-    if not parent_path.exists():
-        raise SuiteSyntaxError(f"{locs.find(('extends',))}: extends: no such file {str(parent_path)!r}")
+    if not parent_path.is_file():
+        what = "a folder, not a suite file" if parent_path.is_dir() else "no such file"
+        raise SuiteSyntaxError(f"{locs.find(('extends',))}: extends: {what} {str(parent_path)!r}")
     base, base_locs = load_raw(parent_path, (*_seen, resolved))
     merged, merged_locs = deep_merge(base, data, base_locs, locs)
     _own_names(merged, base, locs, parent)
