@@ -597,3 +597,14 @@ def test_a_network_that_cannot_take_the_datasets_images_is_refused_at_validate(w
     [problem] = problems_of(path)
     assert problem.startswith(f"{path}:8: methods.elbo.encoder: wae_conv supports image shapes")
     assert "got (1, 8, 8)" in problem
+
+
+def test_two_methods_with_one_label_or_two_tables_with_one_id_are_refused(write_suite):
+    text = TINY_SUITE.replace("label: VIMAE-n", "label: ELBO-VAE").replace(
+        "leaderboards:\n", "leaderboards:\n  - {id: t, title: again, columns: [{header: h, metric: logdet, "
+                           "value: logdet_cov}]}\n")
+    problems = problems_of(write_suite(text))
+    assert any("methods.vimae_n.label: methods label 'ELBO-VAE' is already used by methods.elbo.label"
+               in p for p in problems), problems
+    assert any("leaderboards[1].id: leaderboards id 't' is already used by leaderboards[0].id" in p
+               for p in problems), problems

@@ -417,6 +417,23 @@ def check_references(suite: Suite, registry: Registry, locs: Locations) -> list[
                                              f"unknown method {method!r}"
                                              f"{did_you_mean(method, method_keys)}"
                                              f" (methods: {', '.join(method_keys)})"))
+    problems += _repeated(locs, "leaderboards", [(("leaderboards", i, "id"), t.id)
+                                                 for i, t in enumerate(suite.leaderboards)], "id")
+    problems += _repeated(locs, "methods", [(("methods", k, "label"), m.label or k)
+                                            for k, m in suite.methods.items()], "label")
+    return problems
+
+
+def _repeated(locs: Locations, section: str, named: list[tuple[tuple[Any, ...], str]],
+              what: str) -> list[Problem]:
+    """A second table id or method label: its rows or page anchors could not be told apart."""
+    first: dict[str, tuple[Any, ...]] = {}
+    problems = []
+    for path, name in named:
+        if name in first:
+            problems.append(_problem(locs, path, f"{section} {what} {name!r} is already used by "
+                                                 f"{dotted(first[name])}; each needs its own"))
+        first.setdefault(name, path)
     return problems
 
 
