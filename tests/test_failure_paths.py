@@ -106,17 +106,6 @@ def test_a_copied_record_is_set_aside_not_counted_as_another_seed(copy, capsys):
     assert (boards / "tiny.md").read_text() == page  # still n=1
 
 
-def test_only_stale_records_leave_the_last_page_alone_and_exit_1(copy, capsys):
-    suite, _, boards = copy
-    page = (boards / "tiny.md").read_text()
-    suite.write_text(suite.read_text().replace("hidden: [32]", "hidden: [33]"))  # every key changes
-    capsys.readouterr()
-    assert main(["leaderboard", str(suite), "--leaderboards", str(boards)]) == 1
-    err = capsys.readouterr().err
-    assert "no usable records for tiny" in err and "stale" in err
-    assert (boards / "tiny.md").read_text() == page
-
-
 def test_a_leaderboard_without_records_says_so_and_exits_1(tiny_suite, tmp_path, capsys):
     assert main(["leaderboard", str(tiny_suite), "--leaderboards", str(tmp_path / "b")]) == 1
     err = capsys.readouterr().err

@@ -284,11 +284,11 @@ def test_yaml_merge_keys_let_written_keys_win(write_suite):
         "  vimae_n: &base\n    label: VIMAE-n\n    objective: {name: vimae}") + """
   # appended to methods via a second document section below
 """)
-    text = path.read_text().replace("grid:", "  beta:\n    <<: *base\n    objective: {name: beta_vae, beta: 10}\ngrid:", 1)
+    text = path.read_text().replace("grid:", "  beta:\n    <<: *base\n    label: β-VAE\n    objective: {name: beta_vae, beta: 10}\ngrid:", 1)
     path.write_text(text)
     suite, _ = load_suite(path)
     assert suite.methods["beta"].objective.name == "beta_vae"
-    assert suite.methods["beta"].encoder.name == "mlp"
+    assert suite.methods["beta"].encoder.name == "mlp" and suite.methods["beta"].label == "β-VAE"
 
 
 def test_a_method_training_override_merges_into_the_suites_optimiser(write_suite):
