@@ -89,7 +89,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"  RUNNING ELSEWHERE {name}: another process is running it (--wait waits for it)")
     if report.problems:
         print(f"  {len(report.problems)} damaged record file(s) skipped (named above)")
-    print(f"Leaderboard: {report.leaderboard or 'none (no records yet)'}")
+    print(f"Leaderboard: {report.leaderboard or 'none (no current records yet)'}")
     return 1 if report.failed or report.metric_failed or report.problems else 0
 
 
@@ -302,8 +302,7 @@ def main(argv: list[str] | None = None) -> int:
             signal.signal(signal.SIGPIPE, signal.SIG_DFL)
         except (AttributeError, ValueError):
             pass
-    if first.command == "run":
-        _stop_on_sigterm()
+    previous = _stop_on_sigterm() if first.command == "run" else None
     try:
         if first.plugin:
             from benchbed.plugin_api.registry import ENV_PLUGINS, configure
@@ -333,13 +332,17 @@ def main(argv: list[str] | None = None) -> int:
               "kept, and an unfinished run resumes from its last checkpoint (each epoch end, or every "
               "training.checkpoint_every steps) when you run the same command again.", file=sys.stderr)
         return 143 if isinstance(exc, Terminated) else 130
+    finally:
+        if previous is not None:  # called in-process (tests, notebooks): leave no handler behind
+            signal.signal(signal.SIGTERM, previous)
 
 
 class Terminated(KeyboardInterrupt):
     """SIGTERM (a scheduler, `kill`), stopped the way Ctrl-C stops a run."""
 
 
-def _stop_on_sigterm() -> None:
+def _stop_on_sigterm() -> Any:
+    """Install the handler; the one it replaces (None: not the main thread)."""
     driver = os.getpid()
 
     def stop(signum, frame):
@@ -350,9 +353,9 @@ def _stop_on_sigterm() -> None:
         raise Terminated()
 
     try:
-        signal.signal(signal.SIGTERM, stop)
+        return signal.signal(signal.SIGTERM, stop)
     except (ValueError, OSError):  # not the main thread
-        pass
+        return None
 
 
 def _ignore_further_interrupts() -> None:
@@ -360,6 +363,7 @@ def _ignore_further_interrupts() -> None:
     exit handlers (multiprocessing's, say): the work is already stopped."""
     try:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
     except (ValueError, OSError):  # not the main thread
         pass
 

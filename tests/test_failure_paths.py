@@ -104,6 +104,13 @@ def test_a_copied_record_is_set_aside_not_counted_as_another_seed(copy, capsys):
     assert f"{records / 'copy.json'}: skipped" in err and "a second record of run" in err
     assert "(kept: elbo__z2__s0.json)" in err
     assert (boards / "tiny.md").read_text() == page  # still n=1
+    # A method renamed keeps its run key (the key hashes the config, not the name): its new record
+    # has its own slug, so the old file is stale, not the new one a copy.
+    (records / "copy.json").unlink()
+    old = json.loads((records / "elbo__z2__s0.json").read_text())
+    (records / "vae__z2__s0.json").write_text(json.dumps({**old, "method": "vae", "slug": "vae__z2__s0"}))
+    main(["leaderboard", str(suite), "--leaderboards", str(boards)])
+    assert "a second record" not in capsys.readouterr().err
 
 
 def test_a_leaderboard_without_records_says_so_and_exits_1(tiny_suite, tmp_path, capsys):
@@ -562,18 +569,24 @@ def test_sigterm_stops_a_run_as_ctrl_c_does_and_it_resumes(write_suite, tmp_path
     cmd = [sys.executable, "-m", "benchbed.cli", "run", str(suite), "--plain", "--only", "elbo",
            "--store", str(tmp_path / "s"), "--leaderboards", str(tmp_path / "b")]
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    watchdog = threading.Timer(240, proc.kill)  # a run that never logs fails the test, not CI
+    watchdog.start()
     seen = []
     for line in proc.stderr:  # wait until it trains, past the first epoch's checkpoint
         seen.append(line)
         if "epoch 3/200" in line:
             break
+    assert seen and "epoch 3/200" in seen[-1], "".join(seen)
     proc.send_signal(signal.SIGTERM)
     err = "".join(seen) + proc.stderr.read()
     assert proc.wait(timeout=120) == 143, err
     no_traceback(err)
     assert "terminated: finished runs are kept" in err
     again = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    killer = threading.Timer(240, again.kill)
+    killer.start()
     resumed = next((line for line in again.stderr if "resumed at step" in line), "")
     again.send_signal(signal.SIGTERM)
     again.communicate(timeout=120)
+    watchdog.cancel(), killer.cancel()
     assert resumed and again.returncode == 143

@@ -608,3 +608,10 @@ def test_two_methods_with_one_label_or_two_tables_with_one_id_are_refused(write_
                in p for p in problems), problems
     assert any("leaderboards[1].id: leaderboards id 't' is already used by leaderboards[0].id" in p
                for p in problems), problems
+    # A method switched off, or one in another table, may share a label (a child suite replacing it).
+    off = TINY_SUITE.replace("label: VIMAE-n", "label: ELBO-VAE\n    enabled: false")
+    load(write_suite(off))
+    apart = TINY_SUITE.replace("label: VIMAE-n", "label: ELBO-VAE").replace(
+        "  - id: t\n", "  - id: v\n    methods: [vimae_n]\n    title: V\n    columns: [{header: h, metric: logdet, "
+                        "value: logdet_cov}]\n  - id: t\n    methods: [elbo]\n")
+    load(write_suite(apart))

@@ -286,7 +286,7 @@ def _network_problems(runs: list[PlannedRun], registry: Registry, locs: Location
         dataset = json.dumps(run.config["dataset"], sort_keys=True)
         for role in ("encoder", "decoder"):
             spec = run.config["method"][role]
-            key = (role, json.dumps(spec, sort_keys=True), dataset, run.latent_dim)
+            key = (run.method, role, json.dumps(spec, sort_keys=True), dataset, run.latent_dim)
             if key in seen:
                 continue
             seen.add(key)

@@ -28,9 +28,9 @@ if TYPE_CHECKING:
 
 
 class Params(BaseModel):
-    """Base of every component's parameter model: unknown keys are errors, and so are inf and nan."""
+    """Base of every component's parameter model: unknown keys are errors."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
 class NoParams(Params):

@@ -203,7 +203,8 @@ def provenance_footer(records: list[dict[str, Any]], profile: str | None, missin
     finished = [r for r in records if r.get("status") == "finished"]
     broken = [r for r in finished if r.get("metric_errors")]
     metrics = ", ".join(sorted({m for r in broken for m in r["metric_errors"]}))
-    ran = [r for r in records if r.get("provenance")]  # a run that failed before training has none
+    # A run that failed before training has no provenance and no numbers: it names no commit.
+    ran = [r for r in records if r.get("provenance") or r.get("status") != "failed"]
     dates = sorted(r["provenance"]["finished"] for r in records
                    if (r.get("provenance") or {}).get("finished"))
     return [

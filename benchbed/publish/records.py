@@ -220,13 +220,14 @@ def read_records(leaderboard_dir: Path, name: str) -> tuple[list[dict[str, Any]]
 
 def _one_per_run(found: list[tuple[Path, dict[str, Any]]],
                  bad: list[BadRecord]) -> tuple[list[dict[str, Any]], list[BadRecord]]:
-    """A copied record file must not count as another seed: one record per run key, the one
-    whose file is named for its run (else the first by name); the others are set aside."""
+    """A copied record file must not count as another seed: one record per run (its key and its
+    own slug, which a copy keeps; a renamed method's new record has another), the one whose file
+    is named for it (else the first by name); the others are set aside."""
     keep: dict[Any, tuple[Path, dict[str, Any]]] = {}
     for path, record in sorted(found, key=lambda pr: (pr[0].stem != pr[1].get("slug"), pr[0].name)):
-        key = record.get("run_key") or path.name
+        key = (record.get("run_key"), record.get("slug")) if record.get("run_key") else path.name
         if key in keep:
-            bad.append(BadRecord(path, f"a second record of run {key} (kept: {keep[key][0].name}); "
+            bad.append(BadRecord(path, f"a second record of run {key[0]} (kept: {keep[key][0].name}); "
                                        "a copy would count as another seed"))
         else:
             keep[key] = (path, record)

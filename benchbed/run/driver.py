@@ -47,7 +47,8 @@ def _without(record: dict[str, Any], keys: list[str]) -> dict[str, Any]:
             del prov["evaluated"]
     return {**record, "provenance": prov,
             "metrics": {k: v for k, v in record["metrics"].items() if k not in keys},
-            "metric_errors": {k: v for k, v in (record.get("metric_errors") or {}).items() if k not in keys}}
+            "metric_errors": {k: v for k, v in (record.get("metric_errors") or {}).items() if k not in keys},
+            "not_finite": [e for e in record.get("not_finite", []) if e.split("/")[0] not in keys]}
 
 
 def _command(path: Path, profile: str | None, default: str | None, leaderboard_dir: Path) -> str:

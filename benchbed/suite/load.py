@@ -8,6 +8,7 @@ field path and bad value, and suggests close names.
 
 from __future__ import annotations
 
+import math
 import re
 import types
 import typing
@@ -419,14 +420,18 @@ def check_references(suite: Suite, registry: Registry, locs: Locations) -> list[
                                              f" (methods: {', '.join(method_keys)})"))
     problems += _repeated(locs, "leaderboards", [(("leaderboards", i, "id"), t.id)
                                                  for i, t in enumerate(suite.leaderboards)], "id")
-    problems += _repeated(locs, "methods", [(("methods", k, "label"), m.label or k)
-                                            for k, m in suite.methods.items()], "label")
+    enabled = [k for k, m in suite.methods.items() if m.enabled]
+    for table in suite.leaderboards:  # rows of one table must be told apart
+        shown = [k for k in (table.methods or enabled) if k in enabled]
+        problems += _repeated(locs, "methods", [(("methods", k, "label"), suite.methods[k].label or k)
+                                                for k in shown], "label")
     return problems
 
 
 def _repeated(locs: Locations, section: str, named: list[tuple[tuple[Any, ...], str]],
               what: str) -> list[Problem]:
-    """A second table id or method label: its rows or page anchors could not be told apart."""
+    """A second table id, or a second method label in one table: its page anchors or rows could
+    not be told apart."""
     first: dict[str, tuple[Any, ...]] = {}
     problems = []
     for path, name in named:
@@ -528,6 +533,15 @@ def _flow(value: Any) -> str:
     return text.removesuffix("...\n").strip()
 
 
+def _non_finite(value: Any, path: tuple[Any, ...], locs: Locations) -> list[Problem]:
+    """.inf and .nan written in a suite: no setting means them, and a record cannot hold them
+    (a plugin's own default of inf, say 'no clipping', is not written, so it passes)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return [Problem(str(locs.find(path)), dotted(path), f"{value} is not a finite number")]
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    return [p for key, item in items for p in _non_finite(item, path + (key,), locs)]
+
+
 def load_suite(path: str | Path, profile: str | None = None, registry: Registry | None = None,
                raw: tuple[dict, Locations] | None = None) -> tuple[Suite, Locations]:
     """Read (or take ``raw``, ``load_raw``'s result), resolve and check a suite:
@@ -546,6 +560,7 @@ def load_suite(path: str | Path, profile: str | None = None, registry: Registry 
                 for key in typos]
     if typos:  # validated without them, so that their missing fields are not reported too
         data = {**data, "methods": {k: v for k, v in data["methods"].items() if k not in typos}}
+    problems += _non_finite(data, (), locs)
     try:
         suite = Suite.model_validate(data)
     except ValidationError as exc:

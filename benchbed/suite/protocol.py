@@ -21,7 +21,7 @@ KEY_PATTERN = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
 class Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
 def kind_field(kind: str, default: Any = ..., description: str = "") -> Any:

@@ -274,7 +274,7 @@ class LocalExecutor(Executor):
         finally:
             # Normal end, Ctrl-C (KeyboardInterrupt here or GeneratorExit when the
             # caller stops), or an error: nothing queued may start after this.
-            with _sigint_ignored():
+            with _sigint_ignored(), _ignoring(getattr(signal, "SIGTERM", None)):  # a second stop
                 if pool is not None:
                     if running or todo:
                         _stop_pool(pool)

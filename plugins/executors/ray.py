@@ -12,9 +12,11 @@ import dataclasses
 import io
 import os
 import secrets
+import signal
 import socket
 import tarfile
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any, Iterator, Literal, Sequence
@@ -271,6 +273,10 @@ class RayExecutor(Executor):
         else:
             kwargs.update(num_cpus=p.local_cpus, include_dashboard=p.dashboard,
                           object_store_memory=int(p.object_store_memory) if p.object_store_memory else None)
+        # ray.init replaces the driver's SIGTERM handler with sys.exit; keep the driver's, which
+        # stops a run as Ctrl-C does.
+        main = threading.current_thread() is threading.main_thread()
+        sigterm = signal.getsignal(signal.SIGTERM) if main else None
         try:
             ray.init(**kwargs)
         except Exception as exc:  # Ray raises ConnectionError, RuntimeError, ValueError...
@@ -278,6 +284,9 @@ class RayExecutor(Executor):
             hint = (" (is it running? If it uses token authentication, set RAY_AUTH_MODE=token and "
                     "give this machine its token: ~/.ray/auth_token or RAY_AUTH_TOKEN)" if address else "")
             raise WorkStopped(f"could not connect to {where}: {type(exc).__name__}: {exc}{hint}") from None
+        finally:
+            if sigterm is not None:
+                signal.signal(signal.SIGTERM, sigterm)
         return True
 
     def _cluster_size(self, ray: Any) -> tuple[int | None, float | None]:
