@@ -81,7 +81,8 @@ HEADER = ["epochs", "converged", "held-out after epoch 1", "at the stop",
 
 NOTE = ("Held-out objective (nats, mean ± std over seeds) on the training examples set aside for "
         "the convergence check. The fitted floor is a of the power law L(e) ≈ a + b·e^(−c) in the "
-        "epoch e, least-squares fitted to each run's epochs: an extrapolation of this model and schedule, not a bound; 'still falling' "
+        "epoch e, least-squares fitted to each run's epochs: an extrapolation of this model and "
+        "schedule, not a bound; 'still falling' "
         "when the fit puts more of the fall ahead of a run than behind it. A negative fall is a rise "
         "(held-out loss going up: the stop came after the best epoch). The ELBO's held-out "
         "objective is −ELBO, which lies above its NLL by the importance-sampling gap.")

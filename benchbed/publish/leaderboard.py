@@ -17,6 +17,7 @@ from tabulate import tabulate
 from benchbed.publish import curves, flags
 from benchbed.publish.findings import render_findings
 from benchbed.publish.provenance import provenance_footer
+from benchbed.publish.records import not_finite_values
 from benchbed.suite.protocol import Column, Suite, Table, matches
 
 # (method key, latent size or None, the grid values that vary across runs)
@@ -44,10 +45,8 @@ def _raw(record: dict[str, Any], column: Column) -> float | None:
 
 def _not_finite(record: dict[str, Any], column: Column) -> str | None:
     """Why a run's value for the column is missing when its metric returned nan or inf."""
-    for entry in record.get("not_finite", []):  # "metric/value = nan"
-        if entry.split(" = ")[0] == f"{column.metric}/{column.value}":
-            return f"returned {entry.split(' = ')[-1]} for {column.value!r}, not a finite number"
-    return None
+    value = not_finite_values(record).get((column.metric, column.value))
+    return None if value is None else f"returned {value} for {column.value!r}, not a finite number"
 
 
 class Cell:

@@ -55,6 +55,16 @@ def finite_metrics(metrics: dict[str, dict[str, float]]) -> tuple[dict[str, dict
     return out, not_finite
 
 
+def not_finite_values(record: dict[str, Any]) -> dict[tuple[str, str], str]:
+    """(metric, value) -> what it was ('nan', 'inf'), from finite_metrics' names in a record."""
+    out = {}
+    for entry in record.get("not_finite", []):
+        name, _, value = entry.partition(" = ")
+        metric, _, key = name.partition("/")
+        out[(metric, key)] = value
+    return out
+
+
 def make_record(run: PlannedRun, store: Store) -> dict[str, Any]:
     run_dir = store.run_dir(run.key)
     status = read_json(run_dir / "status.json", {}) or {}
@@ -225,7 +235,7 @@ def _one_per_run(found: list[tuple[Path, dict[str, Any]]],
     is named for it (else the first by name); the others are set aside."""
     keep: dict[Any, tuple[Path, dict[str, Any]]] = {}
     for path, record in sorted(found, key=lambda pr: (pr[0].stem != pr[1].get("slug"), pr[0].name)):
-        key = (record.get("run_key"), record.get("slug")) if record.get("run_key") else path.name
+        key = (record["run_key"], record.get("slug"))  # check_record has made sure of the key
         if key in keep:
             bad.append(BadRecord(path, f"a second record of run {key[0]} (kept: {keep[key][0].name}); "
                                        "a copy would count as another seed"))

@@ -18,8 +18,8 @@ from benchbed.plan.loaded import LoadedSuite
 from benchbed.plan.runs import PlannedRun
 from benchbed.plugin_api.registry import get_registry
 from benchbed.run.progress import PlainProgress
-from benchbed.publish.records import (BadRecord, export, export_run, first_seeds, publish_name,
-                                      read_records, records_dir)
+from benchbed.publish.records import (BadRecord, export, export_run, first_seeds, not_finite_values,
+                                      publish_name, read_records, records_dir)
 from benchbed.run.store import LOCK, Store, metric_hashes
 from benchbed.run.tasks import RunTask, unpack_dir
 
@@ -48,7 +48,8 @@ def _without(record: dict[str, Any], keys: list[str]) -> dict[str, Any]:
     return {**record, "provenance": prov,
             "metrics": {k: v for k, v in record["metrics"].items() if k not in keys},
             "metric_errors": {k: v for k, v in (record.get("metric_errors") or {}).items() if k not in keys},
-            "not_finite": [e for e in record.get("not_finite", []) if e.split("/")[0] not in keys]}
+            "not_finite": [f"{m}/{v} = {x}" for (m, v), x in not_finite_values(record).items()
+                           if m not in keys]}
 
 
 def _command(path: Path, profile: str | None, default: str | None, leaderboard_dir: Path) -> str:
