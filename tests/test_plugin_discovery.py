@@ -137,6 +137,36 @@ def test_registering_a_non_component_is_refused(tmp_path, monkeypatch, reload_af
     assert "not a subclass of benchbed.components.Prior" in str(info.value)
 
 
+
+@pytest.mark.parametrize("name", ["my prior", "", "2d", "-x", "a/b", "ok\n"])
+def test_a_name_a_suite_cannot_write_plainly_is_refused(name, tmp_path, monkeypatch, reload_after):
+    module = f"named_plugin_{abs(hash(name))}"  # a fresh module per case: imports are cached
+    (tmp_path / f"{module}.py").write_text(textwrap.dedent(f'''
+        from benchbed import hookimpl
+        from benchbed_plugins.priors import NormalPrior
+        @hookimpl
+        def register_priors(register):
+            register({name!r}, NormalPrior)
+    '''))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(PluginError) as info:
+        plugins.load_registry(extra_modules=[module])
+    assert f"bad name {name!r}" in str(info.value)
+
+
+def test_names_with_dashes_and_dots_register(tmp_path, monkeypatch, reload_after):
+    (tmp_path / "dotted_plugin.py").write_text(textwrap.dedent('''
+        from benchbed import hookimpl
+        from benchbed_plugins.priors import NormalPrior
+        class Wide(NormalPrior):
+            pass
+        @hookimpl
+        def register_priors(register):
+            register("normal-v2.1", Wide)
+    '''))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert "normal-v2.1" in plugins.load_registry(extra_modules=["dotted_plugin"]).names("prior")
+
 OBJECTIVE_PLUGIN = '''
 from benchbed import hookimpl
 from benchbed.plugin_api.components import Objective

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import importlib.metadata as metadata
 import os
+import re
 from dataclasses import dataclass
 from typing import Any, Iterable
 
@@ -27,6 +28,8 @@ ENV_DISABLE_AUTOLOAD = "BENCHBED_DISABLE_PLUGIN_AUTOLOAD"
 ENV_PLUGINS = "BENCHBED_PLUGINS"
 BUILTIN_PACKAGE = "benchbed_plugins"
 BUILTIN_DISTRIBUTION = "benchbed"
+# A suite writes a name as a bare YAML scalar (`name: mmd`) and the CLI takes it as an argument.
+NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]*")
 
 # The built-in plugin modules, loaded in this order (a new built-in module is
 # added here; tests/test_plugin_discovery.py checks none is left out).
@@ -170,8 +173,9 @@ def load_registry(extra_modules: Iterable[str] = (), autoload: bool | None = Non
                 if not (isinstance(cls, type) and issubclass(cls, _base)):
                     raise PluginError(f"{_source} registered {_kind} {name!r} as {cls!r}, "
                                       f"which is not a subclass of benchbed.components.{_base.__name__}")
-                if not isinstance(name, str) or not name:
-                    raise PluginError(f"{_source} registered a {_kind} with a bad name {name!r}")
+                if not isinstance(name, str) or not NAME.fullmatch(name):
+                    raise PluginError(f"{_source} registered a {_kind} with a bad name {name!r}: a name is "
+                                      "a letter, then letters, digits, '_', '-' or '.'")
                 if cls.Params.model_config.get("extra") != "forbid":
                     raise PluginError(f"{_source}: {_kind} {name!r} has a Params model that accepts "
                                       "unknown keys; subclass benchbed.components.Params so typos "
