@@ -6,12 +6,14 @@ outcome with a reason, never an exception, so the rest of a suite goes on.
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -77,11 +79,9 @@ def configure_torch(threads: int) -> None:
 
 
 def _log(run_dir: Path, message: str) -> None:
-    try:  # best effort: a full disk must not turn a message into a second failure
+    with contextlib.suppress(OSError):  # a full disk must not turn a message into a second failure
         with open(run_dir / "log.txt", "a") as handle:
             handle.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n")
-    except OSError:
-        pass
 
 
 def _subset(split: Split, n: int | None) -> Split:
@@ -91,8 +91,6 @@ def _subset(split: Split, n: int | None) -> Split:
 
 
 def write_curves(path: Path, curves: list[dict[str, float]]) -> None:
-    import io
-
     columns = list(dict.fromkeys(k for row in curves for k in row))
     text = io.StringIO(newline="")
     writer = csv.DictWriter(text, fieldnames=columns)
@@ -112,16 +110,14 @@ def read_curves(path: Path) -> list[dict[str, float]]:
 def _train_run(task: RunTask, built: BuiltRun, registry: Registry, run_dir: Path,
                train_split: Split, test_split: Split, device: torch.device,
                on_event: OnEvent) -> None:
-    config = task.config
-    training = Training.model_validate(config["training"])
-    corruptions = task.config.get("evaluation", {}).get("corruptions", {})
-    metrics = task.config.get("evaluation", {}).get("metrics", {})
-    probes = {key: registry.create("metric", metrics[key]) for key in training.track}
-    corruption = (registry.create("corruption", corruptions[training.corruption])
+    training = Training.model_validate(task.config["training"])
+    evaluation = task.config.get("evaluation", {})
+    probes = {key: registry.create("metric", evaluation["metrics"][key]) for key in training.track}
+    corruption = (registry.create("corruption", evaluation["corruptions"][training.corruption])
                   if training.corruption else None)
     result = train(
         built.model, built.objective, train_split.x, built.dataset.train_view, training,
-        int(config["seed"]), run_dir, device, on_event=on_event, probes=probes,
+        int(task.config["seed"]), run_dir, device, on_event=on_event, probes=probes,
         probe_x=test_split.x[:training.probe_size], corruption=corruption)
     atomic_torch_save({"model": built.model.state_dict(), "objective": built.objective.state_dict()},
                       run_dir / WEIGHTS)
@@ -130,7 +126,7 @@ def _train_run(task: RunTask, built: BuiltRun, registry: Registry, run_dir: Path
     write_json(run_dir / "status.json", {"status": "trained", "reason": None, "steps": result.steps,
                                          "train_seconds": result.seconds,
                                          "convergence": result.convergence})
-    (run_dir / "checkpoint.pt").unlink(missing_ok=True)  # model.pt supersedes it
+    (run_dir / CHECKPOINT).unlink(missing_ok=True)  # model.pt supersedes it
     _log(run_dir, f"trained {result.steps} steps in {result.seconds:.1f}s"
                   + (f" ({result.convergence['stop']} after {result.convergence['epochs']} epochs)"
                      if result.convergence else ""))
@@ -140,8 +136,7 @@ def _evaluate(task: RunTask, built: BuiltRun, registry: Registry, run_dir: Path,
               train_split: Split, test_split: Split, device: torch.device,
               on_event: OnEvent) -> tuple[dict[str, dict[str, float]], dict[str, str]]:
     evaluation = task.config.get("evaluation", {})
-    corruption_specs = evaluation.get("corruptions", {})
-    corruptions = {k: registry.create("corruption", spec) for k, spec in corruption_specs.items()}
+    corruptions = {k: registry.create("corruption", spec) for k, spec in evaluation.get("corruptions", {}).items()}
     done: dict[str, Any] = read_object(run_dir / "metrics.json")
     built.model.to(device).eval()
     # Metrics see the training data as training did (e.g. one fixed binarisation),
@@ -157,33 +152,29 @@ def _evaluate(task: RunTask, built: BuiltRun, registry: Registry, run_dir: Path,
     hashes = metric_hashes(evaluation)
     commit = git_commit()  # a metric evaluated after training names the code that evaluated it
     for key, spec in evaluation.get("metrics", {}).items():
-        mhash = hashes[key]
-        if isinstance(done.get(mhash), dict) and "error" not in done[mhash] and "values" in done[mhash]:
-            values[key] = done[mhash]["values"]
+        entry = done.get(hashes[key])
+        if isinstance(entry, dict) and "error" not in entry and "values" in entry:
+            values[key] = entry["values"]
             continue
         on_event(Evaluating(metric=key))
         started = time.perf_counter()
+        entry = {"spec": spec, "values": {}, "figures": [], "commit": commit}
         try:
             with torch.no_grad():
                 result = registry.create("metric", spec).evaluate(ctx)
-            numbers = _numbers(result.values)
+            entry.update(values=_numbers(result.values), figures=list(result.figures))
         except Exception as exc:  # one broken metric must not hide the others
             if is_no_space(exc):  # but a full disk stops the run (it resumes later)
                 raise
-            if not isinstance(exc, BenchbedError):
-                _log(run_dir, traceback.format_exc())
-            errors[key] = _reason(exc) if not isinstance(exc, BenchbedError) else str(exc)
-            done[mhash] = {"spec": spec, "values": {}, "figures": [], "error": errors[key],
-                           "seconds": round(time.perf_counter() - started, 3), "commit": commit}
-            write_json(run_dir / "metrics.json", done)
-            _log(run_dir, f"metric {key} ({spec['name']}) FAILED: {errors[key]}")
-            continue
+            entry["error"] = errors[key] = _reason(exc, run_dir)
         seconds = time.perf_counter() - started
-        done[mhash] = {"spec": spec, "values": numbers,
-                       "figures": list(result.figures), "seconds": round(seconds, 3), "commit": commit}
+        done[hashes[key]] = {**entry, "seconds": round(seconds, 3)}
         write_json(run_dir / "metrics.json", done)
-        values[key] = done[mhash]["values"]
-        _log(run_dir, f"metric {key} ({spec['name']}) in {seconds:.1f}s: {values[key]}")
+        if key in errors:
+            _log(run_dir, f"metric {key} ({spec['name']}) FAILED: {errors[key]}")
+        else:
+            values[key] = entry["values"]
+            _log(run_dir, f"metric {key} ({spec['name']}) in {seconds:.1f}s: {values[key]}")
     return values, errors
 
 
@@ -211,40 +202,38 @@ def execute(task: RunTask, on_event: "OnEvent | None" = None) -> TaskOutcome:
         return _run_task_locked(task, on_event or ignore)
 
 
-def _load_weights(run_dir: Path, built: BuiltRun) -> bool:
-    """Load model.pt into the run; a file that does not load is set aside
-    (the run then trains again) instead of failing the run for good."""
-    try:
-        state = torch.load(run_dir / WEIGHTS, map_location="cpu", weights_only=True)
-        built.model.load_state_dict(state["model"])
-        built.objective.load_state_dict(state["objective"])
-    except Exception as exc:  # truncated, not a zip, wrong keys or shapes
-        set_aside(run_dir / WEIGHTS, load_error(exc), lambda text: _log(run_dir, text + "; training again"))
-        return False
-    return True
-
-
 CHECKPOINT_KEYS = ("model", "objective", "optimiser", "adversaries", "epoch", "batch", "step",
                    "curves", "seconds", "rng")
 
 
-def _check_checkpoint(run_dir: Path) -> None:
-    """Set aside a checkpoint that does not load (truncated, damaged, foreign),
-    so that training starts again from scratch instead of failing for good."""
-    path = run_dir / CHECKPOINT
-    if not path.exists():
-        return
+def _loads(path: Path, use: Callable[[Any], None], then: str) -> bool:
+    """Load ``path`` for ``use``; a file that does not load (truncated, not a zip, wrong keys or
+    shapes, foreign) is set aside, so the run trains again instead of failing for good."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        missing = [k for k in CHECKPOINT_KEYS if not isinstance(state, dict) or k not in state]
-        if missing:
-            raise ValueError(f"not a benchbed checkpoint (no {', '.join(missing)})")
+        use(torch.load(path, map_location="cpu", weights_only=True))
     except Exception as exc:
-        set_aside(path, load_error(exc), lambda text: _log(run_dir, text + "; training from scratch"))
+        set_aside(path, load_error(exc), lambda text: _log(path.parent, f"{text}; {then}"))
+        return False
+    return True
 
 
-def _reason(exc: BaseException) -> str:
-    """A failure in words; never torch's advice to load a file with weights_only=False."""
+def _load_weights(built: BuiltRun, state: Any) -> None:
+    built.model.load_state_dict(state["model"])
+    built.objective.load_state_dict(state["objective"])
+
+
+def _check_checkpoint(state: Any) -> None:
+    missing = [k for k in CHECKPOINT_KEYS if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise ValueError(f"not a benchbed checkpoint (no {', '.join(missing)})")
+
+
+def _reason(exc: BaseException, run_dir: Path) -> str:
+    """A failure in words (a plugin's bug also logs its traceback); never torch's advice to load
+    a file with weights_only=False."""
+    if isinstance(exc, BenchbedError):
+        return str(exc)
+    _log(run_dir, traceback.format_exc())
     if "Weights only load failed" in str(exc):
         return f"a file {load_error(exc)}"
     return f"{type(exc).__name__}: {exc}".strip()
@@ -254,7 +243,6 @@ def _run_task_locked(task: RunTask, on_event: OnEvent) -> TaskOutcome:
     started = time.perf_counter()
     configure_torch(task.threads)
     run_dir = Path(task.run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(run_dir)  # ours alone now (we hold the lock)
 
     def emit(event: RunEvent) -> None:
@@ -273,12 +261,13 @@ def _run_task_locked(task: RunTask, on_event: OnEvent) -> TaskOutcome:
             torch.backends.cudnn.benchmark = True
         train_split = _subset(built.dataset.load("train"), task.config["training"].get("train_subset"))
         test_split = built.dataset.load("test")
-        if trained and not _load_weights(run_dir, built):
+        if trained and not _loads(run_dir / WEIGHTS, lambda state: _load_weights(built, state),
+                                  "training again"):
             trained = False
             built = build_run(task.config, registry)  # fresh weights, not half-loaded ones
-        if not trained:
-            _check_checkpoint(run_dir)
-        emit(Started(resume=(run_dir / "checkpoint.pt").exists() and not trained))
+        if not trained and (run_dir / CHECKPOINT).exists():
+            _loads(run_dir / CHECKPOINT, _check_checkpoint, "training from scratch")
+        emit(Started(resume=(run_dir / CHECKPOINT).exists() and not trained))
         if not trained:
             _log(run_dir, f"training {task.label} on {device}")
             _train_run(task, built, registry, run_dir, train_split, test_split, device, emit)
@@ -289,17 +278,12 @@ def _run_task_locked(task: RunTask, on_event: OnEvent) -> TaskOutcome:
                                              **_train_stats(run_dir)})
     except RunDiverged as exc:
         # A checkpoint from a diverging run would only diverge again on retry.
-        (run_dir / "checkpoint.pt").unlink(missing_ok=True)
+        (run_dir / CHECKPOINT).unlink(missing_ok=True)
         return _failed(task, run_dir, f"diverged: {exc}", started, trained=False)
-    except BenchbedError as exc:
-        if is_no_space(exc):
-            return _no_space(task, run_dir, exc, started)
-        return _failed(task, run_dir, str(exc), started, trained=(run_dir / WEIGHTS).exists())
     except Exception as exc:  # a bug in a plugin must not stop the suite
         if is_no_space(exc):
             return _no_space(task, run_dir, exc, started)
-        _log(run_dir, traceback.format_exc())
-        return _failed(task, run_dir, _reason(exc), started, trained=(run_dir / WEIGHTS).exists())
+        return _failed(task, run_dir, _reason(exc, run_dir), started, trained=(run_dir / WEIGHTS).exists())
     emit(Done(status="finished"))
     # Trained and evaluated; a failed metric is reported but leaves the run finished.
     reason = "; ".join(f"metric {k} failed: {v}" for k, v in metric_errors.items()) or None
