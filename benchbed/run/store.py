@@ -47,16 +47,12 @@ CREATE TABLE IF NOT EXISTS suite_runs (
 """
 
 
-def metric_hash(spec: dict[str, Any], corruptions: dict[str, Any], used: list[str]) -> str:
-    """Identity of a metric result: its spec and the corruptions it evaluates under."""
-    return hash_of({"spec": spec, "conditions": {c: corruptions[c] for c in used}}, 12)
-
-
 def metric_hashes(evaluation: dict[str, Any]) -> dict[str, str]:
-    """Metric key -> identity of its result, for a run's evaluation plan (``plan.resolve_evaluation``)."""
-    corruptions = evaluation.get("corruptions", {})
-    used = evaluation.get("conditions", {})
-    return {k: metric_hash(spec, corruptions, used.get(k, [])) for k, spec in evaluation.get("metrics", {}).items()}
+    """Metric key -> identity of its result (its spec and the corruptions it evaluates under), for
+    a run's evaluation plan (``plan.resolve_evaluation``)."""
+    corruptions, used = evaluation.get("corruptions", {}), evaluation.get("conditions", {})
+    return {k: hash_of({"spec": spec, "conditions": {c: corruptions[c] for c in used.get(k, [])}}, 12)
+            for k, spec in evaluation.get("metrics", {}).items()}
 
 
 def read_json(path: Path, default: Any = None) -> Any:
@@ -73,40 +69,23 @@ def read_object(path: Path) -> dict[str, Any]:
 
 
 def write_json(path: Path, value: Any) -> None:
-    """Atomic (see ``benchbed.files.atomic_write``): a killed writer never
-    leaves half a file, and concurrent writers never collide."""
     atomic_write(path, json.dumps(value, indent=2, sort_keys=True, default=str) + "\n")
 
 
-INDEX = "index.sqlite"
-
-
 class Store:
-    """The run folders, and an index of them that is only a cache.
-
-    The index is brought in line with the run folders each time a store is
-    opened; a damaged one is set aside and rebuilt, and one that another
-    process keeps locked is waited for (``lock_wait`` seconds, with a
-    message), then done without. What is done is read from the folders.
-    """
+    """The run folders, and an index of them that is only a cache: brought in line with the folders
+    at each opening; a damaged one is set aside and rebuilt, one that another process keeps locked
+    is waited for (``lock_wait`` seconds, with a message), then done without."""
 
     lock_wait = 60.0  # seconds to wait for an index another process holds
 
     def __init__(self, root: str | Path, say: Callable[[str], None] | None = None):
         self.root = Path(root)
+        self.cache_dir, self.index_path = self.root / "cache", self.root / "index.sqlite"
         self._say = say or (lambda text: print(text, file=sys.stderr, flush=True))
-        self.root.mkdir(parents=True, exist_ok=True)
-        self.cache_dir.mkdir(exist_ok=True)
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
         self._db: sqlite3.Connection | None = None
         self._open_index()
-
-    @property
-    def cache_dir(self) -> Path:
-        return self.root / "cache"
-
-    @property
-    def index_path(self) -> Path:
-        return self.root / INDEX
 
     def run_dir(self, key: str) -> Path:
         return self.root / key
@@ -145,13 +124,12 @@ class Store:
             self._db.execute(f"PRAGMA busy_timeout = {int(self.lock_wait * 1000)}")
         except sqlite3.Error as exc:
             self._index_failed(exc)
-            if self._db is None and not _locked(exc) and not is_no_space(exc):
+            if self._db is None:  # neither locked (False) nor a full disk (raised)
                 try:  # damaged: set aside above, now a fresh one
                     self._db = self._connect(timeout=self.lock_wait)
                 except sqlite3.Error as again:
                     self._index_failed(again)
-        if self._db is not None:
-            self._guarded(self._sync_with_folders)
+        self._guarded(self._sync_with_folders)
 
     def _index_failed(self, exc: BaseException) -> None:
         """One line for an index problem; the runs go on without it where they can."""
@@ -178,8 +156,7 @@ class Store:
             self._db.commit()
         except sqlite3.Error as exc:
             self._index_failed(exc)
-            if self._db is None:
-                self._db = False  # type: ignore[assignment]  # rebuilt next time
+            self._db = False  # type: ignore[assignment]  # rebuilt next time
 
     def _sync_with_folders(self, db: sqlite3.Connection) -> None:
         """Make the index say what the run folders say."""
@@ -220,15 +197,15 @@ class Store:
 
     def status(self, key: str) -> tuple[str | None, str | None]:
         """(status, reason) from the run folder, which alone decides."""
-        folder = read_json(self.run_dir(key) / "status.json")
-        if isinstance(folder, dict):
-            return folder.get("status"), folder.get("reason")
-        return None, None
+        folder = read_object(self.run_dir(key) / "status.json")
+        return folder.get("status"), folder.get("reason")
 
     def _entries(self, run: PlannedRun) -> dict[str, dict[str, Any] | None]:
         """This suite's metric keys -> the run's result for each (None: not evaluated)."""
         done = read_object(self.run_dir(run.key) / "metrics.json")
-        return {k: _entry(done, mhash) for k, mhash in metric_hashes(run.evaluation).items()}
+        entries = {k: done.get(mhash) for k, mhash in metric_hashes(run.evaluation).items()}
+        return {k: e if isinstance(e, dict) and isinstance(e.get("values", {}), dict) else None
+                for k, e in entries.items()}
 
     def metric_errors(self, run: PlannedRun) -> dict[str, str]:
         return {k: e["error"] for k, e in self._entries(run).items() if e is not None and "error" in e}
@@ -274,11 +251,6 @@ class Store:
         if not self._db:
             return []
         return self._db.execute("SELECT key, status, reason, wall_time FROM runs ORDER BY key").fetchall()
-
-
-def _entry(done: dict[str, Any], mhash: str) -> dict[str, Any] | None:
-    entry = done.get(mhash)
-    return entry if isinstance(entry, dict) and isinstance(entry.get("values", {}), dict) else None
 
 
 def _locked(exc: BaseException) -> bool:
