@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from benchbed import __version__
-from benchbed.errors import BenchbedError, did_you_mean
+from benchbed.errors import BenchbedError, NoSpace, did_you_mean
+from benchbed.files import is_no_space, no_space_folder
 from benchbed.paths import default_store
 
 # The commands import the stages they use when they run, not here: processes
@@ -117,18 +118,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
         for profile in chosen:
             try:
                 loaded = load(path, profile, raw=raw)
-            except SuiteInvalid as exc:
-                status = 2
-                fresh = [p for p in exc.problems if str(p) not in seen]
-                seen.update(map(str, fresh))
-                if fresh:
-                    print(f"error: {SuiteInvalid(str(path), fresh, exc.profile)}", file=sys.stderr)
-                continue
             except BenchbedError as exc:
                 status = 2
-                if str(exc) not in seen:
-                    seen.add(str(exc))
-                    print(f"error: {exc}", file=sys.stderr)
+                invalid = isinstance(exc, SuiteInvalid)
+                fresh = [p for p in (exc.problems if invalid else [exc]) if str(p) not in seen]
+                seen.update(map(str, fresh))
+                if fresh:
+                    print(f"error: {SuiteInvalid(str(path), fresh, exc.profile) if invalid else exc}",
+                          file=sys.stderr)
                 continue
             suite = loaded.suite
             print(f"{path}: ok (profile {suite.profile or 'default'}): {len(suite.methods)} methods, "
@@ -314,8 +311,6 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser(None if first.command == "run" else {}).parse_args(argv)
         return args.func(args)
     except (OSError, sqlite3.Error) as exc:
-        from benchbed.errors import NoSpace
-        from benchbed.files import is_no_space, no_space_folder
         if is_no_space(exc):
             print(f"error: {NoSpace(no_space_folder(exc, getattr(args, 'store', '.')))}", file=sys.stderr)
             return 1

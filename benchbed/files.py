@@ -55,10 +55,8 @@ def atomic_write(path: str | Path, data: bytes | str) -> None:
         _write_bytes(tmp, payload)
         os.replace(tmp, path)
     except BaseException as exc:
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
-        except OSError:
-            pass
         if is_no_space(exc):
             raise NoSpace(path.parent) from None
         raise
@@ -74,14 +72,12 @@ def atomic_torch_save(obj: object, path: str | Path) -> None:
 
 
 def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except OSError:  # another user's process
-        return True
+        pass
     return True
 
 
@@ -107,29 +103,23 @@ def remove_stale_temps(folder: str | Path, min_age: float = 60.0) -> list[Path]:
         except OSError:
             continue
         if age > 86400 or (age > min_age and not _pid_alive(int(match["pid"]))):
-            try:
+            with contextlib.suppress(OSError):
                 entry.unlink()
                 removed.append(entry)
-            except OSError:
-                pass
     return removed
 
 
 def is_no_space(exc: BaseException | None) -> bool:
     """A full disk, however it surfaced (OSError, SQLite, torch's RuntimeError),
     anywhere in the exception's chain."""
-    seen = 0
-    while exc is not None and seen < 10:
-        if isinstance(exc, NoSpace):
-            return True
-        if isinstance(exc, OSError) and exc.errno in NO_SPACE_ERRNOS:
-            return True
-        if isinstance(exc, sqlite3.OperationalError) and "disk is full" in str(exc):
-            return True
-        if isinstance(exc, RuntimeError) and "No space left on device" in str(exc):
+    for _ in range(10):
+        if exc is None:
+            return False
+        if (isinstance(exc, NoSpace) or (isinstance(exc, OSError) and exc.errno in NO_SPACE_ERRNOS)
+                or (isinstance(exc, sqlite3.OperationalError) and "disk is full" in str(exc))
+                or (isinstance(exc, RuntimeError) and "No space left on device" in str(exc))):
             return True
         exc = exc.__cause__ or exc.__context__
-        seen += 1
     return False
 
 
@@ -152,10 +142,8 @@ def set_aside(path: Path, why: str, log: Callable[[str], None] | None = None) ->
         os.replace(path, target)
     except OSError:
         target = None
-        try:
+        with contextlib.suppress(OSError):
             path.unlink()
-        except OSError:
-            pass
     if log is not None:
         log(f"{path} does not load ({why}); set aside as {target.name if target else '(removed)'}")
     return target
