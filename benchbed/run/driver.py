@@ -143,13 +143,6 @@ def _published_complete(run: PlannedRun, record: dict[str, Any] | None) -> bool:
             and set(run.evaluation.get("metrics", {})) <= set(record.get("metrics", {})))
 
 
-def _wait_for_lock(run_dir: Path, progress: PlainProgress, label: str) -> None:
-    """Block until no other process holds the run folder's lock."""
-    progress.say(f"waiting for {label}, which another process is running...")
-    with file_lock(run_dir / LOCK):  # Ctrl-C still interrupts the wait
-        pass
-
-
 def run_suite(loaded: LoadedSuite, store_root: Path, executor: dict[str, Any],
               progress: PlainProgress, leaderboard_dir: Path, retry_failed: bool = False,
               only: list[str] | None = None, rerun_published: bool = False,
@@ -217,20 +210,22 @@ def run_suite(loaded: LoadedSuite, store_root: Path, executor: dict[str, Any],
                     if outcome.reason:  # a failed run, or a finished one with a failed metric
                         (report.metric_failed if outcome.status == "finished" else report.failed).append(
                             (run.name, outcome.reason))
-                tasks = []
-                if wait:
-                    for run in busy:
-                        _wait_for_lock(store.run_dir(run.key), progress, run.name)
-                        status, reason = store.status(run.key)
-                        if store.needs_work(run, retry_failed):
-                            tasks += _tasks_for([run], store, threads)
-                        elif status == "failed":  # and failed it
-                            report.failed.append((run.name, f"{reason} (run by another process)"))
-                        else:  # the other process finished it
-                            report.skipped += 1
-                    progress.total = progress.done + len(tasks)
-                else:
+                if not wait:
                     report.elsewhere = [run.name for run in busy]
+                    break
+                tasks = []
+                for run in busy:
+                    progress.say(f"waiting for {run.name}, which another process is running...")
+                    with file_lock(store.run_dir(run.key) / LOCK):  # Ctrl-C still interrupts the wait
+                        pass
+                    status, reason = store.status(run.key)
+                    if store.needs_work(run, retry_failed):
+                        tasks += _tasks_for([run], store, threads)
+                    elif status == "failed":  # and failed it
+                        report.failed.append((run.name, f"{reason} (run by another process)"))
+                    else:  # the other process finished it
+                        report.skipped += 1
+                progress.total = progress.done + len(tasks)
         finally:
             progress.close()
         for run in earlier_failures:  # they still count against the exit code

@@ -10,11 +10,6 @@ from benchbed.events import (ClusterStatus, EpochEnded, Evaluating, Event, Resum
                              Stepped, WorkerDied)
 
 
-def _eta(seconds: float) -> str:
-    seconds = int(max(0, seconds))
-    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
-
-
 class PlainProgress:
     """One line per event worth a line: run start/end, epochs, metrics."""
 
@@ -35,8 +30,8 @@ class PlainProgress:
     def eta(self) -> str:
         if not self.done:
             return "?"
-        per_run = (time.monotonic() - self.started) / self.done
-        return _eta(per_run * (self.total - self.done))
+        left = int(max(0, (time.monotonic() - self.started) / self.done * (self.total - self.done)))
+        return f"{left // 3600}:{left % 3600 // 60:02d}:{left % 60:02d}"
 
     def on_event(self, event: Event) -> None:
         label = (event.label or event.key) if isinstance(event, RunEvent) else ""
@@ -85,7 +80,7 @@ class RichProgress(PlainProgress):
                                  console=self.console, transient=False)
         self.suite_task = None
         self.run_tasks: dict[str, Any] = {}  # run key -> rich task id
-        self.run_labels: dict[str, str] = {}  # run key -> label
+        self.run_keys: dict[str, str] = {}  # label -> run key
 
     def say(self, text: str) -> None:
         self.console.log(text)
@@ -101,7 +96,7 @@ class RichProgress(PlainProgress):
         key, label = event.key, event.label
         if isinstance(event, Started) and key not in self.run_tasks:
             self.run_tasks[key] = self.progress.add_task(f"  {label}", total=None, detail="starting")
-            self.run_labels[key] = label
+            self.run_keys[label] = key
         task = self.run_tasks.get(key)
         if task is None:
             return
@@ -114,10 +109,8 @@ class RichProgress(PlainProgress):
             self.progress.update(task, detail=f"evaluating {event.metric}")
 
     def run_done(self, label: str, status: str, reason: str | None, seconds: float) -> None:
-        key = next((k for k, name in self.run_labels.items() if name == label), None)
-        if key is not None:
-            self.progress.remove_task(self.run_tasks.pop(key))
-            del self.run_labels[key]
+        if label in self.run_keys:
+            self.progress.remove_task(self.run_tasks.pop(self.run_keys.pop(label)))
         super().run_done(label, status, reason, seconds)
         self.progress.update(self.suite_task, completed=self.done,
                              detail=f"{self.failed} failed" if self.failed else "")

@@ -4,7 +4,11 @@
 from __future__ import annotations
 
 import io
+import os
+import signal
 import tarfile
+import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -55,18 +59,12 @@ def watch_parent(parent: int) -> None:
     """Initializer for an executor's helper processes (pool workers, a queue
     manager): Ctrl-C is the driver's to handle (it reaches the whole process
     group), and the process ends when the driver does, even one that was
-    killed (its run resumes next time). Light: imports no torch."""
-    import signal
-    import threading
-
+    killed (its run resumes next time)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_exit_when_orphaned, args=(parent,), daemon=True).start()
 
 
 def _exit_when_orphaned(parent: int) -> None:
-    import os
-    import time
-
     while True:
         time.sleep(1.0)
         if os.getppid() != parent:
