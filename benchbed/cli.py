@@ -14,6 +14,7 @@ SIGTERM (re-run to resume).
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 import signal
@@ -24,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from benchbed import __version__
-from benchbed.errors import BenchbedError, NoSpace, did_you_mean
-from benchbed.files import is_no_space, no_space_folder
+from benchbed.errors import BenchbedError, did_you_mean
+from benchbed.files import as_no_space, is_no_space
 from benchbed.paths import default_store
 
 # The commands import the stages they use when they run, not here: processes
@@ -144,7 +145,6 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def _show_component(registry, name: str) -> int:
-    import inspect
     found = [r for r in registry.all() if r.name == name]
     if not found:
         known = sorted({r.name for r in registry.all()})
@@ -312,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except (OSError, sqlite3.Error) as exc:
         if is_no_space(exc):
-            print(f"error: {NoSpace(no_space_folder(exc, getattr(args, 'store', '.')))}", file=sys.stderr)
+            print(f"error: {as_no_space(exc, getattr(args, 'store', '.'))}", file=sys.stderr)
             return 1
         if isinstance(exc, OSError) and exc.filename:
             print(f"error: {exc.filename}: {exc.strerror or exc}", file=sys.stderr)

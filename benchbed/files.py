@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import io
+import itertools
 import os
 import re
 import sqlite3
@@ -109,30 +110,30 @@ def remove_stale_temps(folder: str | Path, min_age: float = 60.0) -> list[Path]:
     return removed
 
 
+def _chain(exc: BaseException | None) -> Iterator[BaseException]:
+    """The exception and those it was raised from or while handling."""
+    while exc is not None:
+        yield exc
+        exc = exc.__cause__ or exc.__context__
+
+
 def is_no_space(exc: BaseException | None) -> bool:
     """A full disk, however it surfaced (OSError, SQLite, torch's RuntimeError),
     anywhere in the exception's chain."""
-    for _ in range(10):
-        if exc is None:
-            return False
-        if (isinstance(exc, NoSpace) or (isinstance(exc, OSError) and exc.errno in NO_SPACE_ERRNOS)
-                or (isinstance(exc, sqlite3.OperationalError) and "disk is full" in str(exc))
-                or (isinstance(exc, RuntimeError) and "No space left on device" in str(exc))):
-            return True
-        exc = exc.__cause__ or exc.__context__
-    return False
+    return any(isinstance(e, NoSpace) or (isinstance(e, OSError) and e.errno in NO_SPACE_ERRNOS)
+               or (isinstance(e, sqlite3.OperationalError) and "disk is full" in str(e))
+               or (isinstance(e, RuntimeError) and "No space left on device" in str(e))
+               for e in itertools.islice(_chain(exc), 10))
 
 
-def no_space_folder(exc: BaseException, fallback: str | Path) -> Path:
-    """The folder a full-disk error was about (``fallback`` when it does not say)."""
-    while exc is not None:
-        if isinstance(exc, NoSpace):
-            return exc.folder
-        filename = getattr(exc, "filename", None)
-        if isinstance(exc, OSError) and filename:
-            return Path(filename).parent
-        exc = exc.__cause__ or exc.__context__
-    return Path(fallback)
+def as_no_space(exc: BaseException, fallback: str | Path) -> NoSpace:
+    """A full-disk error as ``NoSpace``, naming the folder it was about (else ``fallback``)."""
+    for e in _chain(exc):
+        if isinstance(e, NoSpace):
+            return e
+        if isinstance(e, OSError) and e.filename:
+            return NoSpace(Path(e.filename).parent)
+    return NoSpace(fallback)
 
 
 def set_aside(path: Path, why: str, log: Callable[[str], None] | None = None) -> Path | None:

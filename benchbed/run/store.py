@@ -73,9 +73,8 @@ def write_json(path: Path, value: Any) -> None:
 
 
 class Store:
-    """The run folders, and an index of them that is only a cache: brought in line with the folders
-    at each opening; a damaged one is set aside and rebuilt, one that another process keeps locked
-    is waited for (``lock_wait`` seconds, with a message), then done without."""
+    """The run folders and their index, brought in line with them at each opening: a damaged index
+    is set aside and rebuilt, a locked one waited for (``lock_wait`` seconds), then done without."""
 
     lock_wait = 60.0  # seconds to wait for an index another process holds
 

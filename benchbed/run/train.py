@@ -223,10 +223,6 @@ def train(model: Autoencoder, objective: Objective, x_train: Tensor, train_view:
         }
         atomic_torch_save(state, checkpoint_path)  # never half a checkpoint
 
-    def check_finite(where: str, value: Tensor) -> None:
-        if not torch.isfinite(value).all():
-            raise RunDiverged(f"loss became {value.item()} at step {step} ({where})")
-
     started = time.perf_counter()
     if check is not None and not check.losses:
         measure()  # L_0, before any step
@@ -268,8 +264,9 @@ def train(model: Autoencoder, objective: Objective, x_train: Tensor, train_view:
                 terms_sum[name] = terms_sum.get(name, 0.0) + float(value)
 
             if step % training.log_every == 0 or step == schedule.total_steps:
-                check_finite(f"training loss, checked every {training.log_every} steps, so it may have "
-                             "turned earlier", running)
+                if not torch.isfinite(running).all():
+                    raise RunDiverged(f"loss became {running.item()} at step {step} (training loss, checked "
+                                      f"every {training.log_every} steps, so it may have turned earlier)")
                 row = {"step": step, "epoch": epoch + (batch + 1) / schedule.batches_per_epoch,
                        "loss": running.item() / running_n,
                        **{k: v / running_n for k, v in terms_sum.items()}}

@@ -18,11 +18,11 @@ from typing import Any, Callable
 import torch
 
 from benchbed.plugin_api.components import Dataset, DatasetInfo, Objective, Split
-from benchbed.errors import BenchbedError, NoSpace, RunDiverged
+from benchbed.errors import BenchbedError, RunDiverged
 from benchbed.run.model import Autoencoder, EvalContext
 from benchbed.events import Done, Evaluating, OnEvent, RunEvent, Started, ignore
-from benchbed.files import (atomic_torch_save, atomic_write, file_lock, is_no_space, load_error,
-                            no_space_folder, remove_stale_temps, set_aside)
+from benchbed.files import (as_no_space, atomic_torch_save, atomic_write, file_lock, is_no_space,
+                            load_error, remove_stale_temps, set_aside)
 from benchbed.plugin_api.registry import Registry, get_registry
 from benchbed.publish.provenance import git_commit, provenance
 from benchbed.run.store import LOCK, metric_hashes, read_object, write_json
@@ -310,6 +310,6 @@ def _failed(task: RunTask, run_dir: Path, reason: str, started: float, trained: 
 def _no_space(task: RunTask, run_dir: Path, exc: BaseException, started: float) -> TaskOutcome:
     """A full disk is the machine's failure, not the run's: nothing is marked
     failed, so the same command resumes the run once there is space."""
-    reason = str(NoSpace(no_space_folder(exc, run_dir)))
+    reason = str(as_no_space(exc, run_dir))
     _log(run_dir, f"stopped: {reason}")
     return TaskOutcome(task.key, "failed", reason, {}, time.perf_counter() - started, stopped=True)
