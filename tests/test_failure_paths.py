@@ -331,6 +331,21 @@ def test_a_truncated_model_is_set_aside_even_for_a_failed_run_retried(copy, caps
     assert "training again" in (folder / "log.txt").read_text()
 
 
+
+@pytest.mark.parametrize("damage", ['{"status": "fini', '["finished"]'])
+def test_a_damaged_status_is_set_aside_named_in_the_log_and_the_run_trains_again(damage, copy, capsys):
+    suite, store, boards = copy
+    [folder] = run_dirs(store)
+    (folder / "status.json").write_text(damage)
+    shutil.rmtree(boards)
+    assert run_cli(*args(suite, store, boards)) == 0
+    no_traceback(capsys.readouterr().err)
+    assert json.loads((folder / "status.json").read_text())["status"] == "finished"
+    [aside] = folder.glob("status.json.damaged-*")
+    assert aside.read_text() == damage
+    log = (folder / "log.txt").read_text()
+    assert f"{folder / 'status.json'} does not load" in log and f"{aside.name}; training again" in log
+
 # -------------------------------------------------------- concurrent drivers
 
 

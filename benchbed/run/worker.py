@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import json
 import time
 import traceback
 from dataclasses import dataclass
@@ -217,6 +218,22 @@ def _loads(path: Path, use: Callable[[Any], None], then: str) -> bool:
     return True
 
 
+def _status(run_dir: Path) -> str | None:
+    """The run's status; a status.json that does not read is set aside, so the run trains again
+    (its training record is in that file) and the log says why."""
+    path = run_dir / "status.json"
+    if not path.exists():
+        return None
+    try:
+        state = json.loads(path.read_text())
+        if not isinstance(state, dict):
+            raise ValueError(f"holds a JSON {type(state).__name__}, not an object")
+    except (OSError, ValueError) as exc:
+        set_aside(path, load_error(exc), lambda text: _log(run_dir, f"{text}; training again"))
+        return None
+    return state.get("status")
+
+
 def _load_weights(built: BuiltRun, state: Any) -> None:
     built.model.load_state_dict(state["model"])
     built.objective.load_state_dict(state["objective"])
@@ -248,7 +265,7 @@ def _run_task_locked(task: RunTask, on_event: OnEvent) -> TaskOutcome:
     def emit(event: RunEvent) -> None:
         on_event(event.of(task.key, task.label))
 
-    status = read_object(run_dir / "status.json").get("status")
+    status = _status(run_dir)
     trained = (run_dir / WEIGHTS).exists() and status in ("trained", "finished", "failed")
     try:
         registry = get_registry()
