@@ -114,3 +114,20 @@ def test_params_are_validated():
         BernoulliMask(p=1.5)
     with pytest.raises(ValidationError):
         BernoulliMask(prob=0.2)  # unknown keys are errors
+
+
+class ZeroInPlace(BernoulliMask):
+    """A careless plugin: it overwrites its input."""
+
+    def __call__(self, x, generator):
+        return x.zero_()
+
+
+def test_a_corruption_that_writes_in_place_cannot_reach_the_clean_data():
+    from benchbed_plugins.metrics.encoding import input_batches
+
+    x = torch.rand(10, 1, 4, 4)
+    before = x.clone()
+    batches = list(input_batches(x, 4, "cpu", ZeroInPlace(ZeroInPlace.Params()), torch.Generator()))
+    assert all((b == 0).all() for b in batches)
+    assert torch.equal(x, before)

@@ -344,8 +344,8 @@ class Dataset(Component):
 
 
 class Corruption(Component):
-    """A seeded corruption of a batch of inputs in [0, 1]."""
-
+    """A seeded corruption of a batch of inputs in [0, 1]: returns the corrupted batch, same shape.
+    benchbed hands it a copy, so changing ``x`` in place cannot reach the clean data."""
 
     def __call__(self, x: Tensor, generator: torch.Generator) -> Tensor:  # pragma: no cover
         raise NotImplementedError

@@ -134,7 +134,7 @@ def input_batches(x: Tensor, batch_size: int, device: torch.device | str,
         raise ValueError("a corruption needs a generator")
     for batch in iter_batches(x, batch_size):
         if corruption is not None:
-            batch = corruption(batch.cpu(), generator)
+            batch = corruption(batch.cpu().clone(), generator)  # a copy: the clean data stays clean
         yield batch.to(device)
 
 

@@ -230,7 +230,7 @@ class Figures(Metric):
         paths = []
         for i, name in enumerate(names):
             generator = ctx.generator(SALT_CORRUPT + 100 * i)
-            corrupted = x if name == "clean" else ctx.corruptions[name](x, generator)
+            corrupted = x if name == "clean" else ctx.corruptions[name](x.clone(), generator)
             recon = ctx.model.reconstruct(corrupted)
             path = folder / f"corrupted_reconstructions_{safe_name(name)}.png"
             paths.append(save_grid(torch.cat([x.cpu(), corrupted.cpu(), recon.cpu()]), path,
