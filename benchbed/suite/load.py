@@ -23,8 +23,15 @@ from benchbed.errors import BenchbedError, UnknownComponent, did_you_mean
 from benchbed.publish.findings import BadComparison, term_methods
 from benchbed.publish.findings import parse as parse_comparison
 from benchbed.plugin_api.registry import Registry, get_registry
-from benchbed.suite.protocol import ComponentRef, Method, Suite, Training
+from benchbed.suite.protocol import SLOTS, Method, Suite, Training
 from benchbed.suite.source import SOURCE_KEYS, Locations, apply_profile, load_raw, merge_dicts
+
+
+def dotted(path: Iterable[Any]) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
 
 
 @dataclass(frozen=True)
@@ -32,6 +39,10 @@ class Problem:
     where: str  # "file:line"
     path: str  # dotted field path
     message: str
+
+    @classmethod
+    def at(cls, locs: Locations, path: tuple[Any, ...], message: str) -> Problem:
+        return cls(str(locs.find(path)), dotted(path), message)
 
     def __str__(self) -> str:
         return f"{self.where}: {self.path or '(suite)'}: {self.message}"
@@ -46,11 +57,10 @@ class SuiteInvalid(BenchbedError):
         super().__init__(f"{file}{shown}: {len(problems)} {noun}:\n{lines}")
 
 
-def dotted(path: Iterable[Any]) -> str:
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
+def unknown(what: str, name: Any, known: list[str], listed: bool = False) -> str:
+    """"unknown metric 'x'", the close names, and with ``listed`` every known one."""
+    shown = f" ({what}s: {', '.join(known)})" if listed else ""
+    return f"unknown {what} {name!r}{did_you_mean(name, known)}{shown}"
 
 
 # ----------------------------------------------------------- pydantic errors
@@ -66,37 +76,24 @@ def _unwrap(annotation: Any) -> list[Any]:
     return [annotation]
 
 
-def _allowed_keys(model: type[BaseModel]) -> list[str]:
-    names = []
-    for name, field in model.model_fields.items():
-        names.append(field.alias or name)
-        if field.alias:
-            names.append(name)
-    return names
-
-
 def _model_at(root: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
-    """Follow a pydantic error location through the model's annotations."""
+    """The model a pydantic error location ends in, followed through the annotations."""
     current: Any = root
     for part in loc:
-        candidates = _unwrap(current)
-        nxt = None
-        for cand in candidates:
+        for cand in _unwrap(current):
+            origin, args = typing.get_origin(cand), typing.get_args(cand)
             if isinstance(cand, type) and issubclass(cand, BaseModel):
-                field = cand.model_fields.get(part) or next(
-                    (f for f in cand.model_fields.values() if f.alias == part), None)
+                fields = cand.model_fields
+                field = fields.get(part) or {f.alias: f for f in fields.values()}.get(part)
                 if field is not None:
-                    nxt = field.annotation
+                    current = field.annotation
                     break
-            origin = typing.get_origin(cand)
-            if origin in (dict, list, tuple) and typing.get_args(cand):
-                nxt = typing.get_args(cand)[-1 if origin is dict else 0]
+            elif origin in (dict, list, tuple) and args:
+                current = args[-1 if origin is dict else 0]
                 break
-        if nxt is None:
+        else:
             return None
-        current = nxt
-    models = [c for c in _unwrap(current) if isinstance(c, type) and issubclass(c, BaseModel)]
-    return models[0] if models else None
+    return next((c for c in _unwrap(current) if isinstance(c, type) and issubclass(c, BaseModel)), None)
 
 
 def _quoted(text: str) -> list[str]:
@@ -108,16 +105,14 @@ def convert_errors(exc: ValidationError, model: type[BaseModel], prefix: tuple[A
     problems = []
     for err in exc.errors():
         loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
-        kind = err["type"]
-        value = err.get("input")
+        kind, value, path = err["type"], err.get("input"), prefix + loc
         if kind == "extra_forbidden":
-            key = loc[-1]
             parent = _model_at(model, loc[:-1])
-            allowed = _allowed_keys(parent) if parent else []
+            allowed = [k for name, f in parent.model_fields.items()
+                       for k in ((f.alias, name) if f.alias else (name,))] if parent else []
             if parent is Suite:  # keys the source reads before the model sees the suite
                 allowed = [k for k in allowed if k != "profile"] + list(SOURCE_KEYS)
-            msg = (f"unknown key {key!r}{did_you_mean(str(key), allowed)}"
-                   + (f" (allowed: {', '.join(allowed)})" if allowed else ""))
+            msg = unknown("key", loc[-1], allowed) + (f" (allowed: {', '.join(allowed)})" if allowed else "")
         elif kind == "missing":
             msg = "required but missing"
         elif kind in ("literal_error", "enum"):
@@ -126,60 +121,39 @@ def convert_errors(exc: ValidationError, model: type[BaseModel], prefix: tuple[A
         else:
             shown = f" (got {value!r})" if not isinstance(value, (dict, list)) else ""
             msg = err["msg"].removeprefix("Value error, ") + shown
-        path = prefix + loc
-        where = locs.find(path)
         # A section-wide rule ("give exactly one of 'epochs' and 'steps'"): point
         # at the first named field written there.
         written = [path + (name,) for name in _quoted(msg) if path + (name,) in locs]
-        if kind == "value_error" and written:
-            where = locs[written[0]]
+        where = locs[written[0]] if kind == "value_error" and written else locs.find(path)
         problems.append(Problem(str(where) if where else "?", dotted(path), msg))
     return problems
 
 
-# ------------------------------------------------------------ component refs
+# ------------------------------------------------------------ the checks
 
 
-def component_slots(suite: Suite) -> Iterable[tuple[str, tuple[Any, ...], ComponentRef]]:
-    """Every (kind, path, ref) in a suite."""
-    yield "dataset", ("dataset",), suite.dataset
+def check_components(suite: Suite, registry: Registry, locs: Locations) -> list[Problem]:
+    """Every component is registered and its parameters fit its plugin's ``Params``."""
+    slots = [("dataset", ("dataset",), suite.dataset)]
     for key, method in suite.methods.items():
-        base = ("methods", key)
-        if method.dataset is not None:
-            yield "dataset", base + ("dataset",), method.dataset
-        yield "objective", base + ("objective",), method.objective
-        if method.divergence is not None:
-            yield "divergence", base + ("divergence",), method.divergence
-        yield "prior", base + ("prior",), method.prior
-        yield "architecture", base + ("encoder",), method.encoder
-        yield "architecture", base + ("decoder",), method.decoder
-    for key, ref in suite.corruptions.items():
-        yield "corruption", ("corruptions", key), ref
-    for key, ref in suite.metrics.items():
-        yield "metric", ("metrics", key), ref
-    if suite.executor is not None:
-        yield "executor", ("executor",), suite.executor
-
-
-def check_component(registry: Registry, kind: str, path: tuple[Any, ...], ref: ComponentRef,
-                    locs: Locations) -> list[Problem]:
-    try:
-        cls = registry.get(kind, ref.name).cls
-    except UnknownComponent as exc:
-        where = locs.find(path + ("name",))
-        return [Problem(str(where), dotted(path + ("name",)), str(exc))]
-    try:
-        cls.Params.model_validate(ref.params)
-    except ValidationError as exc:
-        return convert_errors(exc, cls.Params, path, locs)
-    return []
-
-
-# ------------------------------------------------------------ the whole check
-
-
-def _problem(locs: Locations, path: tuple[Any, ...], message: str) -> Problem:
-    return Problem(str(locs.find(path)), dotted(path), message)
+        slots += [(kind, ("methods", key, slot), getattr(method, slot))
+                  for slot, kind in {"dataset": "dataset", **SLOTS}.items()]
+    slots += [("corruption", ("corruptions", key), ref) for key, ref in suite.corruptions.items()]
+    slots += [("metric", ("metrics", key), ref) for key, ref in suite.metrics.items()]
+    problems = []
+    for kind, path, ref in [*slots, ("executor", ("executor",), suite.executor)]:
+        if ref is None:
+            continue
+        try:
+            cls = registry.get(kind, ref.name).cls
+        except UnknownComponent as exc:
+            problems.append(Problem.at(locs, path + ("name",), str(exc)))
+            continue
+        try:
+            cls.Params.model_validate(ref.params)
+        except ValidationError as exc:
+            problems += convert_errors(exc, cls.Params, path, locs)
+    return problems
 
 
 def _kind(value: Any) -> str:
@@ -200,28 +174,25 @@ def where_problems(suite: Suite, where: dict[str, Any], base: tuple[Any, ...],
     """A ``where`` value of the wrong kind would silently match nothing."""
     problems = []
     for key, wanted in where.items():
-        values = wanted if isinstance(wanted, list) else [wanted]
-        path = base + ("where", key)
+        values, path = wanted if isinstance(wanted, list) else [wanted], base + ("where", key)
         if not values:
-            problems.append(_problem(locs, path, "an empty list matches no run"))
-        if key in ("latent_dim", "seed"):
-            for i, v in enumerate(values):
-                at = path + (i,) if isinstance(wanted, list) else path
+            problems.append(Problem.at(locs, path, "an empty list matches no run"))
+        grid = suite.grid.params.get(key, [])
+        kinds = sorted({_kind(v) for v in grid})
+        for i, v in enumerate(values):
+            at = path + (i,) if isinstance(wanted, list) else path
+            if key in ("latent_dim", "seed"):
                 if isinstance(v, bool) or not isinstance(v, int):
-                    problems.append(_problem(locs, at, f"{key} must be a whole number (or a list of "
-                                                       f"them), got {v!r}"))
+                    problems.append(Problem.at(locs, at, f"{key} must be a whole number (or a list of "
+                                                         f"them), got {v!r}"))
                 elif key == "latent_dim" and v < 1:
-                    problems.append(_problem(locs, at, f"latent_dim must be positive, got {v}: "
-                                                       "it would match no run"))
-        elif key in suite.grid.params:
-            kinds = sorted({_kind(v) for v in suite.grid.params[key]})
-            for i, v in enumerate(values):
-                if _kind(v) not in kinds:
-                    at = path + (i,) if isinstance(wanted, list) else path
-                    shown = ", ".join(repr(g) for g in suite.grid.params[key])
-                    problems.append(_problem(locs, at, f"{v!r} is {_kind(v)}, but the grid's "
-                                                       f"{key} values are {' or '.join(kinds)} "
-                                                       f"({shown}): it would match no run"))
+                    problems.append(Problem.at(locs, at, f"latent_dim must be positive, got {v}: "
+                                                         "it would match no run"))
+            elif key in suite.grid.params and _kind(v) not in kinds:
+                shown = ", ".join(repr(g) for g in grid)
+                problems.append(Problem.at(locs, at, f"{v!r} is {_kind(v)}, but the grid's {key} values "
+                                                     f"are {' or '.join(kinds)} ({shown}): it would match "
+                                                     "no run"))
     return problems
 
 
@@ -239,26 +210,6 @@ def _declared(suite: Suite, registry: Registry, ask: str, *args: Any) -> dict[st
     return out
 
 
-def produced_values(suite: Suite, registry: Registry) -> dict[str, list[str] | None]:
-    return _declared(suite, registry, "produces")
-
-
-def written_figures(suite: Suite, registry: Registry) -> list[str] | None:
-    """Every figure file the suite's metrics write (None: some metric does not say)."""
-    written = _declared(suite, registry, "figures_written", list(suite.corruptions)).values()
-    return None if None in written else list(dict.fromkeys(n for names in written for n in names))
-
-
-def value_problem(suite: Suite, produced: dict[str, list[str] | None], metric: str, value: str,
-                  path: tuple[Any, ...], locs: Locations) -> list[Problem]:
-    names = produced.get(metric)
-    if names is None or value in names:
-        return []
-    gives = ", ".join(names) if names else "no values, only figures"
-    return [_problem(locs, path, f"metric {metric!r} ({suite.metrics[metric].name}) gives no value "
-                                 f"{value!r}{did_you_mean(value, names)} (it gives: {gives})")]
-
-
 def _dotted_keys(mapping: dict[str, Any], prefix: str) -> list[str]:
     """The dotted paths of a nested mapping's leaves, e.g. training.optimiser.lr."""
     out = []
@@ -270,46 +221,45 @@ def _dotted_keys(mapping: dict[str, Any], prefix: str) -> list[str]:
 
 def check_references(suite: Suite, registry: Registry, locs: Locations) -> list[Problem]:
     problems: list[Problem] = []
-    produced = produced_values(suite, registry)
+    produced = _declared(suite, registry, "produces")
     conditions = ["clean", *suite.corruptions]
-    metric_keys = list(suite.metrics)
-    method_keys = list(suite.methods)
-    training_sets: list = []
+    metric_keys, method_keys = list(suite.metrics), list(suite.methods)
+
+    def problem(path: tuple[Any, ...], message: str) -> None:
+        problems.append(Problem.at(locs, path, message))
+
+    def validated(data: dict[str, Any], path: tuple[Any, ...]) -> Training | None:
+        try:
+            return Training.model_validate(data)
+        except ValidationError as exc:
+            problems.extend(convert_errors(exc, Training, path, locs))
+            return None
 
     for key, ref in suite.metrics.items():
         for i, cond in enumerate(ref.params.get("conditions") or []):
             if cond not in conditions:
-                problems.append(_problem(locs, ("metrics", key, "conditions", i),
-                                         f"unknown condition {cond!r}{did_you_mean(cond, conditions)}"
-                                         f" (conditions: {', '.join(conditions)})"))
+                problem(("metrics", key, "conditions", i), unknown("condition", cond, conditions, True))
 
+    base_training = suite.training.model_dump()
+    trainings = []  # (a method's training, the sections that may write its settings, method key)
     for key, method in suite.methods.items():
         for i, name in enumerate(method.metrics or []):
             if name not in metric_keys:
-                problems.append(_problem(locs, ("methods", key, "metrics", i),
-                                         f"unknown metric {name!r}{did_you_mean(name, metric_keys)}"))
-        for slot, need in (("encoder", "encoder"), ("decoder", "decoder")):
+                problem(("methods", key, "metrics", i), unknown("metric", name, metric_keys))
+        for slot in ("encoder", "decoder"):
             ref = getattr(method, slot)
             try:
-                cls = registry.get("architecture", ref.name).cls
+                provides = registry.get("architecture", ref.name).cls.provides
             except UnknownComponent:
                 continue
-            if need not in cls.provides:
-                problems.append(_problem(locs, ("methods", key, slot, "name"),
-                                         f"architecture {ref.name!r} builds no {need} "
-                                         f"(it provides: {', '.join(sorted(cls.provides))})"))
-        training_valid = True
-        if method.training:
-            merged = merge_dicts(suite.training.model_dump(), method.training)
-            try:
-                training = Training.model_validate(merged)
-            except ValidationError as exc:
-                problems += convert_errors(exc, Training, ("methods", key, "training"), locs)
-                training_valid = False
-            else:
-                training_sets.append((("methods", key, "training"), training, key))
-        else:
-            training_sets.append((("training",), suite.training, key))
+            if slot not in provides:
+                problem(("methods", key, slot, "name"), f"architecture {ref.name!r} builds no {slot} "
+                                                        f"(it provides: {', '.join(sorted(provides))})")
+        own = (("methods", key, "training"), method.training)
+        merged = merge_dicts(base_training, method.training)
+        training = validated(merged, own[0]) if method.training else suite.training
+        if training is not None:
+            trainings.append((training, [own], key))
         # Whether a size has runs is checked with the plan (another profile may run it).
         for size, override in method.training_at.items():
             path = ("methods", key, "training_at", size)
@@ -317,128 +267,108 @@ def check_references(suite: Suite, registry: Registry, locs: Locations) -> list[
                 clash = [p for p in suite.grid.params if p == field or p.startswith(field + ".")
                          or field.startswith(p + ".")]
                 if clash:
-                    problems.append(_problem(locs, path, f"sets {field}, which grid.params also sets "
-                                                         f"({clash[0]}): the grid's values would win"))
-            if not training_valid:
+                    problem(path, f"sets {field}, which grid.params also sets ({clash[0]}): the grid's "
+                                  "values would win")
+            if training is None:
                 continue  # reported once, where it is written
-            merged = merge_dicts(merge_dicts(suite.training.model_dump(), method.training), override)
-            try:
-                training = Training.model_validate(merged)
-            except ValidationError as exc:
-                problems += convert_errors(exc, Training, path, locs)
-            else:
-                training_sets.append((path, training, key))
+            at_size = validated(merge_dicts(merged, override), path)
+            if at_size is not None:
+                trainings.append((at_size, [(path, override), own], key))
 
-    for path, training, method_key in training_sets:
-        spec = suite.methods[method_key]
-        written = [(path, spec.training_at[path[3]])] if path[2:3] == ("training_at",) else []
-        written += [(("methods", method_key, "training"), spec.training)]
-
+    for training, written, key in trainings:
         def at(field: str) -> tuple[Any, ...]:
             # A setting is reported where it is written: at a latent size, the method's section, the suite's.
             return next((p for p, own in written if field in own), ("training",)) + (field,)
 
         if training.corruption is not None and training.corruption not in suite.corruptions:
-            problems.append(_problem(locs, at("corruption"),
-                                     f"unknown condition {training.corruption!r}"
-                                     f"{did_you_mean(training.corruption, list(suite.corruptions))}"))
-        evaluated = suite.methods[method_key].metrics
+            problem(at("corruption"), unknown("condition", training.corruption, list(suite.corruptions)))
+        evaluated = suite.methods[key].metrics
         for i, name in enumerate(training.track):
-            where = at("track") + (i,)
             if name not in metric_keys:
-                problems.append(_problem(locs, where,
-                                         f"unknown metric {name!r}{did_you_mean(name, metric_keys)}"))
+                problem(at("track") + (i,), unknown("metric", name, metric_keys))
             elif evaluated is not None and name not in evaluated:
-                problems.append(_problem(locs, where,
-                                         f"tracks metric {name!r}, which method {method_key!r} does "
-                                         f"not evaluate (its metrics: {', '.join(evaluated)})"))
+                problem(at("track") + (i,), f"tracks metric {name!r}, which method {key!r} does not "
+                                            f"evaluate (its metrics: {', '.join(evaluated)})")
             else:
                 try:
-                    cls = registry.get("metric", suite.metrics[name].name).cls
+                    trackable = registry.get("metric", suite.metrics[name].name).cls.trackable
                 except UnknownComponent:
                     continue
-                if not cls.trackable:
-                    problems.append(_problem(locs, where,
-                                             f"metric {name!r} ({suite.metrics[name].name}) cannot "
-                                             "be tracked during training"))
-
-    def metric_value_problems(metric: str, value: str, base: tuple[Any, ...]) -> list[Problem]:
-        """A table column's or a finding's metric key and the value it reads."""
-        if metric not in metric_keys:
-            return [_problem(locs, base + ("metric",),
-                             f"unknown metric {metric!r}{did_you_mean(metric, metric_keys)}")]
-        return value_problem(suite, produced, metric, value, base + ("value",), locs)
+                if not trackable:
+                    problem(at("track") + (i,), f"metric {name!r} ({suite.metrics[name].name}) cannot "
+                                                "be tracked during training")
 
     grid_keys = ["latent_dim", "seed", *suite.grid.params]
 
-    def grid_problems(where: dict[str, Any], base: tuple[Any, ...]) -> list[Problem]:
-        return [_problem(locs, base + ("where", k), f"unknown grid key {k!r}{did_you_mean(k, grid_keys)}"
-                                                    f" (grid keys: {', '.join(grid_keys)})")
-                for k in where if k not in grid_keys] + where_problems(suite, where, base, locs)
+    def check_selection(where: dict[str, Any], base: tuple[Any, ...]) -> None:
+        for k in where:
+            if k not in grid_keys:
+                problem(base + ("where", k), unknown("grid key", k, grid_keys, True))
+        problems.extend(where_problems(suite, where, base, locs))
 
+    def check_value(metric: str, value: str, base: tuple[Any, ...]) -> None:
+        """A table column's or a finding's metric key and the value it reads."""
+        names = produced.get(metric)
+        if metric not in metric_keys:
+            problem(base + ("metric",), unknown("metric", metric, metric_keys))
+        elif names is not None and value not in names:
+            problem(base + ("value",), f"metric {metric!r} ({suite.metrics[metric].name}) gives no value "
+                                       f"{value!r}{did_you_mean(value, names)} (it gives: "
+                                       f"{', '.join(names) or 'no values, only figures'})")
+
+    figures = None
+    if any(table.figures for table in suite.leaderboards):
+        declared = _declared(suite, registry, "figures_written", list(suite.corruptions)).values()
+        figures = None if None in declared else list(dict.fromkeys(n for names in declared for n in names))
     for t, table in enumerate(suite.leaderboards):
         base = ("leaderboards", t)
         for i, m in enumerate(table.methods or []):
             if m not in method_keys:
-                problems.append(_problem(locs, base + ("methods", i),
-                                         f"unknown method {m!r}{did_you_mean(m, method_keys)}"))
-        problems += grid_problems(table.where, base)
-        figures = written_figures(suite, registry) if table.figures else None
+                problem(base + ("methods", i), unknown("method", m, method_keys))
+        check_selection(table.where, base)
         for i, figure in enumerate(table.figures if figures is not None else []):
             if figure not in figures:
-                problems.append(_problem(locs, base + ("figures", i),
-                                         f"no metric writes a figure {figure!r}"
-                                         f"{did_you_mean(figure, figures)} (written: "
-                                         f"{', '.join(figures) or 'none'})"))
+                problem(base + ("figures", i), f"no metric writes a figure {figure!r}"
+                                               f"{did_you_mean(figure, figures)} (written: "
+                                               f"{', '.join(figures) or 'none'})")
         for c, column in enumerate(table.columns):
-            cbase = base + ("columns", c)
-            problems += metric_value_problems(column.metric, column.value, cbase)
+            check_value(column.metric, column.value, base + ("columns", c))
             for m in column.paper:
                 if m not in method_keys:
-                    problems.append(_problem(locs, cbase + ("paper", m),
-                                             f"unknown method {m!r}{did_you_mean(m, method_keys)}"))
+                    problem(base + ("columns", c, "paper", m), unknown("method", m, method_keys))
     for f, finding in enumerate(suite.findings):
         base = ("findings", f)
-        problems += grid_problems(finding.where, base)
-        problems += metric_value_problems(finding.metric, finding.value, base)
+        check_selection(finding.where, base)
+        check_value(finding.metric, finding.value, base)
         for i, comparison in enumerate(finding.holds):
             try:
-                terms = parse_comparison(comparison)
+                left, op, right = parse_comparison(comparison)
             except BadComparison as exc:
-                problems.append(_problem(locs, base + ("holds", i), str(exc)))
+                problem(base + ("holds", i), str(exc))
                 continue
-            if terms[1] == "~" and not finding.tolerance:
-                problems.append(_problem(locs, base + ("holds", i),
-                                         f"{comparison!r} needs the finding's `tolerance` (how close "
-                                         "counts as equal), else it cannot be tested"))
-            for term in (terms[0], terms[2]):
-                method = term_methods(term)
+            if op == "~" and not finding.tolerance:
+                problem(base + ("holds", i), f"{comparison!r} needs the finding's `tolerance` (how close "
+                                             "counts as equal), else it cannot be tested")
+            for method in (term_methods(left), term_methods(right)):
                 if method is not None and method not in method_keys:
-                    problems.append(_problem(locs, base + ("holds", i),
-                                             f"unknown method {method!r}"
-                                             f"{did_you_mean(method, method_keys)}"
-                                             f" (methods: {', '.join(method_keys)})"))
-    problems += _repeated(locs, "leaderboards", [(("leaderboards", i, "id"), t.id)
-                                                 for i, t in enumerate(suite.leaderboards)], "id")
+                    problem(base + ("holds", i), unknown("method", method, method_keys, True))
+
+    def repeated(section: str, what: str, named: list[tuple[tuple[Any, ...], str]]) -> None:
+        """A second table id, or a second method label in one table: page anchors or rows that
+        could not be told apart."""
+        first: dict[str, tuple[Any, ...]] = {}
+        for path, name in named:
+            if name in first:
+                problem(path, f"{section} {what} {name!r} is already used by {dotted(first[name])}; "
+                              "each needs its own")
+            first.setdefault(name, path)
+
+    repeated("leaderboards", "id", [(("leaderboards", i, "id"), table.id)
+                                    for i, table in enumerate(suite.leaderboards)])
     enabled = [k for k, m in suite.methods.items() if m.enabled]
-    for table in suite.leaderboards:  # rows of one table must be told apart
-        shown = [k for k in (table.methods or enabled) if k in enabled]
-        problems += _repeated(locs, "methods", [(("methods", k, "label"), suite.methods[k].label or k)
-                                                for k in shown], "label")
-    return problems
-
-
-def _repeated(locs: Locations, section: str, named: list[tuple[tuple[Any, ...], str]],
-              what: str) -> list[Problem]:
-    """A second table id, or a second method label in one table: its page anchors or rows could
-    not be told apart."""
-    first: dict[str, tuple[Any, ...]] = {}
-    problems = []
-    for path, name in named:
-        if name in first:
-            problems.append(_problem(locs, path, f"{section} {what} {name!r} is already used by "
-                                                 f"{dotted(first[name])}; each needs its own"))
-        first.setdefault(name, path)
+    for table in suite.leaderboards:
+        repeated("methods", "label", [(("methods", k, "label"), suite.methods[k].label or k)
+                                      for k in table.methods or enabled if k in enabled])
     return problems
 
 
@@ -460,27 +390,26 @@ def factor_problems(suite: Suite, registry: Registry, locs: Locations) -> list[P
             except BenchbedError:  # reported by the other checks
                 break
             if factors is None:
-                path = ("methods", key, "metrics", i) if method.metrics is not None else ("metrics", metric_key)
+                path = ("methods", key, "metrics", i) if method.metrics is not None else ("metrics",
+                                                                                        metric_key)
                 data_path = ("methods", key, "dataset") if method.dataset else ("dataset",)
                 found.setdefault((path, dataset.name), (metric_key, ref, data_path, []))[3].append(key)
-    return [Problem(str(locs.find(path)), dotted(path),
-                    f"metric {metric_key!r} ({ref.name}) needs ground-truth factors of variation, "
-                    f"but dataset {dataset_name!r} (at {locs.find(data_path)}) offers none; use a "
-                    f"dataset with factors (e.g. dsprites) or drop {metric_key!r} "
-                    f"(asked for by method{'s' if len(methods) > 1 else ''} {', '.join(methods)})")
+    return [Problem.at(locs, path, f"metric {metric_key!r} ({ref.name}) needs ground-truth factors of "
+                                   f"variation, but dataset {dataset_name!r} (at {locs.find(data_path)}) "
+                                   f"offers none; use a dataset with factors (e.g. dsprites) or drop "
+                                   f"{metric_key!r} (asked for by method{'s' if len(methods) > 1 else ''} "
+                                   f"{', '.join(methods)})")
             for (path, dataset_name), (metric_key, ref, data_path, methods) in found.items()]
 
 
-def _misspelt_methods(data: dict, known: list[str], profile: str | None) -> list[str]:
-    """Methods a profile adds that are no whole method (a required field is missing): misspelt keys."""
-    required = [name for name, field in Method.model_fields.items() if field.is_required()]
-    methods = data.get("methods") if profile and isinstance(data.get("methods"), dict) else {}
-    return [key for key, spec in methods.items() if str(key) not in known
-            and not (isinstance(spec, dict) and all(name in spec for name in required))]
+def _mapping(value: Any) -> dict:
+    return value if isinstance(value, dict) else {}
 
 
-PER_METHOD = ("objective", "divergence", "prior", "encoder", "decoder", "dataset", "training", "training_at",
-              "latent_dims")
+def _flow(value: Any) -> str:
+    """A value as one line of YAML, e.g. {name: mlp, hidden: [256, 256]}."""
+    text = yaml.safe_dump(value, default_flow_style=True, sort_keys=False, width=10**6)
+    return text.removesuffix("...\n").strip()
 
 
 def unlike_methods(raw: dict, data: dict, locs: Locations, profile: str | None) -> list[Problem]:
@@ -503,8 +432,8 @@ def unlike_methods(raw: dict, data: dict, locs: Locations, profile: str | None) 
         return {"name": got} if isinstance(got, str) else got
 
     problems = []
-    # latent_dims only says at which sizes a method runs; the runs at a size stay alike
-    for field in (f for f in PER_METHOD if f != "latent_dims"):
+    # latent_dims is left out: it only says at which sizes a method runs, and the runs at a size stay alike
+    for field in (*SLOTS, "dataset", "training", "training_at"):
         own = [k for k in keys if field in _mapping(written.get(k))]
         refs = own + ([None] if field in ("training", "dataset") and field in body else [])
         for m in (k for k in keys if k not in own):
@@ -515,29 +444,19 @@ def unlike_methods(raw: dict, data: dict, locs: Locations, profile: str | None) 
             gives, keeps = _flow(value(data, alike[0], field)), _flow(value(data, m, field))
             other = alike[0] or "the suite"
             more = f" (and {len(alike) - 1} more)" if len(alike) > 1 else ""
-            problems.append(_problem(locs, ("methods", m, field),
-                                     f"profile {profile} gives {other}{more} {field} {gives} but leaves "
-                                     f"{m}'s {keeps}, which was {other}'s too before the profile: not like "
-                                     f"for like; add `profiles.{profile}.methods.{m}.{field}: {gives}`, or "
-                                     f"write {m}'s {field} there unchanged if that is intended"))
+            problems.append(Problem.at(locs, ("methods", m, field),
+                                       f"profile {profile} gives {other}{more} {field} {gives} but leaves "
+                                       f"{m}'s {keeps}, which was {other}'s too before the profile: not like "
+                                       f"for like; add `profiles.{profile}.methods.{m}.{field}: {gives}`, or "
+                                       f"write {m}'s {field} there unchanged if that is intended"))
     return problems
-
-
-def _mapping(value: Any) -> dict:
-    return value if isinstance(value, dict) else {}
-
-
-def _flow(value: Any) -> str:
-    """A value as one line of YAML, e.g. {name: mlp, hidden: [256, 256]}."""
-    text = yaml.safe_dump(value, default_flow_style=True, sort_keys=False, width=10**6)
-    return text.removesuffix("...\n").strip()
 
 
 def _non_finite(value: Any, path: tuple[Any, ...], locs: Locations) -> list[Problem]:
     """.inf and .nan written in a suite: no setting means them, and a record cannot hold them
     (a plugin's own default of inf, say 'no clipping', is not written, so it passes)."""
     if isinstance(value, float) and not math.isfinite(value):
-        return [Problem(str(locs.find(path)), dotted(path), f"{value} is not a finite number")]
+        return [Problem.at(locs, path, f"{value} is not a finite number")]
     items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
     return [p for key, item in items for p in _non_finite(item, path + (key,), locs)]
 
@@ -549,16 +468,17 @@ def load_suite(path: str | Path, profile: str | None = None, registry: Registry 
     adds that); raise ``SuiteInvalid``."""
     registry = registry or get_registry()
     path = Path(path)
-    data, locs = raw if raw is not None else load_raw(path)
-    raw_data = data
-    known = [str(k) for k in data.get("methods")] if isinstance(data.get("methods"), dict) else []
-    data, locs, chosen = apply_profile(dict(data), locs, profile)
-    typos = _misspelt_methods(data, known, chosen)
+    raw_data, locs = raw if raw is not None else load_raw(path)
+    known = [str(k) for k in raw_data["methods"]] if isinstance(raw_data.get("methods"), dict) else []
+    data, locs, chosen = apply_profile(dict(raw_data), locs, profile)
+    # Methods a profile adds that are no whole method (a required field is missing): misspelt keys,
+    # validated without them so that their missing fields are not reported too.
+    required = [name for name, field in Method.model_fields.items() if field.is_required()]
+    typos = [key for key, spec in _mapping(data.get("methods") if chosen else None).items()
+             if str(key) not in known and not (isinstance(spec, dict) and all(n in spec for n in required))]
     problems = [Problem(str(locs.find(("methods", key))), f"profiles.{chosen}.methods.{key}",
-                        f"unknown method {key!r}{did_you_mean(str(key), known)}"
-                        f" (methods: {', '.join(known)})")
-                for key in typos]
-    if typos:  # validated without them, so that their missing fields are not reported too
+                        unknown("method", key, known, True)) for key in typos]
+    if typos:
         data = {**data, "methods": {k: v for k, v in data["methods"].items() if k not in typos}}
     problems += _non_finite(data, (), locs)
     try:
@@ -567,8 +487,7 @@ def load_suite(path: str | Path, profile: str | None = None, registry: Registry 
         problems += convert_errors(exc, Suite, (), locs)
     if problems:
         raise SuiteInvalid(str(path), problems, chosen)
-    for kind, slot_path, ref in component_slots(suite):
-        problems += check_component(registry, kind, slot_path, ref, locs)
+    problems += check_components(suite, registry, locs)
     problems += check_references(suite, registry, locs)
     problems += unlike_methods(raw_data, data, locs, chosen)
     if problems:

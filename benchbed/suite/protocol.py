@@ -18,6 +18,9 @@ import re
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, Strict, field_validator, model_validator
 
 KEY_PATTERN = re.compile(r"^[A-Za-z0-9_.-]+$")
+# A method's component slots, in order, and the plugin kind each holds.
+SLOTS = {"objective": "objective", "divergence": "divergence", "prior": "prior",
+         "encoder": "architecture", "decoder": "architecture"}
 
 
 class Spec(BaseModel):
