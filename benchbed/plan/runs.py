@@ -24,13 +24,10 @@ from benchbed import RESULTS_VERSION
 from benchbed.errors import BenchbedError, UnknownComponent, did_you_mean
 from benchbed.plugin_api.registry import BUILTIN_DISTRIBUTION, Registry
 from benchbed.publish.findings import parse as parse_comparison, term_methods
-from benchbed.suite.protocol import Suite, Training, matches
-from benchbed.suite.load import Problem, dotted
+from benchbed.suite.protocol import SLOTS, Suite, Training, matches
+from benchbed.suite.load import Problem
 from benchbed.suite.source import Locations, merge_dicts
 
-SLOTS = ("objective", "divergence", "prior", "encoder", "decoder")
-SLOT_KIND = {"objective": "objective", "divergence": "divergence", "prior": "prior",
-             "encoder": "architecture", "decoder": "architecture"}
 # Settings that change logging only, not what training computes.
 NOT_IN_KEY = ("log_every",)
 
@@ -79,13 +76,16 @@ class PlanError(BenchbedError):
         super().__init__(message)
 
 
+def _first_error(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    return f"{'.'.join(map(str, first['loc']))}: {first['msg']}"
+
+
 def _set_path(target: dict[str, Any], path: list[str], value: Any) -> None:
     for part in path[:-1]:
-        nxt = target.get(part)
-        if not isinstance(nxt, dict):
-            nxt = {}
-            target[part] = nxt
-        target = nxt
+        if not isinstance(target.get(part), dict):
+            target[part] = {}
+        target = target[part]
     target[path[-1]] = value
 
 
@@ -95,10 +95,9 @@ def code_versions(registry: Registry, method: dict[str, Any]) -> dict[str, str]:
     benchbed's own built-ins count as ``RESULTS_VERSION``, not the package
     version: a release that changes no result keeps every record valid."""
     versions = {BUILTIN_DISTRIBUTION: RESULTS_VERSION}
-    for slot in SLOTS:
-        ref = method.get(slot)
-        if ref:
-            source = registry.get(SLOT_KIND[slot], ref["name"]).source
+    for slot, kind in SLOTS.items():
+        if method.get(slot):
+            source = registry.get(kind, method[slot]["name"]).source
             if source.distribution != BUILTIN_DISTRIBUTION:
                 versions[source.distribution] = source.version
     return versions
@@ -111,6 +110,18 @@ def _takers(registry: Registry, divergence: str | None) -> str:
     takers = [name for name in registry.names("objective")
               if registry.get("objective", name).cls.divergence_refusal(divergence) is None]
     return f" (objectives that take {divergence!r}: {', '.join(takers)})" if takers else ""
+
+
+def resolve_component(kind: str, ref: dict[str, Any], registry: Registry, path: tuple[Any, ...] = (),
+                      what: str = "") -> dict[str, Any]:
+    """``{"name": ..., **params}`` with every default filled in, so that a changed
+    default changes the identity of what uses it; a bad parameter: ``PlanError`` at ``path``."""
+    cls = registry.get(kind, ref["name"]).cls
+    try:
+        params = cls.Params.model_validate({k: v for k, v in ref.items() if k != "name"})
+    except ValidationError as exc:
+        raise PlanError(path, f"{what or kind} {ref['name']!r}: {_first_error(exc)}") from None
+    return {"name": ref["name"], **params.model_dump(mode="json", by_alias=True)}
 
 
 def resolve_method(suite: Suite, key: str, registry: Registry, grid_params: dict[str, Any],
@@ -127,116 +138,76 @@ def resolve_method(suite: Suite, key: str, registry: Registry, grid_params: dict
     training = merge_dicts(training, spec.training_at.get(latent_dim, {}))
     for dotted_path, value in grid_params.items():
         head, *rest = dotted_path.split(".")
-        if head == "training" and rest:
-            _set_path(training, rest, value)
-        elif head in SLOTS and rest:
-            if method.get(head) is None:
-                raise PlanError(("grid", "params", dotted_path),
-                                f"method {key!r} has no {head} to set {'.'.join(rest)!r} on")
-            _set_path(method[head], rest, value)
-        else:
+        if not rest or head not in ("training", *SLOTS):
             raise PlanError(("grid", "params", dotted_path),
                             f"grid path {dotted_path!r} must start with 'training.' or one of "
                             f"{', '.join(s + '.' for s in SLOTS)}")
+        target = training if head == "training" else method[head]
+        if target is None:
+            raise PlanError(("grid", "params", dotted_path),
+                            f"method {key!r} has no {head} to set {'.'.join(rest)!r} on")
+        _set_path(target, rest, value)
     divergence_name = method["divergence"]["name"] if method["divergence"] else None
     refusal = objective_cls.divergence_refusal(divergence_name)
     if refusal is not None:
         raise PlanError(("methods", key, "divergence" if divergence_name else "objective"),
                         f"objective {method['objective']['name']!r} {refusal}"
                         f"{_takers(registry, divergence_name)}")
-    for slot in SLOTS:
-        ref = method[slot]
-        if ref is None:
-            continue
-        params = {k: v for k, v in ref.items() if k != "name"}
-        cls = registry.get(SLOT_KIND[slot], ref["name"]).cls
-        try:
-            validated = cls.Params.model_validate(params)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            raise PlanError(("methods", key, slot),
-                            f"{slot} {ref['name']!r}: {'.'.join(map(str, first['loc']))}: "
-                            f"{first['msg']}") from None
-        # Store every parameter (defaults too) so the key changes when a default does.
-        method[slot] = {"name": ref["name"], **validated.model_dump(mode="json", by_alias=True)}
+    for slot, kind in SLOTS.items():  # every parameter stored (defaults too): the key changes with a default
+        if method[slot] is not None:
+            method[slot] = resolve_component(kind, method[slot], registry, ("methods", key, slot), slot)
     try:
         training = Training.model_validate(training).model_dump(mode="json")
     except ValidationError as exc:
-        first = exc.errors()[0]
-        raise PlanError(("methods", key, "training"),
-                        f"training.{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+        raise PlanError(("methods", key, "training"), f"training.{_first_error(exc)}") from None
     return method, training
-
-
-def resolve_component(kind: str, ref: dict[str, Any], registry: Registry) -> dict[str, Any]:
-    """``{"name": ..., **params}`` with every default filled in, so that a changed
-    default changes the identity of what uses it."""
-    cls = registry.get(kind, ref["name"]).cls
-    params = {k: v for k, v in ref.items() if k != "name"}
-    return {"name": ref["name"], **cls.Params.model_validate(params).model_dump(mode="json", by_alias=True)}
 
 
 def resolve_evaluation(suite: Suite, wanted: list[str], registry: Registry) -> dict[str, Any]:
     """The metrics a method is evaluated with (defaults filled in), the suite's
     corruptions, and which corruptions each metric evaluates under: a metric's
     result is identified by its spec and those (``store.metric_hash``)."""
-    corruptions = {k: resolve_component("corruption", ref.as_dict(), registry)
+    corruptions = {k: resolve_component("corruption", ref.as_dict(), registry, ("corruptions", k))
                    for k, ref in suite.corruptions.items()}
     metrics, conditions = {}, {}
     for key, ref in suite.metrics.items():
-        if key not in wanted:
-            continue
-        try:
-            metrics[key] = resolve_component("metric", ref.as_dict(), registry)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            raise PlanError(("metrics", key), f"metric {ref.name!r}: "
-                            f"{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
-        conditions[key] = registry.create("metric", ref.as_dict()).conditions_used(list(corruptions))
+        if key in wanted:
+            metrics[key] = resolve_component("metric", ref.as_dict(), registry, ("metrics", key))
+            conditions[key] = registry.create("metric", ref.as_dict()).conditions_used(list(corruptions))
     return {"metrics": metrics, "corruptions": corruptions, "conditions": conditions}
 
 
 def plan(suite: Suite, registry: Registry) -> list[PlannedRun]:
     """Every run of the suite, in a stable order (method, latent size, seed, grid)."""
-    suite_dataset = suite.dataset.as_dict()
-    grid_names = list(suite.grid.params)
     grid_values = list(itertools.product(*suite.grid.params.values())) or [()]
     runs = []
     for method_key, spec in suite.methods.items():
         if not spec.enabled:
             continue
-        dataset = resolve_component("dataset", spec.dataset.as_dict() if spec.dataset else suite_dataset,
-                                    registry)
+        path = ("methods", method_key, "dataset") if spec.dataset else ("dataset",)
+        dataset = resolve_component("dataset", (spec.dataset or suite.dataset).as_dict(), registry, path)
         wanted = spec.metrics if spec.metrics is not None else list(suite.metrics)
         evaluation = resolve_evaluation(suite, wanted, registry)
-        for latent_dim in spec.latent_dims or suite.grid.latent_dim:
-            for seed in suite.grid.seed:
-                for values in grid_values:
-                    grid = dict(zip(grid_names, values))
-                    try:
-                        method, training = resolve_method(suite, method_key, registry, grid, latent_dim)
-                    except PlanError as exc:
-                        if not grid:
-                            raise
-                        resolve_method(suite, method_key, registry, {}, latent_dim)  # fine without the grid?
-                        raise PlanError(("grid", "params"), f"with {grid}: {exc}") from None
-                    # An absent `converge` stays out of the key, so fixed-budget runs
-                    # keep the keys they had before early stopping existed.
-                    keyed_training = {k: v for k, v in training.items()
-                                      if k not in NOT_IN_KEY and not (k == "converge" and v is None)}
-                    config = {
-                        "dataset": dataset,
-                        "method": method,
-                        "latent_dim": latent_dim,
-                        "seed": seed,
-                        "training": training,
-                        "code": code_versions(registry, method),
-                    }
-                    key = hash_of({**config, "training": keyed_training})
-                    runs.append(PlannedRun(
-                        suite=suite.name, profile=suite.profile, method=method_key,
-                        label=spec.label or method_key, latent_dim=latent_dim, seed=seed,
-                        grid=grid, config=config, key=key, evaluation=evaluation))
+        for latent_dim, seed, values in itertools.product(spec.latent_dims or suite.grid.latent_dim,
+                                                          suite.grid.seed, grid_values):
+            grid = dict(zip(suite.grid.params, values))
+            try:
+                method, training = resolve_method(suite, method_key, registry, grid, latent_dim)
+            except PlanError as exc:
+                if not grid:
+                    raise
+                resolve_method(suite, method_key, registry, {}, latent_dim)  # fine without the grid?
+                raise PlanError(("grid", "params"), f"with {grid}: {exc}") from None
+            config = {"dataset": dataset, "method": method, "latent_dim": latent_dim, "seed": seed,
+                      "training": training, "code": code_versions(registry, method)}
+            # An absent `converge` stays out of the key, so fixed-budget runs
+            # keep the keys they had before early stopping existed.
+            keyed = {k: v for k, v in training.items()
+                     if k not in NOT_IN_KEY and not (k == "converge" and v is None)}
+            runs.append(PlannedRun(
+                suite=suite.name, profile=suite.profile, method=method_key, label=spec.label or method_key,
+                latent_dim=latent_dim, seed=seed, grid=grid, config=config,
+                key=hash_of({**config, "training": keyed}), evaluation=evaluation))
     return runs
 
 
@@ -244,33 +215,30 @@ def plan_checked(suite: Suite, registry: Registry, locs: Locations
                  ) -> tuple[list[PlannedRun], list[Problem]]:
     """The runs, and the problems that only show when runs are built (grid
     paths, overrides, datasets without a split, two methods with one key)."""
-    problems: list[Problem] = []
     try:
         runs = plan(suite, registry)
     except PlanError as exc:
-        return [], [Problem(str(locs.find(exc.path)), dotted(exc.path), str(exc))]
+        return [], [Problem.at(locs, exc.path, str(exc))]
     except UnknownComponent as exc:
-        return [], [Problem(str(locs.find(())), "", str(exc))]
+        return [], [Problem.at(locs, (), str(exc))]
+    problems: list[Problem] = []
     datasets = [(("dataset",), suite.dataset)] + [
         (("methods", k, "dataset"), m.dataset) for k, m in suite.methods.items() if m.dataset]
     for path, ref in datasets:
-        where = str(locs.find(path))
         try:
             info = registry.create("dataset", ref.as_dict()).info()
         except BenchbedError as exc:
-            problems.append(Problem(where, ".".join(path), str(exc)))
+            problems.append(Problem.at(locs, path, str(exc)))
             continue
-        for split in ("train", "test"):
-            if split not in info.splits:
-                problems.append(Problem(where, ".".join(path),
-                                        f"dataset {ref.name!r} has no {split!r} split "
-                                        f"(it has: {', '.join(info.splits)})"))
+        problems += [Problem.at(locs, path, f"dataset {ref.name!r} has no {split!r} split "
+                                            f"(it has: {', '.join(info.splits)})")
+                     for split in ("train", "test") if split not in info.splits]
     problems += _network_problems(runs, registry, locs)
-    keys = {}
+    keys: dict[str, str] = {}
     for run in runs:
         if run.key in keys:
-            problems.append(Problem(str(locs.find(("methods", run.method))), f"methods.{run.method}",
-                                    f"identical to {keys[run.key]} (same config, same key)"))
+            problems.append(Problem.at(locs, ("methods", run.method),
+                                       f"identical to {keys[run.key]} (same config, same key)"))
         keys[run.key] = run.name
     return runs, problems
 
@@ -297,19 +265,17 @@ def _network_problems(runs: list[PlannedRun], registry: Registry, locs: Location
                 with torch.device("meta"):
                     getattr(architecture, f"build_{role}")(infos[dataset].shape, run.latent_dim)
             except ValueError as exc:  # the architecture's own refusal
-                problems.append(Problem(str(locs.find(("methods", run.method, role))),
-                                        f"methods.{run.method}.{role}", str(exc)))
+                problems.append(Problem.at(locs, ("methods", run.method, role), str(exc)))
             except Exception:  # anything else shows when the run builds it for real
                 continue
     return problems
 
 
-def _listed(values: list[Any]) -> str:
+def _listed(values: Any) -> str:
     """Distinct values, numbers in order first."""
     def order(v: Any) -> tuple:
         return (0, v, "") if isinstance(v, (int, float)) and not isinstance(v, bool) else (1, 0, str(v))
-    ordered = sorted(values, key=order)
-    return ", ".join(dict.fromkeys(map(str, ordered)))
+    return ", ".join(dict.fromkeys(map(str, sorted(values, key=order))))
 
 
 def selection_problems(suite: Suite, runs: list[PlannedRun], locs: Locations,
@@ -319,11 +285,11 @@ def selection_problems(suite: Suite, runs: list[PlannedRun], locs: Locations,
     shrink the grid. Tables and findings whose methods this profile does not run are skipped."""
     problems: list[Problem] = []
 
-    def record(run: PlannedRun) -> dict[str, Any]:
-        return {"latent_dim": run.latent_dim, "seed": run.seed, "grid": run.grid}
-
     def value(run: PlannedRun, key: str) -> Any:
-        return record(run)[key] if key in ("latent_dim", "seed") else run.grid.get(key)
+        return getattr(run, key) if key in ("latent_dim", "seed") else run.grid.get(key)
+
+    def sizes(method: str, among: list[PlannedRun]) -> list[int]:
+        return [r.latent_dim for r in among if r.method == method]
 
     def unmatched(base: tuple[Any, ...], methods: Any, where: dict[str, Any], owner: str) -> None:
         for key, wanted in where.items():
@@ -334,32 +300,29 @@ def selection_problems(suite: Suite, runs: list[PlannedRun], locs: Locations,
                     path = base + ("where", key) + ((i,) if isinstance(wanted, list) else ())
                     close = did_you_mean(v, sorted({h for h in have if isinstance(h, str)})
                                          ) if isinstance(v, str) else ""
-                    problems.append(Problem(str(locs.find(path)), dotted(path),
-                                            f"{key} {v!r} matches no planned run of this {owner}{close} "
-                                            f"(they have: {_listed(have)})"))
+                    problems.append(Problem.at(locs, path, f"{key} {v!r} matches no planned run of this "
+                                                           f"{owner}{close} (they have: {_listed(have)})"))
 
     for key, spec in suite.methods.items():
-        sizes = [r.latent_dim for r in runs if r.method == key]
         for size in spec.training_at if spec.enabled else ():
-            if size not in sizes and size not in [r.latent_dim for r in elsewhere if r.method == key]:
-                path = ("methods", key, "training_at", size)
-                problems.append(Problem(str(locs.find(path)), dotted(path),
-                                        f"method {key!r} has no planned run at latent size {size} "
-                                        f"(it has: {_listed(sizes)})"))
+            if size not in sizes(key, runs) + sizes(key, elsewhere):
+                problems.append(Problem.at(locs, ("methods", key, "training_at", size),
+                                           f"method {key!r} has no planned run at latent size {size} "
+                                           f"(it has: {_listed(sizes(key, runs))})"))
     for t, table in enumerate(suite.leaderboards):
         base, methods = ("leaderboards", t), table.methods or list(suite.methods)
         if not any(r.method in methods for r in runs):
             continue
         unmatched(base, methods, table.where, "table")
-        kept = [r for r in runs if r.method in methods and matches(record(r), table.where)]
+        kept = [r for r in runs if r.method in methods
+                and matches({"latent_dim": r.latent_dim, "seed": r.seed, "grid": r.grid}, table.where)]
         computed = {m for r in kept for m in r.evaluation["metrics"]}
         at = "".join(f" at {k} = {v}" for k, v in table.where.items())
         for c, column in enumerate(table.columns):
             if kept and column.metric not in computed:
-                path = base + ("columns", c, "metric")
-                problems.append(Problem(str(locs.find(path)), dotted(path),
-                                        f"no method of this table computes metric {column.metric!r}{at} "
-                                        f"(they compute: {_listed(computed) or 'nothing'})"))
+                problems.append(Problem.at(locs, base + ("columns", c, "metric"),
+                                           f"no method of this table computes metric {column.metric!r}{at} "
+                                           f"(they compute: {_listed(computed) or 'nothing'})"))
     for f, finding in enumerate(suite.findings):
         base = ("findings", f)
         terms = [(i, term) for i, text in enumerate(finding.holds)
@@ -370,11 +333,9 @@ def selection_problems(suite: Suite, runs: list[PlannedRun], locs: Locations,
         unmatched(base, methods, finding.where, "finding")
         for i, term in terms:
             method, _, dim = term.partition("@z=")
-            dims = [r.latent_dim for r in runs if r.method == method]
-            if dim and dims and int(dim) not in dims + [r.latent_dim for r in elsewhere
-                                                        if r.method == method]:
-                path = base + ("holds", i)
-                problems.append(Problem(str(locs.find(path)), dotted(path),
-                                        f"{term!r}: method {method!r} has no planned run with latent_dim "
-                                        f"{dim} (it has: {_listed(dims)})"))
+            dims = sizes(method, runs)
+            if dim and dims and int(dim) not in dims + sizes(method, elsewhere):
+                problems.append(Problem.at(locs, base + ("holds", i),
+                                           f"{term!r}: method {method!r} has no planned run with latent_dim "
+                                           f"{dim} (it has: {_listed(dims)})"))
     return problems

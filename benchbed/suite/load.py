@@ -390,8 +390,7 @@ def factor_problems(suite: Suite, registry: Registry, locs: Locations) -> list[P
             except BenchbedError:  # reported by the other checks
                 break
             if factors is None:
-                path = ("methods", key, "metrics", i) if method.metrics is not None else ("metrics",
-                                                                                        metric_key)
+                path = ("metrics", metric_key) if method.metrics is None else ("methods", key, "metrics", i)
                 data_path = ("methods", key, "dataset") if method.dataset else ("dataset",)
                 found.setdefault((path, dataset.name), (metric_key, ref, data_path, []))[3].append(key)
     return [Problem.at(locs, path, f"metric {metric_key!r} ({ref.name}) needs ground-truth factors of "
