@@ -32,19 +32,6 @@ class LoadedSuite:
         return profile_names(self.raw)[1]
 
 
-def _planned_elsewhere(path: Path, raw: tuple[dict, Locations], profile: str | None,
-                       registry: Registry) -> list[PlannedRun]:
-    """The runs of the suite's other profiles (those that load; no profile is one without a default)."""
-    runs = []
-    names, default = profile_names(raw[0])
-    for name in names + ([None] if default is None else []):
-        try:
-            runs += plan(load_suite(path, name, registry, raw)[0], registry) if name != profile else []
-        except BenchbedError:
-            pass
-    return runs
-
-
 def load(path: str | Path, profile: str | None = None, registry: Registry | None = None,
          raw: tuple[dict, Locations] | None = None) -> LoadedSuite:
     """Read (or take ``raw``, ``load_raw``'s result), check and plan a suite;
@@ -54,11 +41,18 @@ def load(path: str | Path, profile: str | None = None, registry: Registry | None
     data, data_locs = raw if raw is not None else load_raw(path)
     suite, locs = load_suite(path, profile, registry, (data, data_locs))
     runs, problems = plan_checked(suite, registry, locs)
-    if not problems:
-        problems = factor_problems(suite, registry, locs)
+    problems = problems or factor_problems(suite, registry, locs)
     if not problems and selection_problems(suite, runs, locs):
-        problems = selection_problems(suite, runs, locs, _planned_elsewhere(path, (data, data_locs),
-                                                                             suite.profile, registry))
+        # A value another profile plans is fine: plan the suite's other profiles (those that
+        # load; no profile is one when there is no default) and look again.
+        names, default = profile_names(data)
+        elsewhere = []
+        for name in [n for n in names + ([None] if default is None else []) if n != suite.profile]:
+            try:
+                elsewhere += plan(load_suite(path, name, registry, (data, data_locs))[0], registry)
+            except BenchbedError:
+                pass
+        problems = selection_problems(suite, runs, locs, elsewhere)
     if problems:
         raise SuiteInvalid(str(path), list(dict.fromkeys(problems)), suite.profile)  # one line each
     return LoadedSuite(path, data, data_locs, suite, locs, runs)
