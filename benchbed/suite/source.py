@@ -145,27 +145,22 @@ def deep_merge(base: Any, override: Any, base_locs: Locations, over_locs: Locati
     else in ``override`` replaces. A component given another ``name`` replaces
     the old one whole, since its parameters belong to the old component."""
     if _additive(path) and isinstance(base, list) and isinstance(override, list):
-        merged_list = list(base)
-        locs = Locations(_subtree(base_locs, path))
+        merged_list, locs = list(base), _subtree(base_locs, path)
         for i, item in enumerate(override):
             if item not in merged_list:
-                sub = path + (i,)
-                locs.update({path + (len(merged_list),) + p[len(sub):]: l
-                             for p, l in over_locs.items() if p[:len(sub)] == sub})
+                locs.update(_subtree(over_locs, path + (i,), path + (len(merged_list),)))
                 merged_list.append(item)
         return merged_list, locs
     renamed = (bool(path) and isinstance(base, dict) and isinstance(override, dict)
                and "name" in override and "name" in base and override["name"] != base["name"])
     if isinstance(base, dict) and isinstance(override, dict) and not renamed:
-        merged = dict(base)
-        locs = Locations({p: l for p, l in base_locs.items()})
+        merged, locs = dict(base), Locations(base_locs)
         for key, value in override.items():
             sub = path + (key,)
             if key in merged:
                 value, sublocs = deep_merge(merged[key], value, _subtree(base_locs, sub),
                                             _subtree(over_locs, sub), sub)
-                for p in [p for p in locs if p[:len(sub)] == sub]:
-                    del locs[p]
+                locs = Locations({p: l for p, l in locs.items() if p[:len(sub)] != sub})
                 locs.update(sublocs)
             else:
                 locs.update(_subtree(over_locs, sub))
@@ -190,13 +185,10 @@ def merge_dicts(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any
     return out
 
 
-def _subtree(locs: Locations, prefix: Path_) -> Locations:
-    return Locations({p: l for p, l in locs.items() if p[:len(prefix)] == prefix})
-
-
-def _shift(locs: Locations, prefix: Path_) -> Locations:
-    """Re-root locations found under ``prefix`` (a profile body) at the top."""
-    return Locations({p[len(prefix):]: l for p, l in locs.items() if p[:len(prefix)] == prefix})
+def _subtree(locs: Locations, prefix: Path_, moved_to: Path_ | None = None) -> Locations:
+    """The locations under ``prefix``, kept there or moved under ``moved_to``."""
+    to = prefix if moved_to is None else moved_to
+    return Locations({to + p[len(prefix):]: l for p, l in locs.items() if p[:len(prefix)] == prefix})
 
 
 def load_raw(path: Path, _seen: tuple[Path, ...] = ()) -> tuple[dict, Locations]:
@@ -259,15 +251,15 @@ def apply_profile(data: dict, locs: Locations, profile: str | None) -> tuple[dic
     chosen = profile or default
     if chosen is None:
         return data, locs, None
-    if not isinstance(profiles, dict) or chosen not in profiles:
-        names = sorted(profiles) if isinstance(profiles, dict) else []
+    if chosen not in profiles:
+        names = sorted(profiles)
         where = locs.find(("default_profile",) if profile is None else ("profiles",)) or locs.find(())
         raise BenchbedError(f"{where}: profiles: no profile {chosen!r}{did_you_mean(chosen, names)}"
                             f" (profiles: {', '.join(names) or 'none'})")
     body = profiles[chosen] or {}
     if not isinstance(body, dict):
         raise BenchbedError(f"{locs.find(('profiles', chosen))}: profiles.{chosen}: must be a mapping")
-    merged, merged_locs = deep_merge(data, body, locs, _shift(locs, ("profiles", chosen)))
+    merged, merged_locs = deep_merge(data, body, locs, _subtree(locs, ("profiles", chosen), ()))
     merged["profile"] = chosen
     return merged, merged_locs, chosen
 
