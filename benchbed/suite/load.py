@@ -158,15 +158,9 @@ def check_components(suite: Suite, registry: Registry, locs: Locations) -> list[
 
 def _kind(value: Any) -> str:
     """A value's kind as YAML shows it (int and float are both numbers)."""
-    if isinstance(value, bool):
-        return "true/false"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if value is None:
-        return "null"
-    if isinstance(value, str):
-        return "text"
-    return "a list" if isinstance(value, list) else "a mapping"
+    kinds = ((bool, "true/false"), ((int, float), "a number"), (type(None), "null"), (str, "text"),
+             (list, "a list"))
+    return next((name for types_, name in kinds if isinstance(value, types_)), "a mapping")
 
 
 def where_problems(suite: Suite, where: dict[str, Any], base: tuple[Any, ...],
