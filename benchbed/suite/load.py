@@ -232,7 +232,8 @@ def check_references(suite: Suite, registry: Registry, locs: Locations) -> list[
     for key, ref in suite.metrics.items():
         for i, cond in enumerate(ref.params.get("conditions") or []):
             if cond not in conditions:
-                problem(("metrics", key, "conditions", i), unknown("condition", cond, conditions, True))
+                problem(("metrics", key, "conditions", i),
+                        unknown("condition", cond, conditions, listed=True))
 
     base_training = suite.training.model_dump()
     trainings = []  # (a method's training, the sections that may write its settings, method key)
@@ -272,7 +273,7 @@ def check_references(suite: Suite, registry: Registry, locs: Locations) -> list[
     for training, written, key in trainings:
         def at(field: str) -> tuple[Any, ...]:
             # A setting is reported where it is written: at a latent size, the method's section, the suite's.
-            return next((p for p, own in written if field in own), ("training",)) + (field,)
+            return next((p for p, section in written if field in section), ("training",)) + (field,)
 
         if training.corruption is not None and training.corruption not in suite.corruptions:
             problem(at("corruption"), unknown("condition", training.corruption, list(suite.corruptions)))
@@ -297,7 +298,7 @@ def check_references(suite: Suite, registry: Registry, locs: Locations) -> list[
     def check_selection(where: dict[str, Any], base: tuple[Any, ...]) -> None:
         for k in where:
             if k not in grid_keys:
-                problem(base + ("where", k), unknown("grid key", k, grid_keys, True))
+                problem(base + ("where", k), unknown("grid key", k, grid_keys, listed=True))
         problems.extend(where_problems(suite, where, base, locs))
 
     def check_value(metric: str, value: str, base: tuple[Any, ...]) -> None:
@@ -345,7 +346,7 @@ def check_references(suite: Suite, registry: Registry, locs: Locations) -> list[
                                              "counts as equal), else it cannot be tested")
             for method in (term_methods(left), term_methods(right)):
                 if method is not None and method not in method_keys:
-                    problem(base + ("holds", i), unknown("method", method, method_keys, True))
+                    problem(base + ("holds", i), unknown("method", method, method_keys, listed=True))
 
     def repeated(section: str, what: str, named: list[tuple[tuple[Any, ...], str]]) -> None:
         """A second table id, or a second method label in one table: page anchors or rows that
@@ -470,7 +471,7 @@ def load_suite(path: str | Path, profile: str | None = None, registry: Registry 
     typos = [key for key, spec in _mapping(data.get("methods") if chosen else None).items()
              if str(key) not in known and not (isinstance(spec, dict) and all(n in spec for n in required))]
     problems = [Problem(str(locs.find(("methods", key))), f"profiles.{chosen}.methods.{key}",
-                        unknown("method", key, known, True)) for key in typos]
+                        unknown("method", key, known, listed=True)) for key in typos]
     if typos:
         data = {**data, "methods": {k: v for k, v in data["methods"].items() if k not in typos}}
     problems += _non_finite(data, (), locs)
