@@ -217,6 +217,25 @@ def test_a_suite_that_extends_another_needs_a_name_of_its_own(write_suite, capsy
     assert "leaderboards/tiny-small-small.md" in err
 
 
+def test_a_profile_of_a_child_suite_may_not_publish_where_its_base_does(write_suite, capsys):
+    # The base publishes as 'tiny' (no profile) and 'tiny-small' (profile small): a child's profile that
+    # renames itself onto either would overwrite the base's page and records.
+    write_suite(TINY_SUITE + "profiles:\n  small: {}\n", "base.yaml")
+    onto_default = write_suite("extends: base.yaml\nname: mine\nprofiles:\n  big: {name: tiny-big}\n"
+                               "  fast: {name: tiny}\ndefault_profile: fast\n", "onto_default.yaml")
+    onto_profile = write_suite("extends: base.yaml\nname: mine\nprofiles:\n  small: {name: tiny}\n",
+                               "onto_profile.yaml")
+    own = write_suite("extends: base.yaml\nname: mine\nprofiles:\n  small: {name: mine2}\n", "own.yaml")
+    assert main(["validate", str(onto_default), str(onto_profile)]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert (f"{onto_default}:5: profiles.fast.name: profile fast would publish as 'tiny', as the suite it "
+            "extends (base.yaml) does without a profile: it would write over leaderboards/tiny.md") in err
+    assert (f"{onto_profile}:4: profiles.small.name: profile small would publish as 'tiny-small', as the "
+            "suite it extends (base.yaml) does with profile small") in err
+    assert main(["validate", str(own)]) == 0
+
+
 MINE = f"""
 extends: {REPO / "suites" / "disentangle.yaml"}
 name: disentangle-mine
@@ -615,3 +634,11 @@ def test_two_methods_with_one_label_or_two_tables_with_one_id_are_refused(write_
         "  - id: t\n", "  - id: v\n    methods: [vimae_n]\n    title: V\n    columns: [{header: h, metric: logdet, "
                         "value: logdet_cov}]\n  - id: t\n    methods: [elbo]\n")
     load(write_suite(apart))
+
+
+def test_a_default_profile_that_is_not_a_name_is_located(write_suite, capsys):
+    bad = write_suite(TINY_SUITE + "profiles:\n  small: {}\ndefault_profile: [small]\n", "listed.yaml")
+    assert main(["validate", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert "default_profile: must be the name of one profile, not a list (['small'])" in err

@@ -22,13 +22,7 @@ from typing import Any
 from benchbed.files import atomic_write, remove_stale_temps
 from benchbed.plan.runs import PlannedRun
 from benchbed.run.store import Store, metric_hashes, read_json
-
-
-def publish_name(suite_name: str, profile: str | None, default_profile: str | None) -> str:
-    """The default profile publishes as the suite's name; others get a suffix."""
-    if profile is None or profile == default_profile:
-        return suite_name
-    return f"{suite_name}-{profile}"
+from benchbed.suite.source import publish_name  # noqa: F401  (the publishing stage's name for it)
 
 
 def records_dir(leaderboard_dir: Path, name: str) -> Path:

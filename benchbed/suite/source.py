@@ -230,6 +230,38 @@ def _own_names(merged: dict, base: dict, locs: Locations, parent: str) -> None:
         raise SuiteSyntaxError(f"{locs.find(path if own else ('extends',))}: {'.'.join(map(str, path))}: "
                                f"{problem}: it would write over leaderboards/{board}.md and its records; "
                                f"{'write' if own else 'add'} e.g. `name: {name}-mine`")
+    # A profile's name may also meet one the base publishes under another profile.
+    base_boards = {board: profile for profile, board in reversed(_boards(base))}
+    for profile, board in _boards(merged):
+        if board in base_boards:
+            path = ("profiles", profile, "name")
+            path = path if path in locs else ("name",) if ("name",) in locs else ("extends",)
+            theirs = base_boards[board]
+            raise SuiteSyntaxError(
+                f"{locs.find(path)}: {'.'.join(map(str, path))}: "
+                f"{'this suite' if profile is None else 'profile ' + profile} would publish as {board!r}, "
+                f"as the suite it extends ({parent}) does "
+                f"{'without a profile' if theirs is None else 'with profile ' + theirs}: it would write over "
+                f"leaderboards/{board}.md and its records; give it a name of its own")
+
+
+def publish_name(suite_name: str, profile: str | None, default_profile: str | None) -> str:
+    """The default profile publishes as the suite's name; others get a suffix."""
+    if profile is None or profile == default_profile:
+        return suite_name
+    return f"{suite_name}-{profile}"
+
+
+def _boards(data: dict) -> list[tuple[str | None, str]]:
+    """(profile, name published under) for each profile of a raw suite (None: no profile)."""
+    profiles = data.get("profiles") if isinstance(data.get("profiles"), dict) else {}
+    out = []
+    for profile in [None, *profiles]:
+        body = profiles.get(profile) if profile is not None else None
+        name = body.get("name") if isinstance(body, dict) and "name" in body else data.get("name")
+        if isinstance(name, str):
+            out.append((profile, publish_name(name, profile, data.get("default_profile"))))
+    return out
 
 
 def _get(data: Any, path: Path_) -> Any:
@@ -251,6 +283,9 @@ def apply_profile(data: dict, locs: Locations, profile: str | None) -> tuple[dic
     chosen = profile or default
     if chosen is None:
         return data, locs, None
+    if not isinstance(chosen, str):
+        raise BenchbedError(f"{locs.find(('default_profile',))}: default_profile: must be the name of one "
+                            f"profile, not a {type(chosen).__name__} ({chosen!r})")
     if chosen not in profiles:
         names = sorted(profiles)
         where = locs.find(("default_profile",) if profile is None else ("profiles",)) or locs.find(())
