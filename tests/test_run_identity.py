@@ -3,6 +3,9 @@ holds its resolved spec and every corruption it evaluates under."""
 
 from __future__ import annotations
 
+import importlib
+import sys
+
 import benchbed
 from benchbed.cli import main
 from benchbed.plan.runs import plan
@@ -85,3 +88,37 @@ def test_changing_a_corruption_re_evaluates_every_metric_using_it(write_suite, t
     log = (folder / "log.txt").read_text()
     assert log.count("training ") == 1  # the run key did not change
     assert log.count("metric figures (figures)") == 2 and log.count("metric logdet (logdet_cov)") == 1
+
+
+LOCAL_PRIOR = '''
+from benchbed import hookimpl
+from benchbed_plugins.priors import NormalPrior
+
+class Mine(NormalPrior):
+    """A prior from a module named by --plugin, edited between two plans ({edit})."""
+
+@hookimpl
+def register_priors(register):
+    register("mine", Mine)
+'''
+
+
+def test_editing_a_local_plugin_module_changes_the_key_of_every_run_using_it(write_suite, tmp_path,
+                                                                             monkeypatch):
+    from benchbed.plugin_api import registry as plugins
+    suite = write_suite(CORRUPTED_SUITE.replace(
+        "methods:\n", "methods:\n  mine:\n    objective: {name: elbo}\n    prior: {name: mine}\n"
+        "    encoder: {name: mlp, hidden: [16]}\n    decoder: {name: mlp, hidden: [16]}\n"), "local.yaml")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    keys = []
+    for edit in ["first", "second, longer"]:
+        (tmp_path / "local_prior.py").write_text(LOCAL_PRIOR.format(edit=edit))
+        sys.modules.pop("local_prior", None)  # import the edited file, not the cached module
+        importlib.invalidate_caches()
+        registry = plugins.load_registry(extra_modules=["local_prior"], autoload=False)
+        runs = {run.method: run for run in plan(load_suite(suite, registry=registry)[0], registry)}
+        keys.append({m: r.key for m, r in runs.items()})
+        code = runs["mine"].config["code"]
+        assert code["local module local_prior"].startswith("sha256:") and "benchbed" in code
+    sys.modules.pop("local_prior", None)
+    assert keys[0]["mine"] != keys[1]["mine"] and keys[0]["elbo"] == keys[1]["elbo"]

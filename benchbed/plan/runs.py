@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from benchbed import RESULTS_VERSION
 from benchbed.errors import BenchbedError, UnknownComponent, did_you_mean
-from benchbed.plugin_api.registry import BUILTIN_DISTRIBUTION, Registry
+from benchbed.plugin_api.registry import BUILTIN_DISTRIBUTION, LOCAL_MODULE, Registry
 from benchbed.publish.findings import parse as parse_comparison, term_methods
 from benchbed.suite.protocol import SLOTS, Suite, Training, matches
 from benchbed.suite.load import Problem
@@ -93,12 +93,16 @@ def code_versions(registry: Registry, method: dict[str, Any]) -> dict[str, str]:
     """Versions of the distributions that provide this method's components.
 
     benchbed's own built-ins count as ``RESULTS_VERSION``, not the package
-    version: a release that changes no result keeps every record valid."""
+    version: a release that changes no result keeps every record valid. A
+    local module counts by its name and a digest of its source, so an edit
+    to it trains its runs again."""
     versions = {BUILTIN_DISTRIBUTION: RESULTS_VERSION}
     for slot, kind in SLOTS.items():
         if method.get(slot):
             source = registry.get(kind, method[slot]["name"]).source
-            if source.distribution != BUILTIN_DISTRIBUTION:
+            if source.distribution == LOCAL_MODULE:
+                versions[f"{LOCAL_MODULE} {source.plugin}"] = source.version
+            elif source.distribution != BUILTIN_DISTRIBUTION:
                 versions[source.distribution] = source.version
     return versions
 

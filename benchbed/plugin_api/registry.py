@@ -8,11 +8,13 @@ package), from distributions with an entry point in the ``benchbed`` group (unle
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.metadata as metadata
 import os
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Iterable
 
 import pluggy
@@ -28,6 +30,7 @@ ENV_DISABLE_AUTOLOAD = "BENCHBED_DISABLE_PLUGIN_AUTOLOAD"
 ENV_PLUGINS = "BENCHBED_PLUGINS"
 BUILTIN_PACKAGE = "benchbed_plugins"
 BUILTIN_DISTRIBUTION = "benchbed"
+LOCAL_MODULE = "local module"  # the distribution of a module named by --plugin or BENCHBED_PLUGINS
 # A suite writes a name as a bare YAML scalar (`name: mmd`) and the CLI takes it as an argument.
 NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]*")
 
@@ -155,7 +158,7 @@ def load_registry(extra_modules: Iterable[str] = (), autoload: bool | None = Non
             raise PluginError(f"could not import plugin module {path!r}: "
                               f"{type(exc).__name__}: {exc}{hint}") from exc
         _register_module(pm, module, path)
-        sources.setdefault(path, Source(path, "local module", "-"))
+        sources.setdefault(path, Source(path, LOCAL_MODULE, _digest(module)))
 
     try:
         pm.check_pending()
@@ -191,6 +194,16 @@ def load_registry(extra_modules: Iterable[str] = (), autoload: bool | None = Non
                 raise PluginError(f"plugin {source} failed in {hook_name}: "
                                   f"{type(exc).__name__}: {exc}") from exc
     return registry
+
+
+def _digest(module: Any) -> str:
+    """A local module's version: a digest of its source (every .py of a package), as it has no release."""
+    files = sorted(Path(next(iter(module.__path__))).rglob("*.py")) if hasattr(module, "__path__") else [
+        Path(module.__file__)] if getattr(module, "__file__", None) else []
+    digest = hashlib.sha256()
+    for file in files:
+        digest.update(file.read_bytes())
+    return f"sha256:{digest.hexdigest()[:12]}" if files else "-"
 
 
 def _check_contract(source: Source, kind: str, name: str, cls: type[Component]) -> None:
