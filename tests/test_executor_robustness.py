@@ -307,3 +307,60 @@ def test_threads_per_job_follow_the_cpu_affinity_not_the_machine(monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "2")
     assert LocalExecutor(jobs=1).threads_per_task() == 2
     assert LocalExecutor(jobs=2).threads_per_task() == 1
+
+
+BROKEN_EXECUTOR = '''
+from typing import Literal
+from benchbed import hookimpl
+from benchbed.plugin_api.components import Executor, Params
+from benchbed.run.worker import execute
+
+class Broken(Executor):
+    """Runs tasks in this process, breaking its contract as told."""
+    class Params(Params):
+        mode: Literal["raise", "none", "drop", "dup"] = "raise"
+
+    def run(self, tasks, on_event):
+        for i, task in enumerate(tasks):
+            if self.params.mode == "raise":
+                raise RuntimeError("lost its cluster")
+            if self.params.mode == "none":
+                yield None
+                continue
+            if self.params.mode == "drop" and i == 0:
+                continue
+            outcome = execute(task, on_event)
+            yield outcome
+            if self.params.mode == "dup":
+                yield outcome
+
+@hookimpl
+def register_executors(register):
+    register("broken", Broken)
+'''
+
+
+@pytest.mark.parametrize("mode, code, said", [
+    ("raise", 1, "executor 'broken' failed: RuntimeError: lost its cluster"),
+    ("none", 1, "executor 'broken' reported None, which is not the TaskOutcome of a task it was given"),
+    ("drop", 1, "executor 'broken' never reported it (nothing recorded: run again to do it)"),
+    ("dup", 0, "executor 'broken' reported elbo z=2 seed=0 twice; the second report is ignored"),
+])
+def test_an_executor_plugin_that_breaks_its_contract_is_named_and_counts_stay_true(
+        mode, code, said, tiny_suite, tmp_path, monkeypatch, capsys):
+    from benchbed.cli import main
+    (tmp_path / "broken_executor.py").write_text(BROKEN_EXECUTOR)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("BENCHBED_PLUGINS", "")
+    try:
+        rc = main(["--plugin", "broken_executor", "run", str(tiny_suite), "--store", str(tmp_path / "s"),
+                   "--leaderboards", str(tmp_path / "b"), "--executor", "broken", "--executor-opt",
+                   f"mode={mode}", "--plain"])
+    finally:
+        from benchbed.plugin_api import registry
+        registry.configure()
+    out = capsys.readouterr()
+    assert "Traceback" not in out.err and rc == code
+    assert said in out.out + out.err
+    if mode == "dup":
+        assert "2 run(s) finished" in out.out and "[3/2]" not in out.out + out.err

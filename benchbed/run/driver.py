@@ -21,7 +21,7 @@ from benchbed.run.progress import PlainProgress
 from benchbed.publish.records import (BadRecord, export, export_run, first_seeds, not_finite_values,
                                       publish_name, read_records, records_dir)
 from benchbed.run.store import LOCK, Store, metric_hashes
-from benchbed.run.tasks import RunTask, unpack_dir
+from benchbed.run.tasks import RunTask, TaskOutcome, unpack_dir
 
 
 @dataclass
@@ -190,7 +190,8 @@ def run_suite(loaded: LoadedSuite, store_root: Path, executor: dict[str, Any],
         try:
             while tasks:
                 busy = []
-                for outcome in runner.run(tasks, progress.on_event):
+                for outcome in _checked(runner.run(tasks, progress.on_event), tasks, executor_spec["name"],
+                                        report, progress.say):
                     run = by_key[outcome.key]
                     if outcome.status == "skipped":  # another process holds the run's lock
                         progress.run_done(run.name, "running elsewhere", outcome.reason,
@@ -242,6 +243,35 @@ def run_suite(loaded: LoadedSuite, store_root: Path, executor: dict[str, Any],
         store.close()
     report.seconds = time.monotonic() - started
     return report
+
+
+def _checked(outcomes: Any, tasks: list[RunTask], executor: str, report: SuiteReport,
+             say: Any) -> Any:
+    """An executor plugin's outcomes, held to its contract: one TaskOutcome per task given. A
+    broken one stops the work with one line naming it; a task never reported counts as failed
+    (nothing recorded, so the next run does it)."""
+    given = {task.key: task.label for task in tasks}
+    seen: set[str] = set()
+    try:
+        for outcome in outcomes:
+            if not isinstance(outcome, TaskOutcome) or outcome.key not in given:
+                raise WorkStopped(f"executor {executor!r} reported {outcome!r}, which is not the "
+                                  "TaskOutcome of a task it was given: a bug in that executor plugin")
+            if outcome.key in seen:
+                say(f"warning: executor {executor!r} reported {given[outcome.key]} twice; "
+                    "the second report is ignored")
+                continue
+            seen.add(outcome.key)
+            yield outcome
+    except (BenchbedError, KeyboardInterrupt):
+        raise
+    except Exception as exc:
+        if is_no_space(exc):
+            raise
+        raise WorkStopped(f"executor {executor!r} failed: {type(exc).__name__}: {exc}") from exc
+    for key in given.keys() - seen:
+        report.failed.append((given[key], f"executor {executor!r} never reported it (nothing "
+                                          "recorded: run again to do it)"))
 
 
 def _tasks_for(runs: list[PlannedRun], store: Store, threads: int) -> list[RunTask]:
