@@ -26,6 +26,7 @@ from pydantic import Field, NonNegativeInt, PositiveFloat, model_validator
 from torch import Tensor
 
 from benchbed import hookimpl
+from benchbed.errors import BenchbedError
 from benchbed.plugin_api.components import ANY_DIVERGENCE, Codes, Divergence, Loss, Objective, Params
 from benchbed_plugins.divergences.kl import per_example_kl
 
@@ -47,7 +48,13 @@ class _ReconstructionObjective(Objective):
     def codes_and_rec(self, model, x: Tensor) -> tuple[Codes, Tensor]:
         """The batch's codes and log p(x_i | z_i) per row."""
         codes = model.codes(x)
-        return codes, model.decoder.log_prob(x, codes.z)
+        rec = model.decoder.log_prob(x, codes.z)
+        if not isinstance(rec, Tensor) or rec.shape != (x.shape[0],):  # per-pixel values would broadcast
+            shape = tuple(rec.shape) if isinstance(rec, Tensor) else type(rec).__name__
+            raise BenchbedError(f"decoder {type(model.decoder).__name__}.log_prob returned {shape} for a batch of "
+                             f"{x.shape[0]}; a decoder gives one log-likelihood per example, shape "
+                             f"({x.shape[0]},)")
+        return codes, rec
 
     def divergence_value(self, codes: Codes) -> Tensor:
         if self.divergence is None:

@@ -605,3 +605,71 @@ def test_sigterm_stops_a_run_as_ctrl_c_does_and_it_resumes(write_suite, tmp_path
     again.communicate(timeout=120)
     watchdog.cancel(), killer.cancel()
     assert resumed and again.returncode == 143
+
+
+# ------------------------------------------- plugins that break their contract
+
+CARELESS = '''
+import torch
+from benchbed import hookimpl
+from benchbed_plugins.objectives import ELBO
+from benchbed_plugins.architectures.mlp import MLP
+
+class VectorLoss(ELBO):
+    """Hands back the per-example loss."""
+    def loss(self, model, x):
+        out = super().loss(model, x)
+        out.total = out.total * torch.ones(x.shape[0])
+        return out
+
+class FloatLoss(ELBO):
+    """Hands back a Python float."""
+    def loss(self, model, x):
+        out = super().loss(model, x)
+        out.total = float(out.total)
+        return out
+
+class PerPixel(MLP):
+    """A decoder whose log_prob forgets to sum over pixels."""
+    def build_decoder(self, info, latent_dim):
+        decoder = super().build_decoder(info, latent_dim)
+        summed = decoder.log_prob
+        decoder.log_prob = lambda x, z: summed(x, z)[:, None].expand(-1, x[0].numel())
+        return decoder
+
+@hookimpl
+def register_objectives(register):
+    register("vector_loss", VectorLoss)
+    register("float_loss", FloatLoss)
+
+@hookimpl
+def register_architectures(register):
+    register("per_pixel", PerPixel)
+'''
+
+
+def test_an_objective_or_decoder_that_breaks_its_contract_fails_its_run_naming_it(write_suite, tmp_path,
+                                                                                   monkeypatch, capsys):
+    (tmp_path / "careless.py").write_text(CARELESS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("BENCHBED_PLUGINS", "")
+    methods = "".join(f"  {m}:\n    objective: {{name: {o}}}\n    encoder: {{name: mlp, hidden: [16]}}\n"
+                      f"    decoder: {{name: {d}, hidden: [16]}}\n"
+                      for m, o, d in [("vector", "vector_loss", "mlp"), ("floating", "float_loss", "mlp"),
+                                      ("pixels", "elbo", "per_pixel"), ("fine", "elbo", "mlp")])
+    suite = write_suite(TINY_SUITE.replace(TINY_SUITE[TINY_SUITE.index("methods:"):TINY_SUITE.index("grid:")],
+                                           "methods:\n" + methods))
+    try:
+        code = main(["--plugin", "careless", "run", str(suite), "--store", str(tmp_path / "s"),
+                     "--leaderboards", str(tmp_path / "b"), "--plain"])
+    finally:
+        from benchbed.plugin_api import registry
+        registry.configure()
+    out = capsys.readouterr()
+    assert code == 1 and "Traceback" not in out.err
+    assert "1 run(s) finished, 3 failed" in out.out
+    assert ("objective VectorLoss.loss gave a tensor of shape (50,) as its total; it returns a Loss whose "
+            "total is one number (a 0-d tensor) that carries gradients") in out.out
+    assert "objective FloatLoss.loss gave float as its total" in out.out
+    assert ("decoder LikelihoodDecoder.log_prob returned (50, 64) for a batch of 50; a decoder gives one "
+            "log-likelihood per example, shape (50,)") in out.out

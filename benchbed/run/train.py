@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from benchbed.plugin_api.components import Codes, Corruption, Metric, Objective
-from benchbed.errors import RunDiverged
+from benchbed.errors import BenchbedError, RunDiverged
 from benchbed.events import EpochEnded, OnEvent, Resumed, Stepped, ignore
 from benchbed.files import atomic_torch_save
 from benchbed.run.model import Autoencoder
@@ -129,7 +129,7 @@ def heldout_loss(model: Autoencoder, objective: Objective, x: Tensor, batch_size
         torch.manual_seed(seed)
         for start in range(0, x.shape[0] - batch_size + 1, batch_size):
             loss = objective.loss(model, x[start:start + batch_size])
-            total += float(loss.total) * batch_size
+            total += float(_total(loss, objective, grad=False)) * batch_size
             n += batch_size
     model.train(was_training[0])
     objective.train(was_training[1])
@@ -142,6 +142,17 @@ def _codes_for_adversaries(loss_codes: Codes | None, model: Autoencoder, x: Tens
             loss_codes = model.codes(x)
     return Codes(x=loss_codes.x, posterior=loss_codes.posterior, z=loss_codes.z.detach(),
                  prior=loss_codes.prior)
+
+
+def _total(loss: Any, objective: Objective, grad: bool = True) -> Tensor:
+    """The number to minimise, as the Objective contract gives it, or a message naming the objective."""
+    total = getattr(loss, "total", None)
+    if isinstance(total, Tensor) and total.dim() == 0 and (total.requires_grad or not grad):
+        return total
+    got = (f"a tensor of shape {tuple(total.shape)}{'' if total.requires_grad else ' without gradients'}"
+           if isinstance(total, Tensor) else f"{type(total if total is not None else loss).__name__}")
+    raise BenchbedError(f"objective {type(objective).__name__}.loss gave {got} as its total; it returns a Loss "
+                        "whose total is one number (a 0-d tensor) that carries gradients")
 
 
 def train(model: Autoencoder, objective: Objective, x_train: Tensor, train_view: Callable,
@@ -248,7 +259,7 @@ def train(model: Autoencoder, objective: Objective, x_train: Tensor, train_view:
                 xb = corruption(xb, generator)
             loss = objective.loss(model, xb)
             optimiser.zero_grad(set_to_none=True)
-            loss.total.backward()
+            _total(loss, objective).backward()
             optimiser.step()
             if adversaries:
                 codes = _codes_for_adversaries(getattr(loss, "codes", None), model, xb)
