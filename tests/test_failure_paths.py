@@ -145,9 +145,20 @@ def test_a_nan_value_in_a_column_shows_as_a_failure_that_says_why(copy, capsys):
 
 def test_a_metric_value_that_is_no_number_fails_that_metric_alone():
     from benchbed.run.worker import _numbers
-    assert _numbers({"a": 1, "b": torch.tensor(2.5)}) == {"a": 1.0, "b": 2.5}
+    assert _numbers({"a": 1, "b": torch.tensor(2.5)}, None) == {"a": 1.0, "b": 2.5}
     with pytest.raises(ValueError, match="the metric returned 'grade' = 'high', not a number"):
-        _numbers({"a": 1.0, "grade": "high"})
+        _numbers({"a": 1.0, "grade": "high"}, None)
+
+
+def test_a_metric_that_leaves_out_a_value_it_declares_fails_alone_naming_it():
+    from benchbed.errors import BenchbedError
+    from benchbed.run.worker import _numbers
+    assert _numbers({"value/clean": 1.0, "extra": 2.0}, ["value/clean"]) == {"value/clean": 1.0, "extra": 2.0}
+    with pytest.raises(BenchbedError, match="declares 'value/noise' in produces\\(\\) but returned only "
+                                            "'value/clean'"):
+        _numbers({"value/clean": 1.0}, ["value/clean", "value/noise"])
+    with pytest.raises(BenchbedError, match="returned no values"):
+        _numbers({}, ["value/clean"])
 
 
 # ------------------------------------------------------------ unsafe loaders

@@ -178,6 +178,12 @@ def test_the_repositorys_suites_validate_against_the_printed_schema(capsys):
     for path in sorted((REPO / "suites").glob("*.yaml")):
         errors = [e.message for e in validator.iter_errors(yaml.safe_load(path.read_text()))]
         assert errors == [], (path.name, errors[:3])
+    # A suite that extends another, as CONTRIBUTING writes one, takes its required fields from its base;
+    # without `extends` they are required.
+    child = yaml.safe_load(MINE)
+    assert [e.message for e in validator.iter_errors(child)] == []
+    del child["extends"]
+    assert "'citation' is a required property" in [e.message for e in validator.iter_errors(child)]
 
     def find(node, title):
         if isinstance(node, dict):

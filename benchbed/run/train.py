@@ -316,7 +316,12 @@ def _probe_row(model: Autoencoder, objective: Objective, probes: dict[str, Metri
     row: dict[str, float] = {"step": step, "epoch": float(epoch)}
     with torch.no_grad():
         for key, metric in probes.items():
-            for name, value in metric.probe(model, probe_x.to(model.device)).items():
-                row[f"probe/{key}/{name}"] = float(value)
+            try:
+                values = {name: float(value) for name, value in
+                          metric.probe(model, probe_x.to(model.device)).items()}
+            except Exception as exc:  # a plugin's bug: say whose, and where
+                raise BenchbedError(f"the training-curve probe of metric {key!r} ({type(metric).__name__}) "
+                                    f"failed at step {step}: {type(exc).__name__}: {exc}") from exc
+            row.update({f"probe/{key}/{name}": value for name, value in values.items()})
     model.train()
     return row

@@ -161,9 +161,10 @@ def _evaluate(task: RunTask, built: BuiltRun, registry: Registry, run_dir: Path,
         started = time.perf_counter()
         entry = {"spec": spec, "values": {}, "figures": [], "commit": commit}
         try:
+            metric = registry.create("metric", spec)
             with torch.no_grad():
-                result = registry.create("metric", spec).evaluate(ctx)
-            entry.update(values=_numbers(result.values), figures=list(result.figures))
+                result = metric.evaluate(ctx)
+            entry.update(values=_numbers(result.values, metric.produces()), figures=list(result.figures))
         except Exception as exc:  # one broken metric must not hide the others
             if is_no_space(exc):  # but a full disk stops the run (it resumes later)
                 raise
@@ -179,8 +180,13 @@ def _evaluate(task: RunTask, built: BuiltRun, registry: Registry, run_dir: Path,
     return values, errors
 
 
-def _numbers(values: dict[str, Any]) -> dict[str, float]:
-    """A metric's values as floats; one that is not a number fails that metric alone."""
+def _numbers(values: dict[str, Any], declared: list[str] | None) -> dict[str, float]:
+    """A metric's values as floats; one that is not a number, or a declared one missing, fails that
+    metric alone."""
+    missing = [key for key in declared or [] if key not in values]
+    if missing:
+        raise BenchbedError(f"the metric declares {', '.join(map(repr, missing))} in produces() but "
+                            f"returned {'only ' + ', '.join(map(repr, values)) if values else 'no values'}")
     out = {}
     for key, value in values.items():
         try:

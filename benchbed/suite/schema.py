@@ -70,5 +70,7 @@ def suite_json_schema(registry: Registry | None = None) -> dict[str, Any]:
     schema["properties"]["profiles"] = {"type": "object", "description": "named overrides, chosen with --profile",
                                         "additionalProperties": {"type": "object"}}
     schema["properties"]["default_profile"] = {"type": "string"}
+    # A suite that extends another has its base's required fields.
+    schema["if"], schema["else"] = {"required": ["extends"]}, {"required": schema.pop("required", [])}
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     return schema
