@@ -144,11 +144,27 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
-def _show_component(registry, name: str) -> int:
+def _described(reg: Any) -> dict[str, Any]:
+    """One component as ``plugins --json -v`` and ``plugins --json NAME`` give it."""
+    cls = reg.cls
+    out: dict[str, Any] = {"kind": reg.kind, "name": reg.name, "class": f"{cls.__module__}.{cls.__qualname__}",
+                           "summary": cls.summary(), "doc": inspect.cleandoc(cls.__doc__ or "")}
+    if reg.kind == "objective":
+        out["divergence"] = cls.describe_divergence()
+    out["params"] = [{"name": info.alias or field, "required": info.is_required(),
+                      "default": None if info.is_required() else info.get_default(call_default_factory=True),
+                      "description": info.description or ""} for field, info in cls.Params.model_fields.items()]
+    return out
+
+
+def _show_component(registry, name: str, as_json: bool = False) -> int:
     found = [r for r in registry.all() if r.name == name]
     if not found:
         known = sorted({r.name for r in registry.all()})
         raise BenchbedError(f"no component named {name!r}{did_you_mean(name, known)}")
+    if as_json:
+        print(json.dumps([{**_described(r), "source": str(r.source)} for r in found], indent=2, default=str))
+        return 0
     for reg in found:
         print(f"{reg.kind} {reg.name}  ({reg.cls.__module__}.{reg.cls.__qualname__}, from {reg.source})")
         print(textwrap.indent(inspect.cleandoc(reg.cls.__doc__ or "(no documentation)"), "    "))
@@ -171,11 +187,15 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     from benchbed.plugin_api.registry import get_registry
     registry = get_registry()
     if args.name:
-        return _show_component(registry, args.name)
+        return _show_component(registry, args.name, args.json)
     if args.json:
         out = [{"plugin": s.plugin, "distribution": s.distribution, "version": s.version,
                 "registered": kinds} for s, kinds in registry.by_source().items()]
-        print(json.dumps(out, indent=2))
+        if args.verbose:
+            for entry in out:
+                entry["components"] = [_described(registry.get(kind, name))
+                                       for kind, names in entry["registered"].items() for name in names]
+        print(json.dumps(out, indent=2, default=str))
         return 0
     for source, kinds in registry.by_source().items():
         print(f"{source.plugin}  [{source.distribution} {source.version}]")
@@ -270,13 +290,17 @@ def build_parser(executor_flags: dict[str, list[tuple[str, str, str]]] | None = 
     plugins = sub.add_parser("plugins", help="list plugins and what they registered")
     plugins.add_argument("name", nargs="?", help="show one component's full documentation")
     plugins.add_argument("--verbose", "-v", action="store_true", help="with docs and params")
-    plugins.add_argument("--json", action="store_true")
+    plugins.add_argument("--json", action="store_true",
+                         help="as JSON (with -v or NAME: each component's docs, params and, for an "
+                              "objective, the divergences it takes)")
     plugins.set_defaults(func=cmd_plugins)
 
     board = sub.add_parser("leaderboard", help="rebuild a leaderboard from its records")
     board.add_argument("suite")
-    board.add_argument("--profile")
-    board.add_argument("--leaderboards", default="leaderboards")
+    board.add_argument("--profile", help="the profile whose page to rebuild (default: the suite's "
+                                         "default_profile)")
+    board.add_argument("--leaderboards", default="leaderboards",
+                       help="the folder holding the pages and their records (default: leaderboards)")
     board.set_defaults(func=cmd_leaderboard)
     return parser
 

@@ -266,3 +266,17 @@ def test_help_describes_the_tool_and_only_run_loads_plugins_for_its_flags(capsys
     monkeypatch.setattr("benchbed.cli._executor_flags", no_plugins)
     with pytest.raises(SystemExit):
         main(["validate", "--help"])
+
+
+def test_plugins_json_verbose_and_by_name_give_what_the_text_listing_shows(capsys):
+    import json
+    assert main(["plugins", "--json", "-v"]) == 0
+    listing = json.loads(capsys.readouterr().out)
+    [objectives] = [e for e in listing if e["plugin"] == "benchbed_plugins.objectives"]
+    mmd_vae = next(c for c in objectives["components"] if c["name"] == "mmd_vae")
+    assert mmd_vae["kind"] == "objective" and "'mmd' only" in mmd_vae["divergence"]
+    assert {"name": "lambda", "required": False} .items() <= next(
+        p for p in mmd_vae["params"] if p["name"] == "lambda").items()
+    assert main(["plugins", "--json", "mmd_vae"]) == 0
+    [shown] = json.loads(capsys.readouterr().out)
+    assert shown["params"] == mmd_vae["params"] and shown["source"].startswith("benchbed_plugins.objectives")
