@@ -22,6 +22,7 @@ from benchbed.suite.protocol import Column, Suite, Table, matches
 
 # (method key, latent size or None, the grid values that vary across runs)
 Row = tuple[str, int | None, tuple[tuple[str, str], ...]]
+Groups = list[tuple[Row, list[dict[str, Any]]]]  # each row with its records, in the table's order
 
 
 UNDER_TRAINED = "†"
@@ -70,10 +71,7 @@ class Cell:
         mean = f"{self.mean:.{digits}f}"
         if best:
             mean = f"**{mean}**"
-        if len(self.values) > 1:
-            spread = f" ± {statistics.stdev(self.values):.{digits}f}"
-        else:
-            spread = ""
+        spread = f" ± {statistics.stdev(self.values):.{digits}f}" if len(self.values) > 1 else ""
         if self.bound:
             return f"{self.bound.text} ({mean}{spread}, n={len(self.values)}{extra})"
         return f"{mean}{spread} (n={len(self.values)}{extra})"
@@ -106,12 +104,7 @@ def _best(cells: list[Cell], column: Column) -> tuple[float | None, str | None]:
              and not c.undefined]
     if len(means) < 2:
         return None, None
-    if better == "higher":
-        best = max(means)
-    elif better == "lower":
-        best = min(means)
-    else:
-        best = min(means, key=abs)
+    best = max(means) if better == "higher" else min(means, key=abs if better == "closer_to_zero" else None)
     tied = [m for m in means if _shown(m, column.digits, better) == _shown(best, column.digits, better)]
     if len(tied) > 1:
         return None, (f"no bold in {column.header}: {len(tied)} values tie for the best at the "
@@ -119,18 +112,12 @@ def _best(cells: list[Cell], column: Column) -> tuple[float | None, str | None]:
     return best, None
 
 
-def _fmt(value: float | None, digits: int, signed: bool = False) -> str:
-    if value is None:
-        return ""
-    return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
-
-
 def _grid_items(record: dict[str, Any], keys: list[str]) -> tuple[tuple[str, str], ...]:
     return tuple((k, json.dumps(record["grid"].get(k))) for k in keys)
 
 
-def _layout(table: Table, records: list[dict[str, Any]]) -> tuple[bool, list[str]]:
-    """Whether rows split by latent size, and by which grid keys: never pool
+def _rows(table: Table, suite: Suite, records: list[dict[str, Any]]) -> tuple[bool, list[str], Groups]:
+    """Whether rows split by latent size, by which grid keys, and each row's records: never pool
     runs that differ in anything but the seed."""
     matching = [r for r in records if matches(r, table.where)]
     by_dim = table.by_latent_dim or any(
@@ -138,15 +125,8 @@ def _layout(table: Table, records: list[dict[str, Any]]) -> tuple[bool, list[str
         for m in {r["method"] for r in matching})
     keys = sorted({k for r in matching for k in r["grid"] if k not in table.where})
     varying = [k for k in keys if len({json.dumps(r["grid"].get(k)) for r in matching}) > 1]
-    return by_dim, varying
-
-
-def _rows(table: Table, suite: Suite, records: list[dict[str, Any]], by_dim: bool,
-          varying: list[str]) -> list[Row]:
-    methods = table.methods or list(suite.methods)
-    matching = [r for r in records if matches(r, table.where)]
     rows: list[Row] = []
-    for method in methods:
+    for method in table.methods or list(suite.methods):
         found = {(r["latent_dim"] if by_dim else None, _grid_items(r, varying))
                  for r in matching if r["method"] == method}
         if by_dim:  # every size the method runs at (within `where`) gets a row, with or without records
@@ -162,15 +142,9 @@ def _rows(table: Table, suite: Suite, records: list[dict[str, Any]], by_dim: boo
             rows += [(method, dim, grid) for dim, grid in present]
         else:
             rows.append((method, None, ()))
-    return rows
-
-
-def _records_for(row: Row, records: list[dict[str, Any]], where: dict[str, Any],
-                 varying: list[str] = ()) -> list[dict[str, Any]]:
-    method, dim, grid = row
-    return [r for r in records if r["method"] == method and matches(r, where)
-            and (dim is None or r["latent_dim"] == dim)
-            and (not grid or _grid_items(r, list(varying)) == grid)]
+    return by_dim, varying, [((method, dim, grid), [
+        r for r in matching if r["method"] == method and (dim is None or r["latent_dim"] == dim)
+        and (not grid or _grid_items(r, varying) == grid)]) for method, dim, grid in rows]
 
 
 def _missing_values(table: Table, records: list[dict[str, Any]]) -> list[str]:
@@ -194,16 +168,15 @@ def render_table(table: Table, suite: Suite, records: list[dict[str, Any]],
         lines += [f"Source: {ref.paper}, {ref.where}{page}.", ""]
     if table.where:
         lines += ["Runs: " + ", ".join(f"{k} = {v}" for k, v in table.where.items()) + ".", ""]
-    by_dim, varying = _layout(table, records)
-    rows = _rows(table, suite, records, by_dim, varying)
+    by_dim, varying, groups = _rows(table, suite, records)
+    rows = [row for row, _ in groups]
     not_run = table.not_run if not any(
         suite.methods[m].enabled for m, _, _ in rows if m in suite.methods) else None
     header = ["method"] + (["z"] if by_dim else []) + varying
     cells: dict[tuple[Row, int], Cell] = {}
     collapsed: dict[Row, list[tuple[dict[str, Any], list[str]]]] = {}
     under: dict[Row, tuple[int, int, int]] = {}  # (under-trained, finished, never checked)
-    for row in rows:
-        group = _records_for(row, records, table.where, varying)
+    for row, group in groups:
         finished = [r for r in group if r["status"] == "finished"]
         failed = len(group) - len(finished)
         collapsed[row] = [(r, why) for r in finished if (why := flags.collapsed(r))]
@@ -242,10 +215,10 @@ def render_table(table: Table, suite: Suite, records: list[dict[str, Any]],
             if column.paper:
                 paper = column.paper.get(method)
                 if isinstance(paper, (int, float)):
-                    line.append(_fmt(float(paper), column.digits).rstrip("0").rstrip(".")
+                    line.append(f"{paper:.{column.digits}f}".rstrip("0").rstrip(".")
                                 if float(paper) != int(paper) else str(int(paper)))
-                    diff = None if cell.mean is None or not_run else cell.mean - float(paper)
-                    line.append(_fmt(diff, column.digits, signed=True))
+                    line.append("" if cell.mean is None or not_run
+                                else f"{cell.mean - float(paper):+.{column.digits}f}")
                 else:
                     line += [paper or "", ""]
         body.append(line)
@@ -265,8 +238,8 @@ def render_table(table: Table, suite: Suite, records: list[dict[str, Any]],
     if not_run:
         lines += [f"**Not run:** {not_run}", ""]
     failures = set()
-    for row in rows:
-        for r in _records_for(row, records, table.where, varying):
+    for _, group in groups:
+        for r in group:
             if r["status"] == "failed":
                 failures.add((r["label"], r["latent_dim"], r["seed"], r["reason"]))
             for column in table.columns:
@@ -283,18 +256,16 @@ def render_table(table: Table, suite: Suite, records: list[dict[str, Any]],
         lines.append(f"- {note}")
     if table.notes:
         lines.append("")
-    lines += _learning_curves(table, rows, records, varying)
-    lines += _figures(table, rows, records, figure_root, varying)
+    lines += _learning_curves(table, groups)
+    lines += _figures(table, groups, figure_root)
     return "\n".join(lines)
 
 
-def _learning_curves(table: Table, rows: list[Row], records: list[dict[str, Any]],
-                     varying: list[str]) -> list[str]:
+def _learning_curves(table: Table, groups: Groups) -> list[str]:
     if not table.learning_curves:
         return []
     body = []
-    for row in rows:
-        group = _records_for(row, records, table.where, varying)
+    for row, group in groups:
         got = curves.curve_row(group)
         if got is not None:
             body.append([_row_label(group[0], row), *got])
@@ -340,17 +311,15 @@ def _flag_legend(rows: list[Row], cells: dict[tuple[Row, int], Cell],
     return lines + [""] if lines else []
 
 
-def _figures(table: Table, rows: list[Row], records: list[dict[str, Any]], figure_root: str,
-             varying: list[str]) -> list[str]:
+def _figures(table: Table, groups: Groups, figure_root: str) -> list[str]:
     if not table.figures:
         return []
     header = ["method"] + [Path(f).stem.replace("_", " ") for f in table.figures]
     body = []
-    for row in rows:
-        group = sorted(_records_for(row, records, table.where, varying), key=lambda r: r["seed"])
+    for row, group in groups:
         if not group:
             continue
-        first = group[0]
+        first = min(group, key=lambda r: r["seed"])
         slug = Path(record_slug(first))
         line = [_row_label(first, row)]
         for fig in table.figures:
