@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import statistics
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,9 +40,7 @@ def _table(body: list[list[Any]], header: list[str]) -> str:
 
 def _raw(record: dict[str, Any], column: Column) -> float | None:
     value = record["metrics"].get(column.metric, {}).get(column.value)
-    if value is None or not math.isfinite(value):
-        return None
-    return value
+    return value if value is not None and math.isfinite(value) else None
 
 
 def _not_finite(record: dict[str, Any], column: Column) -> str | None:
@@ -50,16 +49,23 @@ def _not_finite(record: dict[str, Any], column: Column) -> str | None:
     return None if value is None else f"returned {value} for {column.value!r}, not a finite number"
 
 
+@dataclass
 class Cell:
-    def __init__(self, values: list[float], failed: int, bound: flags.Bound | None = None,
-                 collapsed: bool = False, unchecked: bool = False, undefined: list[flags.Bound] = ()):
-        self.values, self.failed, self.bound, self.collapsed = values, failed, bound, collapsed
-        self.unchecked = unchecked  # no metric could tell whether the run collapsed
-        self.undefined = list(undefined)  # runs whose value is no number (flags.undefined)
+    values: list[float]
+    failed: int
+    bound: flags.Bound | None
+    collapsed: bool
+    unchecked: bool  # no metric could tell whether the run collapsed
+    undefined: list[flags.Bound]  # runs whose value is no number (flags.undefined)
 
     @property
     def mean(self) -> float | None:
         return statistics.fmean(self.values) if self.values else None
+
+    @property
+    def ranks(self) -> bool:
+        """Whether the cell may be the column's best: a mean neither collapsed, bounded nor undefined."""
+        return self.mean is not None and not (self.bound or self.collapsed or self.undefined)
 
     def text(self, digits: int, best: bool) -> str:
         extra = (f", {self.failed} failed" if self.failed else "") + (
@@ -100,8 +106,7 @@ def _best(cells: list[Cell], column: Column) -> tuple[float | None, str | None]:
         # An uninformative code (q(z|x) = p(z)) scores best on such a column.
         return None, (f"no bold in {column.header}: {len(unchecked)} row(s) measured neither MI nor class "
                       f"CE, so a collapsed code, which would score best here, cannot be ruled out")
-    means = [c.mean for c in cells if c.mean is not None and not c.bound and not c.collapsed
-             and not c.undefined]
+    means = [c.mean for c in cells if c.ranks]
     if len(means) < 2:
         return None, None
     best = max(means) if better == "higher" else min(means, key=abs if better == "closer_to_zero" else None)
@@ -209,8 +214,7 @@ def render_table(table: Table, suite: Suite, records: list[dict[str, Any]],
         line += [value for _, value in grid]
         for c, column in enumerate(table.columns):
             cell, best = cells[(row, c)], ranked[c][0]
-            is_best = (best is not None and cell.mean is not None and not cell.bound
-                       and not cell.collapsed and not cell.undefined and math.isclose(cell.mean, best))
+            is_best = best is not None and cell.ranks and math.isclose(cell.mean, best)
             line.append("not run" if not_run else cell.text(column.digits, is_best))
             if column.paper:
                 paper = column.paper.get(method)
@@ -279,13 +283,9 @@ def _learning_curves(table: Table, groups: Groups) -> list[str]:
 def _row_marks(collapsed: list[tuple[dict[str, Any], list[str]]], under: tuple[int, int, int]) -> str:
     """The row label's flags: collapsed runs, then runs stopped on their budget
     (with a count when only some of the row's seeds are)."""
-    marks = ""
     n_under, n, _ = under
-    if collapsed:
-        marks += f" {COLLAPSED}" + (f"({len(collapsed)}/{n})" if len(collapsed) < n else "")
-    if n_under:
-        marks += f" {UNDER_TRAINED}" + (f"({n_under}/{n})" if n_under < n else "")
-    return marks
+    return "".join(f" {mark}" + (f"({k}/{n})" if k < n else "")
+                   for mark, k in ((COLLAPSED, len(collapsed)), (UNDER_TRAINED, n_under)) if k)
 
 
 def _flag_legend(rows: list[Row], cells: dict[tuple[Row, int], Cell],
