@@ -9,13 +9,7 @@ a number. Welch (1947), with s^2 the sample variances:
     df = se^4 / ((s_a^2/n_a)^2 / (n_a - 1) + (s_b^2/n_b)^2 / (n_b - 1))
 
 and one-sample t = (mean - mu) / (s / sqrt(n)), df = n - 1; ``shift`` moves the null hypothesis, which
-is how margins enter. A part holds when its test rejects the opposite and fails when the test the other
-way rejects the claim; a finding is reproduced when every part holds, refuted when any fails, else
-inconclusive: always with fewer than 2 seeds on a side ("n=1"), and "under-trained" whenever one of
-its runs stopped on its epoch budget (benchbed.publish.flags), unless a part refuted on converged runs
-alone refutes it. A part that needs a value at an estimator's ceiling to be low cannot hold (the
-true value may be higher). A run whose value is undefined (flags.undefined: a FactorVAE score with
-no active latent) is left out of its side, and a side with no other run is not compared.
+is how margins enter. How parts make a verdict: render_findings' introduction, which the page prints.
 """
 
 from __future__ import annotations
@@ -63,9 +57,7 @@ class TStatistic:
 
     def p_less(self) -> float:
         """P(T <= t) under the null: the one-sided p for 'difference < shift'."""
-        if math.isinf(self.t) or self.se == 0:
-            return 0.0 if self.t < 0 else 1.0
-        return float(stdtr(self.df, self.t))
+        return TStatistic(-self.estimate, self.se, self.df, -self.shift).p_greater()
 
 
 def welch(a: list[float], b: list[float]) -> TStatistic:
@@ -133,15 +125,11 @@ class Term:
 
     text: str
     constant: float | None = None
-    values: list[float] = field(default_factory=list)
+    values: list[float] = field(default_factory=list)  # times the finding's scale
     records: list[dict[str, Any]] = field(default_factory=list)
     raw: list[float] = field(default_factory=list)
     at_ceiling: bool = False
     undefined: list[tuple[dict[str, Any], flags.Bound]] = field(default_factory=list)  # no number
-
-    @property
-    def mean(self) -> float:
-        return self.constant if self.constant is not None else statistics.fmean(self.values)
 
     def show(self, digits: int, scale: float = 1.0) -> str:
         """As the page shows it: values (and numbers) times ``scale``, the tables' scale."""
@@ -151,7 +139,8 @@ class Term:
         if not self.values:
             return f"{self.text} = {why} (n={len(self.undefined)})"
         left_out = f", {len(self.undefined)} {why} left out" if self.undefined else ""
-        return f"{self.text} = {self.mean * scale:.{digits}f} (n={len(self.values)}{left_out})"
+        mean = statistics.fmean(self.values) * scale
+        return f"{self.text} = {mean:.{digits}f} (n={len(self.values)}{left_out})"
 
 
 def _term(term: str, finding: Finding, records: list[dict[str, Any]]) -> Term | None:
@@ -162,23 +151,21 @@ def _term(term: str, finding: Finding, records: list[dict[str, Any]]) -> Term | 
     method, _, dim = term.partition("@z=")
     out = Term(term)
     settings: set[tuple[int, str]] = set()
+    where = {k: v for k, v in finding.where.items() if not (dim and k == "latent_dim")}
     for r in records:
-        if r["method"] != method or r["status"] != "finished":
-            continue
-        if dim and r["latent_dim"] != int(dim):
-            continue
-        where = {k: v for k, v in finding.where.items() if not (dim and k == "latent_dim")}
-        if not matches(r, where):
+        if (r["method"] != method or r["status"] != "finished" or (dim and r["latent_dim"] != int(dim))
+                or not matches(r, where)):
             continue
         value = r["metrics"].get(finding.metric, {}).get(finding.value)
         if (undefined := flags.undefined(r, finding.metric, finding.value)) is not None:
             out.undefined.append((r, undefined))
-            settings.add((r["latent_dim"], json.dumps(r["grid"], sort_keys=True)))
         elif value is not None and math.isfinite(value):
             out.values.append(value * finding.scale)
             out.raw.append(value)
             out.records.append(r)
-            settings.add((r["latent_dim"], json.dumps(r["grid"], sort_keys=True)))
+        else:
+            continue
+        settings.add((r["latent_dim"], json.dumps(r["grid"], sort_keys=True)))
     if len(settings) > 1:
         raise Ambiguous(f"{term} pools runs of {len(settings)} different latent sizes or grid values; "
                         "pin one with `where` or `@z=`")
@@ -212,29 +199,23 @@ def _test(a: Term, op: str, b: Term, margin: float, scale: float = 1.0) -> tuple
     stat = _statistic(a, b)
     kind = ("Welch" if a.constant is None and b.constant is None else
             "one-sample" if a.constant is None or b.constant is None else "exact")
-    if op == "~":
-        # TOST: equivalent when both d > -margin and d < margin are shown.
-        p_low, p_high = stat.at(-margin).p_greater(), stat.at(margin).p_less()
-        p_equiv = max(p_low, p_high)
-        p_apart = min(stat.at(margin).p_greater(), stat.at(-margin).p_less())
+    if op == "~":  # TOST: equivalent when both d > -margin and d < margin are shown
+        p_claim = max(stat.at(-margin).p_greater(), stat.at(margin).p_less())
+        p_opposite = min(stat.at(margin).p_greater(), stat.at(-margin).p_less())
         numbers = (f"{kind} TOST, margin ±{margin * scale:g}: {fmt_t(stat.at(0.0))}, "
-                   f"{fmt_p(p_equiv)} (equivalent; apart: {fmt_p(p_apart)})")
-        outcome = "holds" if p_equiv < ALPHA else "fails" if p_apart < ALPHA else "unsure"
-        return outcome, numbers
-    if op in (">", ">="):
-        shifted = stat.at(-margin if op == ">=" else 0.0)
-        p_claim, p_opposite = shifted.p_greater(), shifted.p_less()
+                   f"{fmt_p(p_claim)} (equivalent; apart: {fmt_p(p_opposite)})")
     else:
-        shifted = stat.at(margin if op == "<=" else 0.0)
-        p_claim, p_opposite = shifted.p_less(), shifted.p_greater()
-    shown_margin = f", margin {margin * scale:g}" if op in (">=", "<=") and margin else ""
-    numbers = (f"{kind} {fmt_t(shifted)}{shown_margin}, one-sided {fmt_p(p_claim)} "
-               f"(opposite: {fmt_p(p_opposite)})")
-    outcome = "holds" if p_claim < ALPHA else "fails" if p_opposite < ALPHA else "unsure"
-    return outcome, numbers
+        shifted = stat.at(-margin if op == ">=" else margin if op == "<=" else 0.0)
+        p_claim, p_opposite = shifted.p_greater(), shifted.p_less()
+        if op in ("<", "<="):
+            p_claim, p_opposite = p_opposite, p_claim
+        shown_margin = f", margin {margin * scale:g}" if op in (">=", "<=") and margin else ""
+        numbers = (f"{kind} {fmt_t(shifted)}{shown_margin}, one-sided {fmt_p(p_claim)} "
+                   f"(opposite: {fmt_p(p_opposite)})")
+    return "holds" if p_claim < ALPHA else "fails" if p_opposite < ALPHA else "unsure", numbers
 
 
-def _part(comparison: str, a: Term, op: str, b: Term, finding: Finding, k: float, d: int) -> Part:
+def _part(a: Term, op: str, b: Term, finding: Finding, k: float, d: int) -> Part:
     shown = f"{a.show(d, k)} {op} {b.show(d, k)}" + (f" (±{finding.tolerance * k:g})" if op == "~" else "")
     empty = [t for t in (a, b) if t.constant is None and not t.values]
     if empty:
@@ -296,23 +277,16 @@ def verdict(finding: Finding, records: list[dict[str, Any]],
             continue
         runs = a.records + b.records + [u for u, _ in a.undefined + b.undefined]
         used.update((id(r), r) for r in runs)
-        parts.append(_part(comparison, a, op, b, finding, k, d))
+        parts.append(_part(a, op, b, finding, k, d))
         trained.append(not any(flags.under_trained(r) for r in runs))
     outcomes = {p.outcome for p in parts}
     refuted_trained = any(p.outcome == "fails" and ok for p, ok in zip(parts, trained))
     if missing and not refuted_trained:  # the rest waits for its runs
         return "not run", missing[:1]
-    if "fails" in outcomes:
-        result = "refuted"
-    elif outcomes == {"holds"}:
-        result = "reproduced"
-    elif "n=1" in outcomes:
-        result = "inconclusive (n=1)"
-    else:
-        result = "inconclusive"
-    shown = [p.text for p in parts]
+    result = ("refuted" if "fails" in outcomes else "reproduced" if outcomes == {"holds"}
+              else "inconclusive (n=1)" if "n=1" in outcomes else "inconclusive")
+    shown = [p.text for p in parts] + missing
     under = [r for r in used.values() if flags.under_trained(r)]
-    shown += missing
     # A part refuted on converged runs alone refutes the claim, whatever its other parts' runs
     # (or their absence).
     if under and refuted_trained:
