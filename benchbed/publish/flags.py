@@ -1,6 +1,6 @@
 """What a run or a value can and cannot say, so a leaderboard never rewards it.
 
-Three kinds of flag, all read from the records alone:
+Four kinds of flag, all read from the records alone:
 
 * under-trained: the run stopped on its epoch budget, not on convergence
   (records without a ``convergence`` block come from fixed-epoch runs and
@@ -45,14 +45,13 @@ CLASSES = 10
 CLASS_CE_EPS = 1e-4  # class_ce's default eps
 
 
-def metric_name(record: dict[str, Any], key: str) -> str:
-    """The plugin name behind the suite's metric ``key`` in this record."""
-    spec = record.get("evaluation", {}).get("metrics", {}).get(key) or {}
-    return spec.get("name", key)
-
-
 def metric_params(record: dict[str, Any], key: str) -> dict[str, Any]:
     return record.get("evaluation", {}).get("metrics", {}).get(key) or {}
+
+
+def metric_name(record: dict[str, Any], key: str) -> str:
+    """The plugin name behind the suite's metric ``key`` in this record."""
+    return metric_params(record, key).get("name", key)
 
 
 # ------------------------------------------------------------ under-trained
@@ -113,14 +112,9 @@ def collapsed(record: dict[str, Any]) -> list[str]:
     """Why the run is collapsed (empty: it is not), from any metric with a rule."""
     if record.get("status") != "finished":
         return []
-    reasons = []
-    for key in sorted(record.get("metrics", {})):
-        rule = COLLAPSE_RULES.get(metric_name(record, key))
-        if rule:
-            reason = rule(record["metrics"][key], metric_params(record, key))
-            if reason:
-                reasons.append(reason)
-    return reasons
+    rules = {key: COLLAPSE_RULES.get(metric_name(record, key)) for key in sorted(record.get("metrics", {}))}
+    return [why for key, rule in rules.items()
+            if rule and (why := rule(record["metrics"][key], metric_params(record, key)))]
 
 
 # ---------------------------------------------------------- ceiling / floor
@@ -193,9 +187,7 @@ def bound(records: list[dict[str, Any]], metric_key: str, value: str,
 
 def hides_best(b: Bound, better: str) -> bool:
     """Whether a bounded value could be the column's best: then no cell is bold."""
-    if b.kind == "ceiling":
-        return better == "higher"
-    return better in ("lower", "closer_to_zero")
+    return better == "higher" if b.kind == "ceiling" else better in ("lower", "closer_to_zero")
 
 
 # ----------------------------------------------------------------- undefined
