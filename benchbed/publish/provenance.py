@@ -15,6 +15,10 @@ from typing import Any
 import benchbed
 
 
+def _count(n: int, thing: str) -> str:
+    return f"{n} {thing}{'s' if n != 1 else ''}"
+
+
 def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -46,7 +50,7 @@ def hardware(device, threads: int) -> str:
     import torch
     if device.type == "cuda":
         return f"{torch.cuda.get_device_name(device)} (CUDA {torch.version.cuda})"
-    return f"{cpu_model()}, {threads} torch thread{'s' if threads != 1 else ''}"
+    return f"{cpu_model()}, {_count(threads, 'torch thread')}"
 
 
 def provenance(device, threads: int) -> dict[str, Any]:
@@ -68,9 +72,19 @@ def provenance(device, threads: int) -> dict[str, Any]:
 THREADS = re.compile(r"(\d+) torch threads?\b")
 
 
+def _prov(record: dict[str, Any]) -> dict[str, Any]:
+    """The run's provenance: {} for a run that failed before training (or a hand-made record)."""
+    return record.get("provenance") or {}
+
+
+def _seen(records: list[dict[str, Any]], key: str) -> list[str]:
+    """The distinct values of a provenance field over the runs, sorted."""
+    return sorted({str(value) for r in records if (value := _prov(r).get(key))})
+
+
 def threads_of(record: dict[str, Any]) -> int | None:
     """The run's torch threads: recorded since 0.1, else read from 'hardware'."""
-    prov = record.get("provenance") or {}
+    prov = _prov(record)
     if isinstance(prov.get("threads"), int):
         return prov["threads"]
     match = THREADS.search(str(prov.get("hardware") or ""))
@@ -80,16 +94,12 @@ def threads_of(record: dict[str, Any]) -> int | None:
 def machine_of(record: dict[str, Any]) -> str:
     """CPU model (or GPU) with threads, and the torch version: what a number's
     bits depend on besides the code and the seed."""
-    prov = record.get("provenance") or {}
+    prov = _prov(record)
     return f"{prov.get('hardware') or 'unknown hardware'}, torch {prov.get('torch') or 'unknown'}"
 
 
 def _seconds(record: dict[str, Any]) -> float:
     return (record.get("train_seconds") or 0.0) + (record.get("eval_seconds") or 0.0)
-
-
-def _minutes(seconds: float) -> str:
-    return f"{seconds / 60:.1f} min"
 
 
 def commit_lines(records: list[dict[str, Any]]) -> list[str]:
@@ -98,7 +108,7 @@ def commit_lines(records: list[dict[str, Any]]) -> list[str]:
     A metric added to a suite after its runs were trained is evaluated on the
     stored weights (the run key, and so the training, is unchanged): the page
     then names the commit that evaluated it, and the training's beside it."""
-    provs = [r.get("provenance") or {} for r in records]
+    provs = [_prov(r) for r in records]
     commits = Counter(str(p.get("git_commit") or "unknown") for p in provs)
     later: dict[str, set[str]] = {}
     later_runs: Counter = Counter()
@@ -116,8 +126,7 @@ def commit_lines(records: list[dict[str, Any]]) -> list[str]:
         evaluated = next(iter(later))
         return [f"- git commit: {evaluated} (every run: trained at {trained} under the run keys "
                 f"{evaluated} plans; {', '.join(sorted(later[evaluated]))} evaluated at {evaluated} "
-                f"on the stored weights of {later_runs[evaluated]} run"
-                f"{'s' if later_runs[evaluated] != 1 else ''})"]
+                f"on the stored weights of {_count(later_runs[evaluated], 'run')})"]
     # Runs added to a suite later (or whose settings changed) are trained at a later commit. The
     # page's runs all have the keys the suite plans now, and a change to built-in code that moves
     # results bumps every key (RESULTS_VERSION), so the latest commit repeats every run.
@@ -130,7 +139,7 @@ def commit_lines(records: list[dict[str, Any]]) -> list[str]:
     known = all(finished.values()) and len({finished[c] for c in order[-2:]}) == 2
     if clean and len(commits) > 1 and not later and known:
         latest = order[-1]
-        trained = " and ".join(f"{c} ({commits[c]} run{'s' if commits[c] != 1 else ''})" for c in order)
+        trained = " and ".join(f"{c} ({_count(commits[c], 'run')})" for c in order)
         return [f"- git commit: {latest} (every run under the run keys {latest} plans: trained at {trained})"]
     dirty = sum(1 for p in provs if str(p.get("git_commit")).endswith("+dirty")
                 or any(str(c).endswith("+dirty") for c in (p.get("evaluated") or {})))
@@ -139,15 +148,15 @@ def commit_lines(records: list[dict[str, Any]]) -> list[str]:
     if len(commits) > 1:
         problems.append(f"the runs come from {len(commits)} different commits")
     if len(later) > 1 or (later and len(commits) > 1):
-        problems.append(f"metrics were evaluated later at {len(later)} commit{'s' if len(later) != 1 else ''}")
+        problems.append(f"metrics were evaluated later at {_count(len(later), 'commit')}")
     if dirty:
         problems.append(f"{dirty} of {len(records)} runs from a checkout with uncommitted changes (+dirty)")
     if unknown:
         problems.append(f"{unknown} of {len(records)} runs name no commit for their training or a later evaluation")
-    listed = ", ".join(f"{c} ({n} run{'s' if n != 1 else ''})" for c, n in sorted(commits.items()))
+    listed = ", ".join(f"{c} ({_count(n, 'run')})" for c, n in sorted(commits.items()))
     if later:
         listed += "; evaluated later: " + ", ".join(
-            f"{c} ({', '.join(sorted(later[c]))}; {n} run{'s' if n != 1 else ''})"
+            f"{c} ({', '.join(sorted(later[c]))}; {_count(n, 'run')})"
             for c, n in sorted(later_runs.items()))
     return [f"- **WARNING: not published from one clean commit**: {'; '.join(problems)}. "
             "The code that produced these numbers cannot be checked out; rerun the suite from one "
@@ -158,7 +167,7 @@ def code_lines(records: list[dict[str, Any]]) -> list[str]:
     """Every distribution (benchbed and plugin packages) and version that produced the runs."""
     versions: dict[str, set[str]] = {}
     for r in records:
-        code = (r.get("config") or {}).get("code") or {"benchbed": (r.get("provenance") or {}).get("benchbed")}
+        code = (r.get("config") or {}).get("code") or {"benchbed": _prov(r).get("benchbed")}
         for dist, version in code.items():
             versions.setdefault(dist, set()).add(str(version))
     if not versions:
@@ -168,11 +177,8 @@ def code_lines(records: list[dict[str, Any]]) -> list[str]:
     mixed = sorted(d for d, v in versions.items() if len(v) > 1)
     if mixed:
         line += f". **WARNING: runs of several versions of {', '.join(mixed)} are mixed here.**"
-    pythons = sorted({str((r.get("provenance") or {}).get("python")) for r in records
-                      if (r.get("provenance") or {}).get("python")})
-    platforms = sorted({str((r.get("provenance") or {}).get("platform")) for r in records
-                        if (r.get("provenance") or {}).get("platform")})
-    return [line, f"- Python {', '.join(pythons) or 'unknown'} on {', '.join(platforms) or 'unknown'}"]
+    pythons, platforms = ", ".join(_seen(records, "python")), ", ".join(_seen(records, "platform"))
+    return [line, f"- Python {pythons or 'unknown'} on {platforms or 'unknown'}"]
 
 
 def machine_lines(records: list[dict[str, Any]]) -> list[str]:
@@ -190,8 +196,8 @@ def machine_lines(records: list[dict[str, Any]]) -> list[str]:
             unknown += threads is None
             hours += _seconds(r) * (threads or 1) / 3600
         total += hours
-        lines.append(f"- machine: {machine}: {len(runs)} run{'s' if len(runs) != 1 else ''}, "
-                     f"{_minutes(train)} training + {_minutes(evaluate)} evaluation, "
+        lines.append(f"- machine: {machine}: {_count(len(runs), 'run')}, "
+                     f"{train / 60:.1f} min training + {evaluate / 60:.1f} min evaluation, "
                      f"{hours:.2f} machine-hours")
     note = f"; {unknown} run(s) with unknown threads counted as 1" if unknown else ""
     lines.append(f"- total: {total:.2f} machine-hours (training + evaluation seconds × torch threads, "
@@ -205,8 +211,7 @@ def provenance_footer(records: list[dict[str, Any]], profile: str | None, missin
     metrics = ", ".join(sorted({m for r in broken for m in r["metric_errors"]}))
     # A run that failed before training has no provenance and no numbers: it names no commit.
     ran = [r for r in records if r.get("provenance") or r.get("status") != "failed"]
-    dates = sorted(r["provenance"]["finished"] for r in records
-                   if (r.get("provenance") or {}).get("finished"))
+    dates = sorted(r["provenance"]["finished"] for r in records if _prov(r).get("finished"))
     return [
         "## Provenance", "",
         f"- profile: {profile or 'default'}",
