@@ -1,16 +1,5 @@
-"""How far each run's training went, read from the held-out losses its record keeps.
-
-A table with ``learning_curves: true`` gets a block under it: per row, the held-out
-objective after the first epoch and at the stop, its fall per epoch over the last
-``patience`` epochs, and the floor a of a power law fitted to the epochs,
-
-    L(e) ~= a + b * e^(-c),   e = 1 .. E,   b >= 0, c > 0,
-
-least squares over a grid of c (for each c, a and b are linear). The power law
-levels off more slowly than an exponential, so its floor is the lower, more
-generous extrapolation; it is an extrapolation of this model under this
-schedule, not a bound. A fit that puts more of the fall ahead of the run than
-behind it reads no floor ("still falling"): such a curve has not bent yet.
+"""How far each run's training went, read from the held-out losses its record keeps: the block
+under a table with ``learning_curves: true`` (NOTE, printed under it, says what its columns mean).
 """
 
 from __future__ import annotations
@@ -25,8 +14,10 @@ _C_GRID = np.round(np.arange(0.05, 3.0001, 0.01), 2)
 
 
 def fitted_floor(losses: list[float]) -> float | None:
-    """a of the best power law through L_1 .. L_E (``losses`` without L_0); None when there
-    are too few epochs, the curve rises, or it has not bent yet."""
+    """a of the best power law L(e) ~= a + b * e^(-c) (b >= 0, c > 0) through L_1 .. L_E (``losses``
+    without L_0), least squares over a grid of c; None when there are too few epochs, the curve rises,
+    or it has not bent yet. A power law levels off more slowly than an exponential: its floor is the
+    more generous extrapolation."""
     y = np.asarray(losses, dtype=float)
     if y.size < MIN_EPOCHS or not np.isfinite(y).all():
         return None

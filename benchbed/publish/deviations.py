@@ -36,19 +36,16 @@ def _show(value: Any) -> str:
     return json.dumps(value, default=str)
 
 
-# Where a component's params live in a suite: the prefix's ``name`` picks it.
-_COMPONENT_KINDS = {"dataset": "dataset", "objective": "objective", "divergence": "divergence",
-                    "prior": "prior", "encoder": "architecture", "decoder": "architecture"}
+# Where a component's params live in a suite (the prefix's ``name`` picks it), and a method's components.
+_COMPONENTS = {("metrics", 2): "metric", ("corruptions", 2): "corruption", ("dataset", 1): "dataset"}
+_METHOD_COMPONENTS = {"dataset": "dataset", "objective": "objective", "divergence": "divergence",
+                      "prior": "prior", "encoder": "architecture", "decoder": "architecture"}
 
 
 def _component_kind(parts: list[str]) -> str | None:
-    if parts[0] in ("metrics", "corruptions") and len(parts) == 2:
-        return {"metrics": "metric", "corruptions": "corruption"}[parts[0]]
-    if parts[0] == "dataset" and len(parts) == 1:
-        return "dataset"
     if parts[0] == "methods" and len(parts) == 3:
-        return _COMPONENT_KINDS.get(parts[2])
-    return None
+        return _METHOD_COMPONENTS.get(parts[2])
+    return _COMPONENTS.get((parts[0], len(parts)))
 
 
 def _default(flat: dict[str, Any], key: str) -> Any:
@@ -99,10 +96,8 @@ def profile_differences(data: dict, locs: Locations, profile: str | None) -> lis
     chosen = profile or data.get("default_profile")
     if PAPER_PROFILE not in profiles or chosen in (None, PAPER_PROFILE):
         return []
-    ours, _, _ = apply_profile(dict(data), locs, chosen)
-    paper, _, _ = apply_profile(dict(data), locs, PAPER_PROFILE)
-    ours_flat = {k: v for k, v in _flatten(ours).items() if k.split(".")[0] not in IGNORED}
-    paper_flat = {k: v for k, v in _flatten(paper).items() if k.split(".")[0] not in IGNORED}
+    ours_flat, paper_flat = ({k: v for k, v in _flatten(apply_profile(dict(data), locs, name)[0]).items()
+                              if k.split(".")[0] not in IGNORED} for name in (chosen, PAPER_PROFILE))
     # One line per difference; the same change in several methods is one line.
     grouped: dict[tuple[str, str, str], list[str]] = {}
     for key in sorted(set(ours_flat) | set(paper_flat)):
