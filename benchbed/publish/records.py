@@ -29,24 +29,15 @@ def records_dir(leaderboard_dir: Path, name: str) -> Path:
     return leaderboard_dir / name / "records"
 
 
-def figures_dir(leaderboard_dir: Path, name: str) -> Path:
-    return leaderboard_dir / name / "figures"
-
-
 def finite_metrics(metrics: dict[str, dict[str, float]]) -> tuple[dict[str, dict[str, Any]], list[str]]:
     """Metric values with NaN and infinities as null (JSON has neither), and
     the ``metric/value`` names that were not finite (e.g. a standard error
     over one sample)."""
-    out: dict[str, dict[str, Any]] = {}
-    not_finite = []
-    for key, values in metrics.items():
-        out[key] = {}
-        for name, value in values.items():
-            if isinstance(value, float) and not math.isfinite(value):
-                not_finite.append(f"{key}/{name} = {value}")
-                value = None
-            out[key][name] = value
-    return out, not_finite
+    bad = [(key, name) for key, values in metrics.items() for name, value in values.items()
+           if isinstance(value, float) and not math.isfinite(value)]
+    out = {key: {name: None if (key, name) in bad else value for name, value in values.items()}
+           for key, values in metrics.items()}
+    return out, [f"{key}/{name} = {metrics[key][name]}" for key, name in bad]
 
 
 def not_finite_values(record: dict[str, Any]) -> dict[tuple[str, str], str]:
@@ -139,7 +130,7 @@ def export_run(run: PlannedRun, store: Store, leaderboard_dir: Path, name: str,
     atomic_write(target, json.dumps(record, indent=2, sort_keys=True, default=str,
                                     allow_nan=False) + "\n")
     if with_figures:
-        target = figures_dir(leaderboard_dir, name) / run.slug
+        target = leaderboard_dir / name / "figures" / run.slug
         for rel in record["figures"]:
             source = store.run_dir(run.key) / rel
             if source.exists():
