@@ -226,8 +226,7 @@ def render_table(table: Table, suite: Suite, records: list[dict[str, Any]],
                 else:
                     line += [paper or "", ""]
         body.append(line)
-    lines.append(_table(body, header))
-    lines.append("")
+    lines += [_table(body, header), ""]
     directions = {"higher": "higher is better", "lower": "lower is better",
                   "closer_to_zero": "closer to 0 is better"}
     legend = "; ".join(f"{c.header}: {directions[c.better]}" for c in table.columns
@@ -250,16 +249,13 @@ def render_table(table: Table, suite: Suite, records: list[dict[str, Any]],
                 error = r.get("metric_errors", {}).get(column.metric) or _not_finite(r, column)
                 if error and r["status"] == "finished":
                     failures.add((r["label"], r["latent_dim"], r["seed"], f"metric {column.metric}: {error}"))
-    for label, dim, seed, reason in sorted(failures):
-        lines.append(f"- failed: {label} z={dim} seed={seed}: {reason}")
+    lines += [f"- failed: {label} z={dim} seed={seed}: {why}" for label, dim, seed, why in sorted(failures)]
     missing = _missing_values(table, records)
     lines += missing
     if failures or missing:
         lines.append("")
-    for note in table.notes:
-        lines.append(f"- {note}")
     if table.notes:
-        lines.append("")
+        lines += [f"- {note}" for note in table.notes] + [""]
     lines += _learning_curves(table, groups)
     lines += _figures(table, groups, figure_root)
     return "\n".join(lines)
@@ -370,9 +366,7 @@ def render(suite: Suite, records: list[dict[str, Any]], figure_root: str,
                   "the stored weights (and trains again where none are stored).", ""]
     for table in suite.leaderboards:
         lines.append(render_table(table, suite, records, figure_root))
-    findings = render_findings(suite, records)
-    if findings:
-        lines += findings
+    lines += render_findings(suite, records)
     lines += ["## Deviations from the paper's protocol", ""]
     lines += [f"- {d}" for d in deviations] or ["- none"]
     lines.append("")
