@@ -182,23 +182,21 @@ class Part:
     text: str
 
 
-def _statistic(a: Term, b: Term) -> TStatistic:
-    """t for mean(a) - mean(b): Welch's, or one-sample against a number."""
+def _statistic(a: Term, b: Term) -> tuple[TStatistic, str]:
+    """t for mean(a) - mean(b), and its test: Welch's, or one-sample against a number."""
     if a.constant is not None and b.constant is not None:
-        return TStatistic(a.constant - b.constant, 0.0, math.nan)
+        return TStatistic(a.constant - b.constant, 0.0, math.nan), "exact"
     if b.constant is not None:
-        return one_sample(a.values, b.constant)
+        return one_sample(a.values, b.constant), "one-sample"
     if a.constant is not None:
         stat = one_sample(b.values, a.constant)
-        return TStatistic(-stat.estimate, stat.se, stat.df)
-    return welch(a.values, b.values)
+        return TStatistic(-stat.estimate, stat.se, stat.df), "one-sample"
+    return welch(a.values, b.values), "Welch"
 
 
 def _test(a: Term, op: str, b: Term, margin: float, scale: float = 1.0) -> tuple[str, str]:
     """(outcome, the test's numbers) for 'a op b'; d = mean(a) - mean(b); margins shown times ``scale``."""
-    stat = _statistic(a, b)
-    kind = ("Welch" if a.constant is None and b.constant is None else
-            "one-sample" if a.constant is None or b.constant is None else "exact")
+    stat, kind = _statistic(a, b)
     if op == "~":  # TOST: equivalent when both d > -margin and d < margin are shown
         p_claim = max(stat.at(-margin).p_greater(), stat.at(margin).p_less())
         p_opposite = min(stat.at(margin).p_greater(), stat.at(-margin).p_less())
