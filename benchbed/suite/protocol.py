@@ -15,7 +15,8 @@ from typing import Annotated, Any, Literal
 
 import re
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, Strict, field_validator, model_validator
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, PositiveInt, Strict, field_validator,
+                      model_validator)
 
 KEY_PATTERN = re.compile(r"^[A-Za-z0-9_.-]+$")
 # A method's component slots, in order, and the plugin kind each holds.
@@ -61,10 +62,23 @@ class Reference(Spec):
     page: int | None = Field(None, description="page of the paper")
 
 
+def _page_text(text: str) -> str:
+    """A label or header goes into Markdown tables, image captions and headings as written."""
+    marked = sorted({c for c in text if c in "[]<>`*\n\r"})
+    if marked:
+        shown = ", ".join("a line break" if c in "\n\r" else repr(c) for c in marked)
+        raise ValueError(f"holds {shown}, which the leaderboard page would read as Markdown or HTML; "
+                         "write it without them")
+    return text
+
+
+PageText = Annotated[str, AfterValidator(_page_text)]
+
+
 class Method(Spec):
     """One method: an objective with its divergence, prior and networks."""
 
-    label: str | None = Field(None, description="display name (defaults to the key)")
+    label: PageText | None = Field(None, description="display name (defaults to the key)")
     objective: ComponentRef = kind_field("objective")
     divergence: ComponentRef | None = kind_field(
         "divergence", None, "D(q(z)||p(z)); omitted: the objective's default")
@@ -183,7 +197,7 @@ class Column(Spec):
     """One leaderboard column: a metric value, its direction and the
     paper's numbers by method key."""
 
-    header: str
+    header: PageText
     metric: str = Field(description="a key of the suite's metrics section")
     value: str = Field(description="which value the metric reports, e.g. 'accuracy/clean'")
     better: Literal["higher", "lower", "closer_to_zero", "none"] = "higher"
