@@ -494,3 +494,19 @@ def test_a_label_with_a_pipe_or_a_line_break_keeps_its_table_row():
     table = [line for line in text.splitlines() if line.startswith("|")]
     cells = {len(re.split(r"(?<!\\)\|", line)) for line in table[:5]}
     assert len(cells) == 1 and any("A \\| B C" in line for line in table)
+
+
+def test_a_method_that_trains_otherwise_than_the_rest_is_named_on_the_page(write_suite):
+    from benchbed.plan.loaded import load
+    from benchbed.publish.deviations import deviations_for
+    from conftest import TINY_SUITE
+    suite = write_suite(TINY_SUITE.replace("    objective: {name: vimae}\n",
+                                           "    objective: {name: vimae}\n    training: {batch_size: 20}\n"
+                                           "    training_at: {3: {epochs: 5}}\n")
+                        .replace("grid: {latent_dim: [2], seed: [0]}", "grid: {latent_dim: [2, 3], seed: [0, 1]}"))
+    lines = [line for line in deviations_for(load(suite)) if line.startswith("Not every run")]
+    assert lines == [
+        "Not every run trains alike: `training.batch_size` is 50 for elbo; 20 for vimae_n.",
+        "Not every run trains alike: `training.epochs` is 2 for elbo, vimae_n at z=2; 5 for vimae_n at z=3."]
+    assert not [line for line in deviations_for(load(write_suite(TINY_SUITE, "alike.yaml")))
+                if line.startswith("Not every run")]

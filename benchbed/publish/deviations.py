@@ -119,5 +119,28 @@ def profile_differences(data: dict, locs: Locations, profile: str | None) -> lis
     return lines
 
 
+def training_differences(loaded: LoadedSuite) -> list[str]:
+    """Settings of training that are not the same for every run (a method's own ``training``, or its
+    ``training_at`` one latent size), one line each: a comparison is fair only where a reader sees them."""
+    sizes: dict[str, set[int]] = {}
+    values: dict[str, dict[str, dict[str, set[int]]]] = {}  # setting -> value -> method -> sizes
+    for run in loaded.runs:
+        sizes.setdefault(run.method, set()).add(run.latent_dim)
+        for key, value in _flatten(run.config["training"]).items():
+            values.setdefault(key, {}).setdefault("not set" if value is None else _show(value), {}).setdefault(run.method, set()).add(
+                run.latent_dim)
+    lines = []
+    for key, by_value in sorted(values.items()):
+        if len(by_value) < 2:
+            continue
+        shown = "; ".join(
+            f"{value} for " + ", ".join(m if at == sizes[m] else f"{m} at z={'/'.join(map(str, sorted(at)))}"
+                                        for m, at in methods.items())
+            for value, methods in by_value.items())
+        lines.append(f"Not every run trains alike: `training.{key}` is {shown}.")
+    return lines
+
+
 def deviations_for(loaded: LoadedSuite) -> list[str]:
-    return [*loaded.suite.deviations, *profile_differences(loaded.raw, loaded.raw_locs, loaded.profile)]
+    return [*loaded.suite.deviations, *profile_differences(loaded.raw, loaded.raw_locs, loaded.profile),
+            *training_differences(loaded)]
