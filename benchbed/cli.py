@@ -17,6 +17,7 @@ import argparse
 import inspect
 import json
 import os
+import shlex
 import signal
 import sqlite3
 import sys
@@ -223,16 +224,16 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         print(f"warning: {problem}", file=sys.stderr)
     if board.path is None:
         name = publish_name(loaded.suite.name, loaded.profile, loaded.default_profile)
-        stale = (f" ({board.stale} stale: an older config, or runs no longer planned)"
+        stale = (f" ({board.stale} stale, their settings then → now: {'; '.join(board.stale_why)})"
                  if board.stale else "")
         print(f"error: no usable records for {name} in {records_dir(leaderboards, name)}{stale}: "
-              f"run `benchbed run {args.suite}"
-              f"{f' --profile {args.profile}' if args.profile else ''}` first; no leaderboard written",
-              file=sys.stderr)
+              f"run `benchbed run {shlex.quote(args.suite)}"
+              f"{f' --profile {shlex.quote(args.profile)}' if args.profile else ''}` first; no leaderboard "
+              "written", file=sys.stderr)
         return 1
     print(f"wrote {board.path} from {board.records - board.stale} record(s)"
-          + (f"; {board.stale} stale record(s) (an older config, or a run no longer planned) left out"
-             if board.stale else "")
+          + (f"; {board.stale} stale record(s) left out (their settings then → now: "
+             f"{'; '.join(board.stale_why)})" if board.stale else "")
           + (f"; {len(board.bad)} damaged record file(s) skipped" if board.bad else ""))
     return 1 if board.bad else 0
 

@@ -118,11 +118,14 @@ def test_records_of_an_older_config_or_of_a_run_no_longer_planned_are_named_stal
     assert main(["leaderboard", str(tiny_suite), "--leaderboards", str(boards)]) == 0
     page = (boards / "tiny.md").read_text()
     assert "**1 stale record(s) ignored**" in page and "vimae_n__z2__s0" in page
-    assert "1 stale record(s) (an older config, or a run no longer planned) left out" in capsys.readouterr().out
+    assert ("1 stale record(s) left out (their settings then → now: 1 × a run the suite no longer plans)"
+            in capsys.readouterr().out)
     # Every record stale (a longer training changes every key): the page stays as it was.
     tiny_suite.write_text(text.replace("training: {epochs: 2, batch_size: 50}", "training: {epochs: 3, batch_size: 50}"))
     assert main(["leaderboard", str(tiny_suite), "--leaderboards", str(boards)]) == 1
-    assert "no usable records for tiny" in capsys.readouterr().err and (boards / "tiny.md").read_text() == page
+    err = capsys.readouterr().err
+    assert "no usable records for tiny" in err and (boards / "tiny.md").read_text() == page
+    assert "(2 stale, their settings then → now: 2 × training.epochs 2 → 3)" in err
 
 
 def test_a_metric_the_suite_now_defines_otherwise_shows_no_old_value(tiny_suite, tmp_path):

@@ -23,11 +23,11 @@ IGNORED = ("title", "description", "leaderboards", "findings", "deviations", "pr
            "executor")
 
 
-def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
     if isinstance(value, dict):
         out: dict[str, Any] = {}
         for key, sub in value.items():
-            out.update(_flatten(sub, f"{prefix}.{key}" if prefix else str(key)))
+            out.update(flatten(sub, f"{prefix}.{key}" if prefix else str(key)))
         return out
     return {prefix: value}
 
@@ -96,7 +96,7 @@ def profile_differences(data: dict, locs: Locations, profile: str | None) -> lis
     chosen = profile or data.get("default_profile")
     if PAPER_PROFILE not in profiles or chosen in (None, PAPER_PROFILE):
         return []
-    ours_flat, paper_flat = ({k: v for k, v in _flatten(apply_profile(dict(data), locs, name)[0]).items()
+    ours_flat, paper_flat = ({k: v for k, v in flatten(apply_profile(dict(data), locs, name)[0]).items()
                               if k.split(".")[0] not in IGNORED} for name in (chosen, PAPER_PROFILE))
     # One line per difference; the same change in several methods is one line.
     grouped: dict[tuple[str, str, str], list[str]] = {}
@@ -126,7 +126,7 @@ def training_differences(loaded: LoadedSuite) -> list[str]:
     values: dict[str, dict[str, dict[str, set[int]]]] = {}  # setting -> value -> method -> sizes
     for run in loaded.runs:
         sizes.setdefault(run.method, set()).add(run.latent_dim)
-        for key, value in _flatten(run.config["training"]).items():
+        for key, value in flatten(run.config["training"]).items():
             values.setdefault(key, {}).setdefault("not set" if value is None else _show(value), {}).setdefault(run.method, set()).add(
                 run.latent_dim)
     lines = []

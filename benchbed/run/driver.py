@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchbed.publish.deviations import deviations_for
+from benchbed.publish.deviations import deviations_for, flatten
 from benchbed.errors import BenchbedError, NoSpace, WorkStopped, did_you_mean
 from benchbed.files import atomic_write, file_lock, is_no_space, remove_stale_temps, temp_name
 from benchbed.plan.executor_spec import resolve_executor
@@ -91,6 +91,7 @@ class Leaderboard:
     records: int  # record files read
     bad: list[BadRecord]
     stale: int = 0  # of them, records of an older config, left out of the page
+    stale_why: list[str] = field(default_factory=list)  # what differs, most common first
 
 
 def build_leaderboard(loaded: LoadedSuite, leaderboard_dir: Path) -> Leaderboard:
@@ -103,13 +104,14 @@ def build_leaderboard(loaded: LoadedSuite, leaderboard_dir: Path) -> Leaderboard
     found, bad = read_records(leaderboard_dir, name)
     if not found:
         return Leaderboard(None, 0, bad)
-    records, stale, stale_metrics = [], [], Counter()
+    records, stale, stale_metrics, why = [], [], Counter(), Counter()
     for record in found:
         slug = record_slug(record)
         run = planned.get(slug)
         if run is None or run.key != record["run_key"]:
             # an older config of a planned run, or a run the suite no longer plans
             stale.append(slug)
+            why.update([_stale_why(record, run)])
             continue
         # A metric the suite now defines otherwise: its old value must not show under the new name.
         wanted = metric_hashes(run.evaluation)
@@ -119,8 +121,9 @@ def build_leaderboard(loaded: LoadedSuite, leaderboard_dir: Path) -> Leaderboard
             record = _without(record, older)
             stale_metrics.update(older)
         records.append(record)
+    stale_why = [f"{n} × {text}" for text, n in why.most_common()]
     if not records:  # only stale ones: a page of dashes would overwrite the last good one
-        return Leaderboard(None, len(found), bad, len(stale))
+        return Leaderboard(None, len(found), bad, len(stale), stale_why)
     target = leaderboard_dir / f"{name}.md"
     args = _command(loaded.path, suite.profile, default, leaderboard_dir)
     text = render(suite, records, figure_root=f"{name}/figures",
@@ -131,7 +134,18 @@ def build_leaderboard(loaded: LoadedSuite, leaderboard_dir: Path) -> Leaderboard
     for folder in (target.parent, records_dir(leaderboard_dir, name)):
         remove_stale_temps(folder)  # a killed writer's: never committed
     atomic_write(target, text)
-    return Leaderboard(target, len(found), bad, len(stale))
+    return Leaderboard(target, len(found), bad, len(stale), stale_why)
+
+
+def _stale_why(record: dict[str, Any], run: PlannedRun | None) -> str:
+    """What makes a record stale, in a few words: the settings that differ from the suite's now."""
+    if run is None:
+        return "a run the suite no longer plans"
+    then, now = flatten(record.get("config") or {}), flatten(run.config)
+    changed = [f"{k} {then.get(k, 'unset')} → {now.get(k, 'unset')}" for k in sorted(then.keys() | now.keys())
+               if then.get(k) != now.get(k)]
+    return ("; ".join(changed[:3]) + (f" (and {len(changed) - 3} more)" if len(changed) > 3 else "")
+            if changed else "another run key for the same settings (an older benchbed)")
 
 
 def _published_complete(run: PlannedRun, record: dict[str, Any] | None) -> bool:
