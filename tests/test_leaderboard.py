@@ -325,6 +325,23 @@ def test_runs_trained_at_two_clean_commits_name_the_latest_and_each_commits_shar
     assert "**WARNING: not published from one clean commit**: the runs come from 3 different commits" in footer
 
 
+def test_runs_of_two_commits_with_a_metric_evaluated_later_name_the_latest_if_it_was_not_re_evaluated():
+    # vimae: 18 runs trained at one commit, 9 of them given a new metric later, 3 retrained last
+    rows = records()
+    for i, r in enumerate(rows):
+        late = i < 3
+        r["provenance"] = dict(MACHINE, git_commit="aaaaaaaaaaaa" if late else "cccccccccccc",
+                               finished="2026-11-30 10:00 UTC" if late else "2026-11-29 10:00 UTC")
+        if not late:
+            r["provenance"]["evaluated"] = {"bbbbbbbbbbbb": ["acc"]}
+    footer = render(SUITE, rows, "f", [], "r", "l").split("## Provenance")[1]
+    assert ("- git commit: aaaaaaaaaaaa (every run under the run keys and metric specs aaaaaaaaaaaa plans: "
+            "trained at cccccccccccc (6 runs) and aaaaaaaaaaaa (3 runs); acc evaluated at bbbbbbbbbbbb on the "
+            "stored weights of 6 runs)") in footer and "WARNING" not in footer
+    # the latest commit's own runs re-evaluated later: a spec changed after it, so it does not repeat them
+    rows[0]["provenance"]["evaluated"] = {"bbbbbbbbbbbb": ["acc"]}
+    assert "WARNING" in render(SUITE, rows, "f", [], "r", "l").split("## Provenance")[1]
+
 def test_a_record_names_a_later_evaluation_only_for_values_it_holds(tmp_path):
     from types import SimpleNamespace
     from benchbed.publish.records import _provenance

@@ -137,10 +137,18 @@ def commit_lines(records: list[dict[str, Any]]) -> list[str]:
     order = sorted(commits, key=lambda c: finished[c])
     # The latest must be known: every commit with a finish time, the last one alone at its minute.
     known = all(finished.values()) and len({finished[c] for c in order[-2:]}) == 2
-    if clean and len(commits) > 1 and not later and known:
+    # Metrics evaluated later at other commits: the latest commit's own runs were evaluated under every
+    # metric spec the page shows; with no later evaluation of theirs, no spec changed after it.
+    latest_evaluated_later = known and any(p.get("evaluated") for p in provs
+                                           if str(p.get("git_commit")) == order[-1])
+    if clean and len(commits) > 1 and known and not latest_evaluated_later:
         latest = order[-1]
         trained = " and ".join(f"{c} ({_count(commits[c], 'run')})" for c in order)
-        return [f"- git commit: {latest} (every run under the run keys {latest} plans: trained at {trained})"]
+        evaluated = "".join(f"; {', '.join(sorted(later[c]))} evaluated at {c} on the stored weights of "
+                            f"{_count(later_runs[c], 'run')}" for c in sorted(later))
+        planned = "the run keys and metric specs" if later else "the run keys"
+        return [f"- git commit: {latest} (every run under {planned} {latest} plans: trained at {trained}"
+                f"{evaluated})"]
     dirty = sum(1 for p in provs if str(p.get("git_commit")).endswith("+dirty")
                 or any(str(c).endswith("+dirty") for c in (p.get("evaluated") or {})))
     unknown = sum(1 for p in provs if not p.get("git_commit") or "unknown" in (p.get("evaluated") or {}))
