@@ -34,6 +34,16 @@ def test_plain_progress_prints_runs_done_epochs_metrics_and_an_eta():
     assert lines[-1].startswith("[1/2] elbo z=2 seed=0: finished in 12s (ETA 0:00:")
 
 
+def test_runs_that_start_together_get_their_own_numbers():
+    stream = io.StringIO()
+    progress = PlainProgress(stream)
+    progress.start(4, 0, "suite (cpu)")
+    progress.on_event(events.Started(key="k1", label="a", resume=False))
+    progress.on_event(events.Started(key="k2", label="b", resume=False))  # --jobs 2: before a finishes
+    progress.on_event(events.Started(key="k1", label="a", resume=True))  # a again after its worker died
+    assert stream.getvalue().splitlines()[1:] == ["[1/4] a: started", "[2/4] b: started",
+                                                  "[1/4] a: resuming from checkpoint"]
+
 def test_a_pipe_gets_plain_lines():
     assert type(make_progress()) is PlainProgress  # pytest captures stderr: not a terminal
 

@@ -16,6 +16,7 @@ class PlainProgress:
     def __init__(self, stream: TextIO | None = None):
         self.stream = stream or sys.stderr
         self.total = self.done = self.failed = 0
+        self.number: dict[str, int] = {}  # run key -> its place in the order runs began (two may run at once)
         self.started = time.monotonic()
         self.finished_seconds: list[float] = []
 
@@ -36,7 +37,8 @@ class PlainProgress:
     def on_event(self, event: Event) -> None:
         label = (event.label or event.key) if isinstance(event, RunEvent) else ""
         if isinstance(event, Started):
-            self.say(f"[{self.done + 1}/{self.total}] {label}: "
+            number = self.number.setdefault(event.key, len(self.number) + 1)
+            self.say(f"[{number}/{self.total}] {label}: "
                      f"{'resuming from checkpoint' if event.resume else 'started'}")
         elif isinstance(event, Resumed):
             self.say(f"  {label}: resumed at step {event.step}")
