@@ -211,12 +211,37 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     return 0
 
 
+def _uninstalled_code(leaderboards: Path) -> list[str]:
+    """Plugin distributions (and versions) that committed records name but this environment lacks."""
+    from benchbed.plugin_api.registry import BUILTIN_DISTRIBUTION, get_registry
+    installed = {s.distribution for s in get_registry().sources} | {BUILTIN_DISTRIBUTION}
+    named = set()
+    for path in leaderboards.glob("*/records/*.json"):
+        try:
+            code = json.loads(path.read_text()).get("config", {}).get("code", {})
+        except (OSError, ValueError, AttributeError):
+            continue  # a damaged record is reported where it is read
+        if isinstance(code, dict):
+            named |= {f"{d} {v}" for d, v in code.items() if d not in installed and not d.startswith("local ")}
+    return sorted(named)
+
+
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     from benchbed.plan.loaded import load
     from benchbed.publish.records import publish_name, records_dir
     from benchbed.run.driver import build_leaderboard, check_output_folder
+    from benchbed.suite.load import SuiteInvalid
 
-    loaded, leaderboards = load(args.suite, args.profile), Path(args.leaderboards)
+    leaderboards = Path(args.leaderboards)
+    try:
+        loaded = load(args.suite, args.profile)
+    except SuiteInvalid as exc:
+        if any("unknown" in p.message for p in exc.problems):
+            missing = _uninstalled_code(leaderboards)
+            if missing:  # e.g. a plugin uninstalled after its runs were recorded
+                print(f"note: records under {leaderboards} were made with {', '.join(missing)}, not installed "
+                      "here; install it to rebuild their pages", file=sys.stderr)
+        raise
     if leaderboards.exists():
         check_output_folder(leaderboards, "--leaderboards")
     board = build_leaderboard(loaded, leaderboards)

@@ -224,3 +224,19 @@ def test_a_run_whose_metric_failed_is_counted_as_the_page_shows_it(write_suite, 
 def row_cells(page, label):
     line = next(line for line in page.splitlines() if line.startswith(f"| {label} "))
     return [cell.strip() for cell in line.strip("|").split("|")]
+
+
+def test_a_page_whose_plugin_was_uninstalled_says_which_distribution_its_records_name(tiny_suite, tmp_path,
+                                                                                    capsys):
+    boards = tmp_path / "boards"
+    assert run_cli(str(tiny_suite), "--store", str(tmp_path / "store"), "--leaderboards", str(boards)) == 0
+    [record] = [p for p in (boards / "tiny" / "records").glob("elbo*.json")]
+    data = json.loads(record.read_text())
+    data["config"]["code"]["benchbed-energy"] = "0.2.0"  # as if made with a plugin since uninstalled
+    record.write_text(json.dumps(data))
+    tiny_suite.write_text(tiny_suite.read_text().replace("objective: {name: elbo}", "objective: {name: energy_vae}"))
+    assert main(["leaderboard", str(tiny_suite), "--leaderboards", str(boards)]) == 2
+    err = capsys.readouterr().err
+    assert "unknown objective 'energy_vae'" in err and "Traceback" not in err
+    assert (f"note: records under {boards} were made with benchbed-energy 0.2.0, not installed here; install it "
+            "to rebuild their pages") in err
