@@ -529,3 +529,9 @@ def test_a_method_that_trains_otherwise_than_the_rest_is_named_on_the_page(write
         "Not every run trains alike: `training.epochs` is 2 for elbo, vimae_n at z=2; 5 for vimae_n at z=3."]
     assert not [line for line in deviations_for(load(write_suite(TINY_SUITE, "alike.yaml")))
                 if line.startswith("Not every run")]
+
+
+def test_a_huge_value_is_shown_in_powers_of_ten_not_in_all_its_digits():
+    from benchbed.publish.leaderboard import _number
+    assert _number(1e300, 2) == "1.00e+300" and _number(-3.5e12, 1) == "-3.50e+12"
+    assert _number(123456.789, 2) == "123456.79" and _number(0.00042, 4) == "0.0004"

@@ -38,6 +38,11 @@ def _table(body: list[list[Any]], header: list[str]) -> str:
                     tablefmt="github", disable_numparse=True)
 
 
+def _number(value: float, digits: int) -> str:
+    """Fixed point with the column's digits; a magnitude of 1e9 or more in powers of ten, not 300 digits."""
+    return f"{value:.{digits}f}" if abs(value) < 1e9 else f"{value:.{max(digits, 2)}e}"
+
+
 def _raw(record: dict[str, Any], column: Column) -> float | None:
     value = record["metrics"].get(column.metric, {}).get(column.value)
     return value if value is not None and math.isfinite(value) else None
@@ -74,10 +79,10 @@ class Cell:
             if self.undefined:
                 return f"{self.undefined[0].text} (n={len(self.undefined)}{extra})"
             return "failed" if self.failed else "—"
-        mean = f"{self.mean:.{digits}f}"
+        mean = _number(self.mean, digits)
         if best:
             mean = f"**{mean}**"
-        spread = f" ± {statistics.stdev(self.values):.{digits}f}" if len(self.values) > 1 else ""
+        spread = f" ± {_number(statistics.stdev(self.values), digits)}" if len(self.values) > 1 else ""
         if self.bound:
             return f"{self.bound.text} ({mean}{spread}, n={len(self.values)}{extra})"
         return f"{mean}{spread} (n={len(self.values)}{extra})"
