@@ -64,7 +64,7 @@ class Reference(Spec):
 
 def _page_text(text: str) -> str:
     """A label or header goes into Markdown tables, image captions and headings as written."""
-    marked = sorted({c for c in text if c in "[]<>`*\n\r"})
+    marked = sorted({c for c in text if c in "[]<`\n\r"})  # captions, HTML, code spans, rows
     if marked:
         shown = ", ".join("a line break" if c in "\n\r" else repr(c) for c in marked)
         raise ValueError(f"holds {shown}, which the leaderboard page would read as Markdown or HTML; "
