@@ -228,7 +228,8 @@ def _uninstalled_code(leaderboards: Path) -> list[str]:
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     from benchbed.plan.loaded import load
-    from benchbed.publish.records import publish_name, records_dir
+    from benchbed.publish.records import records_dir
+    from benchbed.suite.source import publish_name
     from benchbed.run.driver import build_leaderboard, check_output_folder
     from benchbed.suite.load import SuiteInvalid
 

@@ -22,7 +22,6 @@ from typing import Any
 from benchbed.files import atomic_write, remove_stale_temps
 from benchbed.plan.runs import PlannedRun
 from benchbed.run.store import Store, metric_hashes, read_json
-from benchbed.suite.source import publish_name  # noqa: F401  (the publishing stage's name for it)
 
 
 def records_dir(leaderboard_dir: Path, name: str) -> Path:

@@ -19,9 +19,10 @@ from benchbed.plan.runs import PlannedRun
 from benchbed.plugin_api.registry import get_registry
 from benchbed.run.progress import PlainProgress
 from benchbed.publish.records import (BadRecord, export, export_run, first_seeds, not_finite_values,
-                                      publish_name, read_records, records_dir)
+                                      read_records, records_dir)
 from benchbed.run.store import LOCK, Store, metric_hashes
 from benchbed.run.tasks import RunTask, TaskOutcome, unpack_dir
+from benchbed.suite.source import publish_name
 
 
 @dataclass
