@@ -28,7 +28,7 @@ from typing import Any
 from benchbed import __version__
 from benchbed.errors import BenchbedError, did_you_mean
 from benchbed.files import as_no_space, is_no_space
-from benchbed.paths import default_store
+from benchbed.paths import ENV_STORE, default_store
 
 # The commands import the stages they use when they run, not here: processes
 # that executors spawn re-import this module, and a queue manager must start
@@ -76,10 +76,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     from benchbed.run.progress import make_progress
     from benchbed.run.driver import run_suite
 
-    report = run_suite(load(args.suite, args.profile), Path(args.store), _executor_override(args),
-                       make_progress(force_plain=args.plain), Path(args.leaderboards),
-                       retry_failed=args.retry_failed, only=args.only, rerun_published=args.rerun,
-                       wait=args.wait)
+    # A bad store is named as the user gave it: the flag, the environment variable or the default.
+    named = "--store" if args.store else f"${ENV_STORE}" if os.environ.get(ENV_STORE) else "the default store"
+    report = run_suite(load(args.suite, args.profile), Path(args.store or default_store()),
+                       _executor_override(args), make_progress(force_plain=args.plain),
+                       Path(args.leaderboards), retry_failed=args.retry_failed, only=args.only,
+                       rerun_published=args.rerun, wait=args.wait, store_named=named)
     elsewhere = f", {len(report.elsewhere)} running elsewhere" if report.elsewhere else ""
     broken = f" ({len(report.metric_failed)} with a failed metric)" if report.metric_failed else ""
     print(f"{report.finished} run(s) finished{broken}, {len(report.failed)} failed{elsewhere}, "
@@ -280,8 +282,7 @@ def build_parser(executor_flags: dict[str, list[tuple[str, str, str]]] | None = 
     run = sub.add_parser("run", help="train and evaluate a suite, then write its leaderboard")
     run.add_argument("suite")
     run.add_argument("--profile", help="the suite profile (default: the suite's default_profile)")
-    run.add_argument("--store", default=str(default_store()),
-                     help="run store (default: $BENCHBED_STORE or ./runs)")
+    run.add_argument("--store", help="run store (default: $BENCHBED_STORE or ./runs)")
     run.add_argument("--leaderboards", default="leaderboards", help="where leaderboards go")
     run.add_argument("--executor", help="executor plugin (default: the suite's executor, else local)")
     run.add_argument("--executor-opt", action="append", metavar="KEY=VALUE",

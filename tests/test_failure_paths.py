@@ -141,6 +141,22 @@ def test_a_nan_value_in_a_column_shows_as_a_failure_that_says_why(copy, capsys):
     assert row.rstrip(" |").endswith("failed")
     assert ("- failed: ELBO-VAE z=2 seed=0: metric mi: returned nan for 'mutual_info_se', "
             "not a finite number") in page
+    assert "- runs: 1 finished (1 with a failed metric: mi), 0 failed" in page
+
+
+def test_a_nan_value_the_page_reads_makes_the_run_partly_failed_in_the_summary(tmp_path, capsys):
+    suite = tmp_path / "tiny.yaml"
+    suite.write_text(SUITE.lstrip() + "      - {header: MI se, metric: mi, value: mutual_info_se}\n")
+    assert run_cli(*args(suite, tmp_path / "store", tmp_path / "boards")) == 1
+    out = capsys.readouterr().out
+    assert "1 run(s) finished (1 with a failed metric), 0 failed" in out
+    assert "PARTLY FAILED elbo z=2 seed=0: not a finite number: mi/mutual_info_se = nan" in out
+
+
+def test_a_nan_value_no_column_reads_is_no_failure(trained):
+    # The trained fixture's run has the same nan standard error, which no column reads: it exited 0.
+    page = (trained / "boards" / "tiny.md").read_text()
+    assert "- runs: 1 finished, 0 failed" in page and "failed:" not in page
 
 
 def test_a_metric_value_that_is_no_number_fails_that_metric_alone():
@@ -293,6 +309,18 @@ def test_a_damaged_or_stale_index_is_rebuilt_from_the_run_folders(copy, capsys):
     index.close()
 
 
+def test_an_index_deleted_while_in_use_is_called_deleted_not_damaged(tmp_path):
+    from benchbed.run.store import Store
+
+    said: list[str] = []
+    store = Store(tmp_path / "store", say=said.append)
+    (tmp_path / "store" / "index.sqlite").unlink()  # e.g. `rm -rf` of the store during a run
+    store._guarded(lambda db: db.execute("INSERT INTO runs VALUES ('k', 'finished', NULL, '{}', 1.0, 0.0)"))
+    [line] = said
+    assert "index.sqlite was deleted while in use" in line and "going on without it" in line
+    assert "damaged" not in line and not list((tmp_path / "store").glob("*.damaged-*"))
+
+
 def test_a_locked_index_is_waited_for_then_reported_in_one_line(copy, capsys, monkeypatch):
     from benchbed.run.store import Store
 
@@ -418,6 +446,14 @@ def test_store_or_leaderboards_that_cannot_be_written_are_refused_before_any_wor
         locked.mkdir(mode=0o555)
         assert run_cli(*args(tiny_suite, locked / "store", tmp_path / "b")) == 2
         assert "cannot write there" in capsys.readouterr().err
+
+
+def test_a_store_given_by_the_environment_is_named_as_such(tiny_suite, tmp_path, capsys, monkeypatch):
+    afile = tmp_path / "a-file"
+    afile.write_text("x")
+    monkeypatch.setenv("BENCHBED_STORE", str(afile))
+    assert main(["run", str(tiny_suite), "--leaderboards", str(tmp_path / "b"), "--plain"]) == 2
+    assert capsys.readouterr().err.strip() == f"error: $BENCHBED_STORE {afile}: is a file, not a folder"
 
 
 # ------------------------------------------------------------ atomic writes

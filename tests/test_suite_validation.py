@@ -42,6 +42,22 @@ def test_vimae_with_another_divergence_is_refused_naming_what_it_takes(write_sui
     assert "objectives that take 'stein': infovae, stein_vae" in problem
 
 
+def test_a_refused_divergence_is_reported_beside_a_typo_elsewhere(write_suite):
+    path = write_suite(TINY_SUITE.replace(
+        "objective: {name: vimae}", "objective: {name: vimae}\n    divergence: {name: stein}")
+        .replace("training: {epochs:", "training: {epoch:"))
+    problems = problems_of(path)
+    assert any("unknown key 'epoch'" in p for p in problems)
+    assert any(p.startswith(f"{path}:13: methods.vimae_n.divergence: objective 'vimae' takes only")
+               for p in problems)
+
+
+def test_null_divergence_means_the_objectives_default(write_suite):
+    path = write_suite(TINY_SUITE.replace(
+        "objective: {name: vimae}", "objective: {name: vimae}\n    divergence: null"))
+    load(path)
+
+
 def test_a_divergence_for_an_objective_without_one_is_refused(write_suite):
     path = write_suite(TINY_SUITE.replace(
         "objective: {name: elbo}", "objective: {name: elbo}\n    divergence: {name: mmd}"))

@@ -25,7 +25,7 @@ from benchbed.errors import BenchbedError, UnknownComponent, did_you_mean
 from benchbed.plugin_api.registry import BUILTIN_DISTRIBUTION, LOCAL_MODULE, Registry
 from benchbed.publish.findings import parse as parse_comparison, term_methods
 from benchbed.suite.protocol import SLOTS, Suite, Training, matches
-from benchbed.suite.load import Problem
+from benchbed.suite.load import Problem, divergence_refusal
 from benchbed.suite.source import Locations, merge_dicts
 
 # Settings that change logging only, not what training computes.
@@ -107,15 +107,6 @@ def code_versions(registry: Registry, method: dict[str, Any]) -> dict[str, str]:
     return versions
 
 
-def _takers(registry: Registry, divergence: str | None) -> str:
-    """The objectives that would take this divergence, as a hint."""
-    if divergence is None:
-        return ""
-    takers = [name for name in registry.names("objective")
-              if registry.get("objective", name).cls.divergence_refusal(divergence) is None]
-    return f" (objectives that take {divergence!r}: {', '.join(takers)})" if takers else ""
-
-
 def resolve_component(kind: str, ref: dict[str, Any], registry: Registry, path: tuple[Any, ...] = (),
                       what: str = "") -> dict[str, Any]:
     """``{"name": ..., **params}`` with every default filled in, so that a changed
@@ -152,11 +143,9 @@ def resolve_method(suite: Suite, key: str, registry: Registry, grid_params: dict
                             f"method {key!r} has no {head} to set {'.'.join(rest)!r} on")
         _set_path(target, rest, value)
     divergence_name = method["divergence"]["name"] if method["divergence"] else None
-    refusal = objective_cls.divergence_refusal(divergence_name)
-    if refusal is not None:
-        raise PlanError(("methods", key, "divergence" if divergence_name else "objective"),
-                        f"objective {method['objective']['name']!r} {refusal}"
-                        f"{_takers(registry, divergence_name)}")
+    refusal = divergence_refusal(registry, method["objective"]["name"], divergence_name)
+    if refusal is not None:  # a grid's divergence.name (the suite's own are checked on loading)
+        raise PlanError(("methods", key, "divergence" if divergence_name else "objective"), refusal)
     for slot, kind in SLOTS.items():  # every parameter stored (defaults too): the key changes with a default
         if method[slot] is not None:
             method[slot] = resolve_component(kind, method[slot], registry, ("methods", key, slot), slot)

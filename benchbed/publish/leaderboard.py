@@ -375,5 +375,5 @@ def render(suite: Suite, records: list[dict[str, Any]], figure_root: str,
     lines += ["## Deviations from the paper's protocol", ""]
     lines += [f"- {d}" for d in deviations] or ["- none"]
     lines.append("")
-    lines += provenance_footer(records, suite.profile, missing)
+    lines += provenance_footer(records, suite.profile, missing, suite.shown_values())
     return "\n".join(lines).rstrip() + "\n"

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import benchbed
+from benchbed.publish.records import not_finite_values
 
 
 def _count(n: int, thing: str) -> str:
@@ -213,10 +214,15 @@ def machine_lines(records: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def provenance_footer(records: list[dict[str, Any]], profile: str | None, missing: int = 0) -> list[str]:
+def provenance_footer(records: list[dict[str, Any]], profile: str | None, missing: int = 0,
+                      shown: set[tuple[str, str]] = frozenset()) -> list[str]:
+    """``shown``: the values the page reads (``Suite.shown_values``); a run whose metric returned one as
+    nan or inf counts as one with a failed metric, as its cell does."""
     finished = [r for r in records if r.get("status") == "finished"]
-    broken = [r for r in finished if r.get("metric_errors")]
-    metrics = ", ".join(sorted({m for r in broken for m in r["metric_errors"]}))
+    failed = {id(r): {*r.get("metric_errors", {}), *(m for m, v in not_finite_values(r) if (m, v) in shown)}
+              for r in finished}
+    broken = [r for r in finished if failed[id(r)]]
+    metrics = ", ".join(sorted({m for r in broken for m in failed[id(r)]}))
     # A run that failed before training has no provenance and no numbers: it names no commit.
     ran = [r for r in records if r.get("provenance") or r.get("status") != "failed"]
     dates = sorted(r["provenance"]["finished"] for r in records if _prov(r).get("finished"))

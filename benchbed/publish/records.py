@@ -49,6 +49,12 @@ def not_finite_values(record: dict[str, Any]) -> dict[tuple[str, str], str]:
     return out
 
 
+def shown_not_finite(record: dict[str, Any], shown: set[tuple[str, str]]) -> list[str]:
+    """The shown values (``Suite.shown_values``) the run's metrics returned as nan or inf, e.g.
+    'svm/accuracy/clean = nan'; a non-finite standard error no column reads is not one."""
+    return [f"{m}/{v} = {x}" for (m, v), x in not_finite_values(record).items() if (m, v) in shown]
+
+
 def make_record(run: PlannedRun, store: Store) -> dict[str, Any]:
     run_dir = store.run_dir(run.key)
     status = read_json(run_dir / "status.json", {}) or {}
@@ -112,11 +118,12 @@ def first_seeds(runs: list[PlannedRun]) -> set[str]:
 
 
 def export_run(run: PlannedRun, store: Store, leaderboard_dir: Path, name: str,
-               with_figures: bool) -> bool:
-    """Write the run's record (and copy its figures); False if it has no outcome yet."""
+               with_figures: bool) -> dict[str, Any] | None:
+    """Write the run's record (and copy its figures) and return it; None if it has no outcome yet
+    (or is a local failure that does not replace a published finished run)."""
     record = make_record(run, store)
     if record["status"] not in ("finished", "failed"):
-        return False
+        return None
     rdir = records_dir(leaderboard_dir, name)
     rdir.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(rdir)  # a killed writer's, so that `git add` never sees one
@@ -124,7 +131,7 @@ def export_run(run: PlannedRun, store: Store, leaderboard_dir: Path, name: str,
     previous = read_json(target)
     if (record["status"] == "failed" and isinstance(previous, dict)
             and previous.get("run_key") == run.key and previous.get("status") == "finished"):
-        return False  # a local failure never replaces a published finished run
+        return None  # a local failure never replaces a published finished run
     # Strict JSON: allow_nan=False, as make_record wrote non-finite values as null.
     atomic_write(target, json.dumps(record, indent=2, sort_keys=True, default=str,
                                     allow_nan=False) + "\n")
@@ -135,13 +142,14 @@ def export_run(run: PlannedRun, store: Store, leaderboard_dir: Path, name: str,
             if source.exists():
                 target.mkdir(parents=True, exist_ok=True)
                 atomic_write(target / Path(rel).name, source.read_bytes())
-    return True
+    return record
 
 
 def export(runs: list[PlannedRun], store: Store, leaderboard_dir: Path, name: str) -> int:
     """Records for every run with an outcome; returns how many were written."""
     published = first_seeds(runs)
-    return sum(export_run(run, store, leaderboard_dir, name, run.key in published) for run in runs)
+    return sum(export_run(run, store, leaderboard_dir, name, run.key in published) is not None
+               for run in runs)
 
 
 # What the leaderboard reads from a record, with the type it must have.

@@ -19,7 +19,7 @@ from benchbed.plan.runs import PlannedRun
 from benchbed.plugin_api.registry import get_registry
 from benchbed.run.progress import PlainProgress
 from benchbed.publish.records import (BadRecord, export, export_run, first_seeds, not_finite_values,
-                                      read_records, records_dir)
+                                      read_records, records_dir, shown_not_finite)
 from benchbed.run.store import LOCK, Store, metric_hashes
 from benchbed.run.tasks import RunTask, TaskOutcome, unpack_dir
 from benchbed.suite.source import publish_name
@@ -161,9 +161,10 @@ def _published_complete(run: PlannedRun, record: dict[str, Any] | None) -> bool:
 def run_suite(loaded: LoadedSuite, store_root: Path, executor: dict[str, Any],
               progress: PlainProgress, leaderboard_dir: Path, retry_failed: bool = False,
               only: list[str] | None = None, rerun_published: bool = False,
-              wait: bool = False) -> SuiteReport:
+              wait: bool = False, store_named: str = "--store") -> SuiteReport:
     """Run what the suite still needs; ``wait``: runs another process is
-    running are waited for (else they are left to it and reported)."""
+    running are waited for (else they are left to it and reported); ``store_named``:
+    where the store was given, for messages (``--store``, ``$BENCHBED_STORE``)."""
     started = time.monotonic()
     registry = get_registry()
     suite = loaded.suite
@@ -178,7 +179,7 @@ def run_suite(loaded: LoadedSuite, store_root: Path, executor: dict[str, Any],
                 raise BenchbedError(f"--only: method {m!r} {what}{did_you_mean(m, enabled)}"
                                     f" (enabled methods: {', '.join(enabled) or 'none'})")
         runs = [r for r in runs if r.method in only]
-    check_output_folder(store_root, "--store")
+    check_output_folder(store_root, store_named)
     check_output_folder(leaderboard_dir, "--leaderboards")
     store = Store(store_root, say=progress.say)
     name = publish_name(suite.name, suite.profile, loaded.default_profile)
@@ -200,7 +201,7 @@ def run_suite(loaded: LoadedSuite, store_root: Path, executor: dict[str, Any],
         for run in runs:
             store.prepare(run)  # the run folder, and the index's suite -> run map
         tasks = _tasks_for(todo, store, threads)
-        with_figures = first_seeds(runs)
+        with_figures, shown = first_seeds(runs), suite.shown_values()
         progress.start(len(tasks), report.skipped, f"{suite.name} ({suite.profile or 'default'})")
         try:
             while tasks:
@@ -219,13 +220,19 @@ def run_suite(loaded: LoadedSuite, store_root: Path, executor: dict[str, Any],
                         unpack_dir(outcome.archive, store.run_dir(run.key))
                     store.record(run, outcome.status, outcome.reason, outcome.wall_time)
                     # Published at once, so an interrupted suite loses no finished run.
-                    export_run(run, store, leaderboard_dir, name, run.key in with_figures)
-                    progress.run_done(run.name, outcome.status, outcome.reason, outcome.wall_time)
+                    record = export_run(run, store, leaderboard_dir, name, run.key in with_figures)
+                    reason = outcome.reason
+                    if outcome.status == "finished" and record is not None:
+                        # A value the page reads that came back nan or inf fails its cell there: say so here too.
+                        bad = shown_not_finite(record, shown)
+                        reason = "; ".join([*([reason] if reason else []),
+                                            *([f"not a finite number: {', '.join(bad)}"] if bad else [])])
+                    progress.run_done(run.name, outcome.status, reason, outcome.wall_time)
                     if outcome.status == "finished":
                         report.finished += 1
-                    if outcome.reason:  # a failed run, or a finished one with a failed metric
+                    if reason:  # a failed run, or a finished one with a failed metric
                         (report.metric_failed if outcome.status == "finished" else report.failed).append(
-                            (run.name, outcome.reason))
+                            (run.name, reason))
                 if not wait:
                     report.elsewhere = [run.name for run in busy]
                     break

@@ -140,7 +140,11 @@ class Store:
                       "going on without it (the run folders say what is done)")
             self._db = False  # type: ignore[assignment]  # do not try again this session
             return
-        aside = set_aside(self.index_path, str(exc)) if self.index_path.exists() else None
+        if not self.index_path.exists():  # sqlite calls a deleted file "readonly": say what happened
+            self._say(f"warning: the run index {self.index_path} was deleted while in use ({exc}); "
+                      "going on without it (the run folders say what is done)")
+            return
+        aside = set_aside(self.index_path, str(exc))
         for suffix in ("-wal", "-shm", "-journal"):
             Path(f"{self.index_path}{suffix}").unlink(missing_ok=True)
         self._say(f"warning: the run index {self.index_path} was damaged ({exc})"

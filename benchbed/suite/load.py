@@ -156,6 +156,40 @@ def check_components(suite: Suite, registry: Registry, locs: Locations) -> list[
     return problems
 
 
+def divergence_refusal(registry: Registry, objective: str, divergence: str | None) -> str | None:
+    """Why objective ``objective`` cannot train with divergence ``divergence`` (None: no divergence), with
+    the objectives that would take it; None if it can."""
+    refusal = registry.get("objective", objective).cls.divergence_refusal(divergence)
+    if refusal is None:
+        return None
+    takers = [name for name in registry.names("objective") if divergence is not None
+              and registry.get("objective", name).cls.divergence_refusal(divergence) is None]
+    return (f"objective {objective!r} {refusal}"
+            + (f" (objectives that take {divergence!r}: {', '.join(takers)})" if takers else ""))
+
+
+def check_divergences(data: dict, registry: Registry, locs: Locations) -> list[Problem]:
+    """Each method's divergence (written, or its objective's default) is one its objective takes.
+    Read from the YAML, not the model, so that it is reported beside any other problem."""
+    def name(ref: Any) -> Any:
+        return ref.get("name") if isinstance(ref, dict) else ref
+
+    problems = []
+    for key, spec in _mapping(data.get("methods")).items():
+        objective, divergence = name(_mapping(spec).get("objective")), name(_mapping(spec).get("divergence"))
+        if objective not in registry.names("objective") or (
+                divergence is not None and divergence not in registry.names("divergence")):
+            continue  # an unknown or malformed name: check_components or the model says so
+        default = registry.get("objective", objective).cls.default_divergence
+        if divergence is None:  # none written (or null): the objective's default, as planning fills it in
+            divergence = default["name"] if default else None
+        refusal = divergence_refusal(registry, objective, divergence)
+        if refusal is not None:
+            problems.append(Problem.at(locs, ("methods", key, "divergence" if divergence else "objective"),
+                                       refusal))
+    return problems
+
+
 def _kind(value: Any) -> str:
     """A value's kind as YAML shows it (int and float are both numbers)."""
     kinds = ((bool, "true/false"), ((int, float), "a number"), (type(None), "null"), (str, "text"),
@@ -479,6 +513,7 @@ def load_suite(path: str | Path, profile: str | None = None, registry: Registry 
         suite = Suite.model_validate(data)
     except ValidationError as exc:
         problems += convert_errors(exc, Suite, (), locs)
+    problems += check_divergences(data, registry, locs)
     if problems:
         raise SuiteInvalid(str(path), problems, chosen)
     problems += check_components(suite, registry, locs)

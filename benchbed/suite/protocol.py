@@ -283,6 +283,10 @@ class Suite(Spec):
     # Filled by the loader, not written by hand:
     profile: str | None = Field(None, description="the profile this suite was resolved with")
 
+    def shown_values(self) -> set[tuple[str, str]]:
+        """The (metric key, value) pairs a table column or finding reads: a non-finite one there is a failure."""
+        return {(x.metric, x.value) for x in [*(c for t in self.leaderboards for c in t.columns), *self.findings]}
+
     @field_validator("methods")
     @classmethod
     def _some_methods(cls, v: dict[str, Method]) -> dict[str, Method]:
