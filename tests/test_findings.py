@@ -228,6 +228,12 @@ def test_a_part_refuted_on_converged_runs_refutes_the_claim_whatever_the_other_p
     records[0]["convergence"] = BUDGET  # a seed of a, read only by the first part
     result, shown = verdict(finding("a > b", "b > c"), records)
     assert result == "refuted"
-    assert "none of them in a refuted part: refuted on converged runs" in shown[-1]
+    assert shown[-1] == ("1 of 9 runs stopped on their epoch budget (none of them in a refuted part); "
+                         "b > c is refuted on converged runs alone, which refutes the claim")
+    # A budget-stopped run in another refuted part is counted, not denied (infovae's Fig. 3(E) line).
+    result, shown = verdict(finding("b > a", "b > c"), records)
+    assert result == "refuted"
+    assert shown[-1] == ("1 of 9 runs stopped on their epoch budget (1 refuted part(s) read some of "
+                         "them); b > c is refuted on converged runs alone, which refutes the claim")
     # The refuted part reads the budget-stopped run: more training could change it.
     assert verdict(finding("b > a", "c > b"), records)[0] == "inconclusive: under-trained"

@@ -255,6 +255,7 @@ def verdict(finding: Finding, records: list[dict[str, Any]],
     k, d = shown_scale or (1.0, finding.digits)
     parts: list[Part] = []
     trained: list[bool] = []  # per part: every run it reads converged
+    compared: list[str] = []  # per part: its comparison as written
     used: dict[int, dict[str, Any]] = {}
     missing: list[str] = []  # parts with no finished runs on a side
     for comparison in finding.holds:
@@ -277,8 +278,9 @@ def verdict(finding: Finding, records: list[dict[str, Any]],
         used.update((id(r), r) for r in runs)
         parts.append(_part(a, op, b, finding, k, d))
         trained.append(not any(flags.under_trained(r) for r in runs))
+        compared.append(comparison)
     outcomes = {p.outcome for p in parts}
-    refuted_trained = any(p.outcome == "fails" and ok for p, ok in zip(parts, trained))
+    refuted_trained = [c for p, ok, c in zip(parts, trained, compared) if p.outcome == "fails" and ok]
     if missing and not refuted_trained:  # the rest waits for its runs
         return "not run", missing[:1]
     result = ("refuted" if "fails" in outcomes else "reproduced" if outcomes == {"holds"}
@@ -288,8 +290,11 @@ def verdict(finding: Finding, records: list[dict[str, Any]],
     # A part refuted on converged runs alone refutes the claim, whatever its other parts' runs
     # (or their absence).
     if under and refuted_trained:
-        shown.append(f"{len(under)} of {len(used)} runs stopped on their epoch budget, none of them "
-                     "in a refuted part: refuted on converged runs")
+        others = sum(not ok for p, ok in zip(parts, trained) if p.outcome == "fails")
+        where = f"{others} refuted part(s) read some of them" if others else "none of them in a refuted part"
+        shown.append(f"{len(under)} of {len(used)} runs stopped on their epoch budget ({where}); "
+                     f"{' and '.join(refuted_trained)} is refuted on converged runs alone, which refutes "
+                     "the claim")
     elif under:
         n1 = " (n=1)" if "n=1" in outcomes else ""
         alone = "" if n1 else f" (the test alone: {result})"
