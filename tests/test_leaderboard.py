@@ -342,6 +342,28 @@ def test_runs_of_two_commits_with_a_metric_evaluated_later_name_the_latest_if_it
     rows[0]["provenance"]["evaluated"] = {"bbbbbbbbbbbb": ["acc"]}
     assert "WARNING" in render(SUITE, rows, "f", [], "r", "l").split("## Provenance")[1]
 
+
+def test_a_metric_evaluated_after_every_training_names_the_commit_that_evaluated_it():
+    # vimae: a metric added to three old runs after the latest training; the latest training commit
+    # does not plan it, the evaluating one plans everything
+    rows = records()
+    for i, r in enumerate(rows):
+        late = i < 3
+        r["provenance"] = dict(MACHINE, git_commit="aaaaaaaaaaaa" if late else "cccccccccccc",
+                               finished="2026-11-30 10:00 UTC" if late else "2026-11-29 10:00 UTC")
+        if i >= 6:
+            r["provenance"]["evaluated"] = {"dddddddddddd": ["mi"]}
+            r["provenance"]["evaluated_finished"] = {"dddddddddddd": "2026-11-30 11:00 UTC"}
+    footer = render(SUITE, rows, "f", [], "r", "l").split("## Provenance")[1]
+    assert ("- git commit: dddddddddddd (every run under the run keys and metric specs dddddddddddd plans: "
+            "trained at cccccccccccc (6 runs) and aaaaaaaaaaaa (3 runs); mi evaluated at dddddddddddd on the "
+            "stored weights of 3 runs)") in footer and "WARNING" not in footer
+    # evaluated before the latest training, which did not re-evaluate: the latest training plans it all
+    for r in rows[6:]:
+        r["provenance"]["evaluated_finished"] = {"dddddddddddd": "2026-11-29 11:00 UTC"}
+    assert "- git commit: aaaaaaaaaaaa (every run under the run keys and metric specs aaaaaaaaaaaa" in \
+        render(SUITE, rows, "f", [], "r", "l").split("## Provenance")[1]
+
 def test_a_record_names_a_later_evaluation_only_for_values_it_holds(tmp_path):
     from types import SimpleNamespace
     from benchbed.publish.records import _provenance

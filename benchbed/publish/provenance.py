@@ -64,8 +64,13 @@ def provenance(device, threads: int) -> dict[str, Any]:
         "hardware": hardware(device, threads),
         "threads": threads,
         "git_commit": git_commit(),
-        "finished": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "finished": utc_minute(),
     }
+
+
+def utc_minute() -> str:
+    """Now, as records write times: sortable, to the minute."""
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
 # ------------------------------------------------------------------ footer
@@ -113,10 +118,13 @@ def commit_lines(records: list[dict[str, Any]]) -> list[str]:
     commits = Counter(str(p.get("git_commit") or "unknown") for p in provs)
     later: dict[str, set[str]] = {}
     later_runs: Counter = Counter()
+    when: dict[str, str] = {}  # a later evaluation's commit -> when it last ran (older records kept no time)
     for p in provs:
         for commit, keys in (p.get("evaluated") or {}).items():
             later.setdefault(str(commit), set()).update(keys)
             later_runs[str(commit)] += 1
+        for commit, time in (p.get("evaluated_finished") or {}).items():
+            when[str(commit)] = max(when.get(str(commit), ""), str(time))
     if not commits:
         return ["- git commit: none (no runs)"]
     clean = all(not c.endswith("+dirty") and c != "unknown" for c in [*commits, *later])
@@ -142,8 +150,13 @@ def commit_lines(records: list[dict[str, Any]]) -> list[str]:
     # metric spec the page shows; with no later evaluation of theirs, no spec changed after it.
     latest_evaluated_later = known and any(p.get("evaluated") for p in provs
                                            if str(p.get("git_commit")) == order[-1])
-    if clean and len(commits) > 1 and known and not latest_evaluated_later:
-        latest = order[-1]
+    # A later evaluation that says when it ran, after every training and every other timed evaluation:
+    # its commit plans every run key and metric spec the page shows (an untimed one is older still).
+    timed = sorted((when[c], c) for c in later if c in when)
+    evaluated_last = (known and timed and timed[-1][0] > finished[order[-1]]
+                      and (len(timed) == 1 or timed[-2][0] < timed[-1][0]))
+    if clean and known and (evaluated_last or (len(commits) > 1 and not latest_evaluated_later)):
+        latest = timed[-1][1] if evaluated_last else order[-1]
         trained = " and ".join(f"{c} ({_count(commits[c], 'run')})" for c in order)
         evaluated = "".join(f"; {', '.join(sorted(later[c]))} evaluated at {c} on the stored weights of "
                             f"{_count(later_runs[c], 'run')}" for c in sorted(later))

@@ -95,16 +95,21 @@ def make_record(run: PlannedRun, store: Store) -> dict[str, Any]:
 def _provenance(run: PlannedRun, run_dir: Path, done: dict[str, Any]) -> dict[str, Any]:
     """The training's provenance, plus ``evaluated``: {commit: metric keys} for
     the metrics evaluated later, at another commit than the training's (only
-    then, so that other records keep their bytes)."""
+    then, so that other records keep their bytes), and ``evaluated_finished``:
+    {commit: when}, so that the page can tell which commit came last."""
     prov = read_json(run_dir / "provenance.json", {}) or {}
     later: dict[str, list[str]] = {}
+    when: dict[str, str] = {}  # the same commits -> when they last evaluated (older entries kept no time)
     for key, mhash in metric_hashes(run.evaluation).items():
         entry = done.get(mhash) or {}
         if "commit" not in entry or "error" in entry:  # from before commits were kept, or no value
             continue
         if entry["commit"] != prov.get("git_commit"):  # None: evaluated outside a git checkout
-            later.setdefault(str(entry["commit"] or "unknown"), []).append(key)
-    return {**prov, "evaluated": later} if later else prov
+            commit = str(entry["commit"] or "unknown")
+            later.setdefault(commit, []).append(key)
+            if entry.get("finished"):
+                when[commit] = max(when.get(commit, ""), str(entry["finished"]))
+    return {**prov, "evaluated": later, **({"evaluated_finished": when} if when else {})} if later else prov
 
 
 def first_seeds(runs: list[PlannedRun]) -> set[str]:

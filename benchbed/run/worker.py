@@ -25,7 +25,7 @@ from benchbed.events import Done, Evaluating, OnEvent, RunEvent, Started, ignore
 from benchbed.files import (as_no_space, atomic_torch_save, atomic_write, file_lock, is_no_space,
                             load_error, remove_stale_temps, set_aside)
 from benchbed.plugin_api.registry import Registry, get_registry
-from benchbed.publish.provenance import git_commit, provenance
+from benchbed.publish.provenance import git_commit, provenance, utc_minute
 from benchbed.run.store import LOCK, metric_hashes, read_object, write_json
 from benchbed.suite.protocol import Training
 from benchbed.run.tasks import RunTask, TaskOutcome
@@ -170,7 +170,7 @@ def _evaluate(task: RunTask, built: BuiltRun, registry: Registry, run_dir: Path,
                 raise
             entry["error"] = errors[key] = _reason(exc, run_dir)
         seconds = time.perf_counter() - started
-        done[hashes[key]] = {**entry, "seconds": round(seconds, 3)}
+        done[hashes[key]] = {**entry, "seconds": round(seconds, 3), "finished": utc_minute()}
         write_json(run_dir / "metrics.json", done)
         if key in errors:
             _log(run_dir, f"metric {key} ({spec['name']}) FAILED: {errors[key]}")
