@@ -15,6 +15,7 @@ from benchbed import testing
 from benchbed.plugin_api.components import Corruption, Split
 from benchbed.distributions import DeterministicPosterior
 from benchbed.errors import BenchbedError
+from benchbed.run.worker import _numbers
 from benchbed_plugins.metrics import recon, svm
 from benchbed_plugins.metrics.encoding import balanced_label_indices
 
@@ -240,11 +241,16 @@ def test_reconstruction_targets_the_clean_image_not_the_corrupted_input(tmp_path
     assert set(values) == {"mse/noise", "bce/noise"}
 
 
-def test_bce_is_left_out_for_data_outside_0_1(tmp_path):
+def test_bce_is_nan_for_data_outside_0_1_and_mse_is_kept(tmp_path):
     _, test = digits()
     shifted = Split(test.x * 2 - 1, test.y)
-    values = recon.Reconstruction().evaluate(context(FlatCodes(64), shifted, shifted, tmp_path=tmp_path)).values
-    assert set(values) == {"mse/clean"}
+    metric = recon.Reconstruction()
+    ctx = context(FlatCodes(64), shifted, shifted, decoder=testing.ConstantDecoder((1, 8, 8)), tmp_path=tmp_path)
+    values = metric.evaluate(ctx).values
+    assert math.isnan(values["bce/clean"])
+    # the worker's check of the declared values passes, so the run keeps its mse (it failed the metric whole)
+    kept = _numbers(values, metric.produces())
+    assert kept["mse/clean"] == pytest.approx(np.mean((0.5 - shifted.x.double().numpy()) ** 2), rel=1e-6)
 
 
 def test_svm_and_recon_are_registered():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from pydantic import Field, field_validator
@@ -27,7 +29,7 @@ class Reconstruction(Metric):
         bce/<c> = -1/N sum_i sum_p [x log r + (1 - x) log(1 - r)]   (nats per image)
 
     The target is always the CLEAN x: VIMAE asks whether the model recovers
-    the digit, not the noise. bce needs x in [0, 1] and is left out
+    the digit, not the noise. bce needs x in [0, 1] and is nan (undefined)
     otherwise; r is clamped to [1e-6, 1 - 1e-6] inside the logs.
 
     Values: ``mse/<c>`` and ``bce/<c>`` for every condition.
@@ -48,7 +50,8 @@ class Reconstruction(Metric):
             return validate_condition_list(v)
 
     def produces(self) -> list[str]:
-        # bce only for data in [0, 1], which a suite cannot know: both are declared.
+        # bce is defined only for data in [0, 1], which a suite cannot know: both are declared,
+        # and bce is nan outside it (a declared value left out fails the whole metric, mse too).
         return [f"{kind}/{c}" for c in self.params.conditions for kind in ("mse", "bce")]
 
     def figures_written(self, corruptions: list[str]) -> list[str]:
@@ -73,8 +76,7 @@ class Reconstruction(Metric):
                         r = r.clamp(_BCE_CLAMP, 1 - _BCE_CLAMP)
                         bce += F.binary_cross_entropy(r, clean, reduction="sum").double().cpu()
                 values[f"mse/{condition}"] = float(sq_err / x.numel())
-                if with_bce:
-                    values[f"bce/{condition}"] = float(bce / x.shape[0])
+                values[f"bce/{condition}"] = float(bce / x.shape[0]) if with_bce else math.nan
         return MetricResult(values=values)
 
 
