@@ -61,7 +61,11 @@ class _ReconstructionObjective(Objective):
             raise RuntimeError(f"{type(self).__name__} needs a divergence: call bind() first "
                                f"(its default is {self.default_divergence})")
         value = self.divergence(codes)
-        if isinstance(value, Tensor) and value.numel() != 1:  # a per-example value would broadcast
+        if not isinstance(value, Tensor):  # a plain number adds to the loss but carries no gradient
+            raise ValueError(f"divergence {type(self.divergence).__name__} returned {type(value).__name__}; a "
+                             "divergence returns one number for the batch as a 0-d tensor computed from "
+                             "codes.z, so that training differentiates through it")
+        if value.numel() != 1:  # a per-example value would broadcast
             raise ValueError(f"divergence {type(self.divergence).__name__} returned a tensor of shape "
                              f"{tuple(value.shape)}; a divergence returns one number for the batch "
                              "(a 0-d tensor)")

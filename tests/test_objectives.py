@@ -258,6 +258,20 @@ def test_a_divergence_with_one_value_per_example_is_named_instead_of_broadcast(r
         loss_with_seed(objective, make_model(), small_batch())
 
 
+def test_a_divergence_that_returns_a_python_number_is_named_instead_of_adding_no_gradient(registry):
+    from benchbed.plugin_api.components import Divergence
+
+    class PlainFloat(Divergence):
+        def forward(self, codes):
+            return float((codes.z ** 2).mean())  # the right value, but no gradient reaches the encoder
+
+    objective = registry.create("objective", "infovae")
+    objective.bind(PlainFloat(), latent_dim=8)
+    with pytest.raises(ValueError, match="divergence PlainFloat returned float; a divergence returns one "
+                                         "number for the batch as a 0-d tensor"):
+        loss_with_seed(objective, make_model(), small_batch())
+
+
 @pytest.mark.parametrize("objective_name", sorted(NAMED_FOR))
 @pytest.mark.parametrize("divergence_name", DIVERGENCES)
 def test_a_method_named_for_a_divergence_refuses_another(registry, objective_name, divergence_name):
