@@ -161,6 +161,15 @@ def test_an_unknown_profile_suggests_close_names(write_suite):
     assert "did you mean 'paper'" in str(info.value)
 
 
+@pytest.mark.parametrize("seed", [-1, 2**32, 10**20])
+def test_a_seed_out_of_range_is_refused_with_its_line_before_any_run(write_suite, seed):
+    # 10**20 was accepted, then every run failed in torch: "Overflow when unpacking long long"
+    path = write_suite(TINY_SUITE.replace("seed: [0]}", f"seed: [0, {seed}]}}"))
+    [problem] = problems_of(path)
+    assert problem.startswith(f"{path}:") and "grid.seed[1]: Input should be" in problem
+    assert f"(got {seed})" in problem
+
+
 def test_grid_paths_into_components_are_validated(write_suite):
     good = write_suite(TINY_SUITE.replace("seed: [0]}", "seed: [0], params: {objective.lambda: [1, 10]}}")
                        .replace("objective: {name: elbo}", "objective: {name: vimae}\n    prior: logistic"))

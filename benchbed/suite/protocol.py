@@ -169,7 +169,9 @@ class Grid(Spec):
     """The runs: every combination of these, for every method."""
 
     latent_dim: list[PositiveInt] = Field(description="latent sizes")
-    seed: list[int] = Field(default_factory=lambda: [0], description="seeds")
+    # Derived generators multiply the seed (seed * 1_000_003 + salt), which torch takes only
+    # within 64 bits; numpy and scikit-learn take 0 <= seed < 2**32: keep within both.
+    seed: list[Annotated[int, Field(ge=0, lt=2**32)]] = Field(default_factory=lambda: [0], description="seeds")
     params: dict[str, list[Any]] = Field(
         default_factory=dict,
         description="any other parameter, by dotted path into a run, e.g. "
