@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
+import math
 import os
 import shlex
 import signal
@@ -137,9 +138,23 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return status
 
 
+def _json(value: Any) -> str:
+    """Standard JSON: a plugin's default of inf or nan is written as the string "inf" or "nan",
+    since json.dumps would write Infinity and NaN, which editors and other JSON readers refuse."""
+    def plain(v: Any) -> Any:
+        if isinstance(v, float) and not math.isfinite(v):
+            return str(v)
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [plain(x) for x in v]
+        return v
+    return json.dumps(plain(value), indent=2, default=str, allow_nan=False)
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     from benchbed.suite.schema import suite_json_schema
-    text = json.dumps(suite_json_schema(), indent=2)
+    text = _json(suite_json_schema())
     if args.output:
         Path(args.output).write_text(text + "\n")
     else:
@@ -166,7 +181,7 @@ def _show_component(registry, name: str, as_json: bool = False) -> int:
         known = sorted({r.name for r in registry.all()})
         raise BenchbedError(f"no component named {name!r}{did_you_mean(name, known)}")
     if as_json:
-        print(json.dumps([{**_described(r), "source": str(r.source)} for r in found], indent=2, default=str))
+        print(_json([{**_described(r), "source": str(r.source)} for r in found]))
         return 0
     for reg in found:
         print(f"{reg.kind} {reg.name}  ({reg.cls.__module__}.{reg.cls.__qualname__}, from {reg.source})")
@@ -198,7 +213,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
             for entry in out:
                 entry["components"] = [_described(registry.get(kind, name))
                                        for kind, names in entry["registered"].items() for name in names]
-        print(json.dumps(out, indent=2, default=str))
+        print(_json(out))
         return 0
     for source, kinds in registry.by_source().items():
         print(f"{source.plugin}  [{source.distribution} {source.version}]")

@@ -280,3 +280,44 @@ def test_plugins_json_verbose_and_by_name_give_what_the_text_listing_shows(capsy
     assert main(["plugins", "--json", "mmd_vae"]) == 0
     [shown] = json.loads(capsys.readouterr().out)
     assert shown["params"] == mmd_vae["params"] and shown["source"].startswith("benchbed_plugins.objectives")
+
+
+INFINITE_DEFAULT = '''
+import math
+from benchbed import hookimpl
+from benchbed.plugin_api.components import Divergence, Params
+
+class Clipped(Divergence):
+    """A divergence whose clip is off by default."""
+    class Params(Params):
+        clip: float = math.inf
+
+    def forward(self, codes):
+        return codes.z.sum() * 0.0
+
+@hookimpl
+def register_divergences(register):
+    register("clipped", Clipped)
+'''
+
+
+def test_a_default_of_inf_gives_standard_json_in_the_schema_and_the_listing(tmp_path, monkeypatch, capsys,
+                                                                           reload_after):
+    import json
+
+    def strict(text):  # what editors and other JSON readers do: no Infinity, no NaN
+        def refuse(constant):
+            raise ValueError(f"not standard JSON: {constant}")
+        return json.loads(text, parse_constant=refuse)
+
+    (tmp_path / "clipped_plugin.py").write_text(INFINITE_DEFAULT)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv(plugins.ENV_PLUGINS, "clipped_plugin")
+    plugins.configure()
+    assert main(["plugins", "--json", "clipped"]) == 0
+    [shown] = strict(capsys.readouterr().out)
+    assert shown["params"] == [{"name": "clip", "required": False, "default": "inf", "description": ""}]
+    assert main(["plugins", "--json", "-v"]) == 0
+    strict(capsys.readouterr().out)
+    assert main(["schema"]) == 0
+    assert "clipped" in json.dumps(strict(capsys.readouterr().out))
