@@ -170,6 +170,17 @@ def test_a_seed_out_of_range_is_refused_with_its_line_before_any_run(write_suite
     assert f"(got {seed})" in problem
 
 
+def test_a_field_missing_from_a_suite_with_profiles_is_said_once_at_the_top(write_suite, capsys):
+    text = TINY_SUITE.replace('citation: "a test suite"\n', "")
+    assert text != TINY_SUITE
+    path = write_suite(text + "profiles:\n  small: {}\n  large: {}\n")
+    assert main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err
+    # it was said once per profile, each time at that profile's line
+    assert err.count("citation: required but missing") == 1
+    assert f"{path}:1: citation: required but missing" in err
+
+
 def test_grid_paths_into_components_are_validated(write_suite):
     good = write_suite(TINY_SUITE.replace("seed: [0]}", "seed: [0], params: {objective.lambda: [1, 10]}}")
                        .replace("objective: {name: elbo}", "objective: {name: vimae}\n    prior: logistic"))

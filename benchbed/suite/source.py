@@ -295,6 +295,8 @@ def apply_profile(data: dict, locs: Locations, profile: str | None) -> tuple[dic
     if not isinstance(body, dict):
         raise BenchbedError(f"{locs.find(('profiles', chosen))}: profiles.{chosen}: must be a mapping")
     merged, merged_locs = deep_merge(data, body, locs, _subtree(locs, ("profiles", chosen), ()))
+    if () in locs:  # the suite stays where it starts: a field missing from it is not the profile's line
+        merged_locs[()] = locs[()]
     merged["profile"] = chosen
     return merged, merged_locs, chosen
 
