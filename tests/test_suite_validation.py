@@ -181,6 +181,17 @@ def test_a_field_missing_from_a_suite_with_profiles_is_said_once_at_the_top(writ
     assert f"{path}:1: citation: required but missing" in err
 
 
+def test_a_scale_of_zero_is_refused_in_a_column_and_a_finding(write_suite):
+    # it was accepted, and every cell of the column showed 0.00 ± 0.00
+    text = TINY_SUITE.replace("better: closer_to_zero}", "better: closer_to_zero, scale: 0}") + (
+        "findings:\n  - claim: c\n    metric: logdet\n    value: logdet_cov\n    scale: 0\n"
+        "    holds: [\"elbo < vimae_n\"]\n")
+    assert "scale: 0}" in text
+    problems = problems_of(write_suite(text))
+    assert any(": leaderboards[0].columns[0].scale: must not be 0: every value would show as 0 (got 0)" in p for p in problems), problems
+    assert any(": findings[0].scale: must not be 0: every value would show as 0 (got 0)" in p for p in problems), problems
+
+
 def test_grid_paths_into_components_are_validated(write_suite):
     good = write_suite(TINY_SUITE.replace("seed: [0]}", "seed: [0], params: {objective.lambda: [1, 10]}}")
                        .replace("objective: {name: elbo}", "objective: {name: vimae}\n    prior: logistic"))

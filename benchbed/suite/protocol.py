@@ -195,6 +195,15 @@ class Grid(Spec):
         return v
 
 
+def _non_zero(v: float) -> float:
+    if v == 0:
+        raise ValueError("must not be 0: every value would show as 0")
+    return v
+
+
+NonZeroScale = Annotated[float, AfterValidator(_non_zero)]
+
+
 class Column(Spec):
     """One leaderboard column: a metric value, its direction and the
     paper's numbers by method key."""
@@ -203,7 +212,7 @@ class Column(Spec):
     metric: str = Field(description="a key of the suite's metrics section")
     value: str = Field(description="which value the metric reports, e.g. 'accuracy/clean'")
     better: Literal["higher", "lower", "closer_to_zero", "none"] = "higher"
-    scale: float = Field(1.0, description="multiply our value by this before showing it")
+    scale: NonZeroScale = Field(1.0, description="multiply our value by this before showing it")
     digits: int = Field(2, ge=0, le=8)
     paper: dict[str, float | str | None] = Field(
         default_factory=dict,
@@ -252,7 +261,7 @@ class Finding(Spec):
     where: dict[str, Any] = Field(default_factory=dict)
     holds: list[str] = Field(min_length=1)
     tolerance: float = Field(0.0, ge=0)
-    scale: float = 1.0
+    scale: NonZeroScale = 1.0
     digits: int = Field(2, ge=0, le=8)
 
 
