@@ -166,6 +166,27 @@ def test_a_metric_value_that_is_no_number_fails_that_metric_alone():
         _numbers({"a": 1.0, "grade": "high"}, None)
 
 
+def test_a_failure_whose_message_spans_lines_is_said_in_one_line_and_logged_whole(tmp_path):
+    from benchbed.run.worker import _reason
+    # scikit-learn's GridSearchCV when every fit fails: its message quotes the fits' traceback, which went
+    # onto the summary and, line by line, into the leaderboard page's list of failures
+    fits = ("\nAll the 20 fits failed.\nIt is very likely that your model is misconfigured.\n\n"
+            "Traceback (most recent call last):\n  File \"_base.py\", line 786, in _validate_targets\n"
+            "    raise ValueError(\nValueError: The number of classes has to be greater than one; got 1 class")
+    try:
+        raise ValueError(fits)
+    except ValueError as exc:
+        reason = _reason(exc, tmp_path)
+    assert reason == ("ValueError: The number of classes has to be greater than one; got 1 class "
+                      "(the whole message is in the run's log.txt)")
+    assert "All the 20 fits failed." in (tmp_path / "log.txt").read_text()
+    try:
+        raise RuntimeError("shapes do not match\nhint: check the decoder")
+    except RuntimeError as exc:
+        assert _reason(exc, tmp_path) == ("RuntimeError: shapes do not match (the whole message is in the "
+                                          "run's log.txt)")
+
+
 def test_a_metric_that_leaves_out_a_value_it_declares_fails_alone_naming_it():
     from benchbed.errors import BenchbedError
     from benchbed.run.worker import _numbers

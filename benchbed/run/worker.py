@@ -259,6 +259,12 @@ def _reason(exc: BaseException, run_dir: Path) -> str:
     _log(run_dir, traceback.format_exc())
     if "Weights only load failed" in str(exc):
         return f"a file {load_error(exc)}"
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if len(lines) > 1:  # one line for the summary and the page (a newline breaks its list); all of it in log.txt
+        # a message that quotes a traceback (scikit-learn's failed fits) ends with the error, named
+        quoted = any(line.startswith("Traceback (most recent call last)") for line in lines)
+        line = lines[-1] if quoted else f"{type(exc).__name__}: {lines[0]}"
+        return f"{line} (the whole message is in the run's log.txt)"
     return f"{type(exc).__name__}: {exc}".strip()
 
 
