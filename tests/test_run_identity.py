@@ -122,3 +122,64 @@ def test_editing_a_local_plugin_module_changes_the_key_of_every_run_using_it(wri
         assert code["local module local_prior"].startswith("sha256:") and "benchbed" in code
     sys.modules.pop("local_prior", None)
     assert keys[0]["mine"] != keys[1]["mine"] and keys[0]["elbo"] == keys[1]["elbo"]
+
+
+LOCAL_DATA_AND_METRIC = '''
+from benchbed import hookimpl
+from benchbed_plugins.corruptions import GaussianNoise
+from benchbed_plugins.datasets.digits import Digits
+from benchbed_plugins.metrics.latent_metrics import LogDetCovariance
+
+class MyDigits(Digits):
+    """A dataset from a module named by --plugin, edited between two plans ({edit})."""
+
+class MyLogDet(LogDetCovariance):
+    """A metric from the same module."""
+
+class MyNoise(GaussianNoise):
+    """A corruption from the same module."""
+
+@hookimpl
+def register_datasets(register):
+    register("my_digits", MyDigits)
+
+@hookimpl
+def register_metrics(register):
+    register("my_logdet", MyLogDet)
+
+@hookimpl
+def register_corruptions(register):
+    register("my_noise", MyNoise)
+'''
+
+
+def test_editing_a_plugin_dataset_retrains_and_a_plugin_metric_or_corruption_re_evaluates(
+        write_suite, tmp_path, monkeypatch):
+    from benchbed.plugin_api import registry as plugins
+    suite = write_suite(CORRUPTED_SUITE.replace(
+        "methods:\n", "methods:\n  mine:\n    objective: {name: elbo}\n    dataset: {name: my_digits}\n"
+        "    encoder: {name: mlp, hidden: [16]}\n    decoder: {name: mlp, hidden: [16]}\n").replace(
+        "  noisy: {name: gaussian_noise, sigma: 0.2}\n",
+        "  noisy: {name: gaussian_noise, sigma: 0.2}\n  mine: {name: my_noise, sigma: 0.2}\n").replace(
+        "  logdet: {name: logdet_cov}\n", "  logdet: {name: logdet_cov}\n  my_logdet: {name: my_logdet}\n"
+        "  my_figures: {name: figures, which: [corrupted_reconstructions], conditions: [mine]}\n").replace(
+        "which: [corrupted_reconstructions]}", "which: [corrupted_reconstructions], conditions: [noisy]}"),
+        "local.yaml")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    seen = []
+    for edit in ["first", "second, longer"]:
+        (tmp_path / "local_data.py").write_text(LOCAL_DATA_AND_METRIC.format(edit=edit))
+        sys.modules.pop("local_data", None)  # import the edited file, not the cached module
+        importlib.invalidate_caches()
+        registry = plugins.load_registry(extra_modules=["local_data"], autoload=False)
+        runs = {run.method: run for run in plan(load_suite(suite, registry=registry)[0], registry)}
+        assert "local module local_data" in runs["mine"].config["code"]
+        assert "local module local_data" not in runs["elbo"].config["code"]
+        seen.append({m: (r.key, metric_hashes(r.evaluation)) for m, r in runs.items()})
+    sys.modules.pop("local_data", None)
+    (mine0, hashes0), (mine1, hashes1) = seen[0]["mine"], seen[1]["mine"]
+    assert mine0 != mine1 and seen[0]["elbo"][0] == seen[1]["elbo"][0]  # only the plugin dataset's run
+    for key in ("my_logdet", "my_figures"):  # the plugin metric; the built-in one under the plugin corruption
+        assert seen[0]["elbo"][1][key] != seen[1]["elbo"][1][key]
+    for key in ("logdet", "figures"):  # built-in metrics under built-in corruptions keep their hashes
+        assert seen[0]["elbo"][1][key] == seen[1]["elbo"][1][key]

@@ -89,21 +89,25 @@ def _set_path(target: dict[str, Any], path: list[str], value: Any) -> None:
     target[path[-1]] = value
 
 
-def code_versions(registry: Registry, method: dict[str, Any]) -> dict[str, str]:
-    """Versions of the distributions that provide this method's components.
+def _plugin_version(registry: Registry, kind: str, name: str) -> dict[str, str]:
+    """{distribution: version} of the plugin providing a component; {} for benchbed's own, which
+    count once, as ``RESULTS_VERSION``. A local module counts by its name and a digest of its source,
+    so an edit to it changes what it identifies."""
+    source = registry.get(kind, name).source
+    if source.distribution == LOCAL_MODULE:
+        return {f"{LOCAL_MODULE} {source.plugin}": source.version}
+    return {} if source.distribution == BUILTIN_DISTRIBUTION else {source.distribution: source.version}
+
+
+def code_versions(registry: Registry, method: dict[str, Any], dataset: str) -> dict[str, str]:
+    """Versions of the distributions that provide this run's components (its dataset's too).
 
     benchbed's own built-ins count as ``RESULTS_VERSION``, not the package
-    version: a release that changes no result keeps every record valid. A
-    local module counts by its name and a digest of its source, so an edit
-    to it trains its runs again."""
-    versions = {BUILTIN_DISTRIBUTION: RESULTS_VERSION}
+    version: a release that changes no result keeps every record valid."""
+    versions = {BUILTIN_DISTRIBUTION: RESULTS_VERSION, **_plugin_version(registry, "dataset", dataset)}
     for slot, kind in SLOTS.items():
         if method.get(slot):
-            source = registry.get(kind, method[slot]["name"]).source
-            if source.distribution == LOCAL_MODULE:
-                versions[f"{LOCAL_MODULE} {source.plugin}"] = source.version
-            elif source.distribution != BUILTIN_DISTRIBUTION:
-                versions[source.distribution] = source.version
+            versions.update(_plugin_version(registry, kind, method[slot]["name"]))
     return versions
 
 
@@ -162,12 +166,20 @@ def resolve_evaluation(suite: Suite, wanted: list[str], registry: Registry) -> d
     result is identified by its spec and those (``store.metric_hash``)."""
     corruptions = {k: resolve_component("corruption", ref.as_dict(), registry, ("corruptions", k))
                    for k, ref in suite.corruptions.items()}
-    metrics, conditions = {}, {}
+    metrics, conditions, code = {}, {}, {}
     for key, ref in suite.metrics.items():
         if key in wanted:
             metrics[key] = resolve_component("metric", ref.as_dict(), registry, ("metrics", key))
             conditions[key] = registry.create("metric", ref.as_dict()).conditions_used(list(corruptions))
-    return {"metrics": metrics, "corruptions": corruptions, "conditions": conditions}
+            # A plugin metric's or corruption's version: an edit or release re-evaluates (not for built-ins,
+            # whose RESULTS_VERSION is in every run key, so that their hashes stay as they were).
+            versions = _plugin_version(registry, "metric", ref.name)
+            for condition in conditions[key]:
+                versions.update(_plugin_version(registry, "corruption", corruptions[condition]["name"]))
+            if versions:
+                code[key] = versions
+    return {"metrics": metrics, "corruptions": corruptions, "conditions": conditions,
+            **({"code": code} if code else {})}
 
 
 def plan(suite: Suite, registry: Registry) -> list[PlannedRun]:
@@ -192,7 +204,7 @@ def plan(suite: Suite, registry: Registry) -> list[PlannedRun]:
                 resolve_method(suite, method_key, registry, {}, latent_dim)  # fine without the grid?
                 raise PlanError(("grid", "params"), f"with {grid}: {exc}") from None
             config = {"dataset": dataset, "method": method, "latent_dim": latent_dim, "seed": seed,
-                      "training": training, "code": code_versions(registry, method)}
+                      "training": training, "code": code_versions(registry, method, dataset["name"])}
             # An absent `converge` stays out of the key, so fixed-budget runs
             # keep the keys they had before early stopping existed.
             keyed = {k: v for k, v in training.items()

@@ -51,7 +51,9 @@ def metric_hashes(evaluation: dict[str, Any]) -> dict[str, str]:
     """Metric key -> identity of its result (its spec and the corruptions it evaluates under), for
     a run's evaluation plan (``plan.resolve_evaluation``)."""
     corruptions, used = evaluation.get("corruptions", {}), evaluation.get("conditions", {})
-    return {k: hash_of({"spec": spec, "conditions": {c: corruptions[c] for c in used.get(k, [])}}, 12)
+    code = evaluation.get("code", {})  # plugin versions, only where a plugin provides them
+    return {k: hash_of({"spec": spec, "conditions": {c: corruptions[c] for c in used.get(k, [])},
+                        **({"code": code[k]} if k in code else {})}, 12)
             for k, spec in evaluation.get("metrics", {}).items()}
 
 
