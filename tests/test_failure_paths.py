@@ -741,3 +741,20 @@ def test_an_objective_or_decoder_that_breaks_its_contract_fails_its_run_naming_i
     assert "objective FloatLoss.loss gave float as its total" in out.out
     assert ("decoder LikelihoodDecoder.log_prob returned (50, 64) for a batch of 50; a decoder gives one "
             "log-likelihood per example, shape (50,)") in out.out
+
+
+def test_a_model_with_nothing_to_train_is_said_so():
+    from benchbed.errors import BenchbedError
+    from benchbed.run.train import make_optimiser
+    from benchbed.suite.protocol import Training
+    with pytest.raises(BenchbedError, match="the model has no trainable parameters"):
+        make_optimiser(Training(epochs=1).optimiser, [])
+
+
+def test_a_hand_edited_infinity_in_a_record_sets_the_record_aside(copy, capsys):
+    suite, _, boards = copy
+    path = boards / "tiny" / "records" / "elbo__z2__s0.json"
+    path.write_text(path.read_text().replace('"logdet_cov": ', '"logdet_cov": Infinity, "was": ', 1))
+    assert main(["leaderboard", str(suite), "--leaderboards", str(boards)]) == 1
+    err = capsys.readouterr().err
+    assert "elbo__z2__s0.json: skipped" in err and "metrics.logdet.logdet_cov is inf" in err

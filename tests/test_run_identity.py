@@ -183,3 +183,18 @@ def test_editing_a_plugin_dataset_retrains_and_a_plugin_metric_or_corruption_re_
         assert seen[0]["elbo"][1][key] != seen[1]["elbo"][1][key]
     for key in ("logdet", "figures"):  # built-in metrics under built-in corruptions keep their hashes
         assert seen[0]["elbo"][1][key] == seen[1]["elbo"][1][key]
+
+
+def test_a_page_of_runs_using_a_local_module_repeats_them_with_plugin(write_suite, tmp_path, monkeypatch):
+    suite = write_suite(CORRUPTED_SUITE.replace(
+        "methods:\n", "methods:\n  mine:\n    objective: {name: elbo}\n    prior: {name: mine}\n"
+        "    encoder: {name: mlp, hidden: [16]}\n    decoder: {name: mlp, hidden: [16]}\n"), "local.yaml")
+    (tmp_path / "local_prior.py").write_text(LOCAL_PRIOR.format(edit="first"))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delenv("BENCHBED_PLUGINS", raising=False)
+    boards = tmp_path / "b"
+    assert main(["--plugin", "local_prior", "run", str(suite), "--only", "mine", "--store",
+                 str(tmp_path / "s"), "--leaderboards", str(boards), "--plain"]) == 0
+    sys.modules.pop("local_prior", None)
+    page = (boards / "ident.md").read_text()
+    assert "Repeat every run with `benchbed --plugin local_prior run local.yaml --rerun`" in page

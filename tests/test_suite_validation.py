@@ -453,6 +453,15 @@ def test_an_equality_claim_without_a_tolerance_is_refused_where_it_is_written(wr
     load_suite(path.parent / "ok.yaml")  # with one, it is fine
 
 
+def test_a_comparison_that_tests_no_run_is_refused(write_suite):
+    finding = ('findings:\n  - claim: "x"\n    metric: logdet\n    value: logdet_cov\n'
+               '    holds: ["elbo < elbo", "1 < 2", "elbo@z=2 < elbo"]\n')
+    path = write_suite(TINY_SUITE + finding)
+    assert problems_of(path) == [
+        f"{path}:28: findings[0].holds[0]: 'elbo < elbo' compares 'elbo' with itself: it tests nothing",
+        f"{path}:28: findings[0].holds[1]: '1 < 2' compares two numbers: it tests no run"]
+
+
 def test_a_filter_or_a_term_matching_no_planned_run_is_refused_listing_what_the_runs_have(write_suite):
     path = write_suite(TINY_SUITE.replace("    title: Log-det of the code covariance\n",
                                           "    title: Log-det of the code covariance\n    where: {latent_dim: 8}\n")

@@ -108,7 +108,12 @@ def parse(comparison: str) -> tuple[str, str, str]:
     if not match:
         raise BadComparison(f"cannot read {comparison!r}: write TERM OP TERM, e.g. 'vimae_n >= vae' "
                             "or 'stein@z=40 < stein@z=2' or 'mmd_vae ~ 0'")
-    return match.group(1), match.group(2), match.group(3)
+    left, op, right = match.group(1), match.group(2), match.group(3)
+    if left == right:
+        raise BadComparison(f"{comparison!r} compares {left!r} with itself: it tests nothing")
+    if term_methods(left) is None and term_methods(right) is None:
+        raise BadComparison(f"{comparison!r} compares two numbers: it tests no run")
+    return left, op, right
 
 
 def term_methods(term: str) -> str | None:

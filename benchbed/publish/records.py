@@ -195,6 +195,8 @@ def check_record(record: Any) -> str | None:
         for name, value in values.items():
             if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool)):
                 return f"metrics.{key}.{name} must be a number or null, not {value!r:.40}"
+            if value is not None and not math.isfinite(value):  # benchbed writes these as null
+                return f"metrics.{key}.{name} is {value}, which a record writes as null (and names in not_finite)"
     return None
 
 

@@ -16,7 +16,7 @@ from benchbed.plan.executor_spec import resolve_executor
 from benchbed.publish.leaderboard import record_slug, render
 from benchbed.plan.loaded import LoadedSuite
 from benchbed.plan.runs import PlannedRun
-from benchbed.plugin_api.registry import get_registry
+from benchbed.plugin_api.registry import LOCAL_MODULE, get_registry
 from benchbed.run.progress import PlainProgress
 from benchbed.publish.records import (BadRecord, export, export_run, first_seeds, not_finite_values,
                                       read_records, records_dir, shown_not_finite)
@@ -127,9 +127,15 @@ def build_leaderboard(loaded: LoadedSuite, leaderboard_dir: Path) -> Leaderboard
         return Leaderboard(None, len(found), bad, len(stale), stale_why)
     target = leaderboard_dir / f"{name}.md"
     args = _command(loaded.path, suite.profile, default, leaderboard_dir)
+    # Components from modules named by --plugin: the commands need them named again.
+    local = sorted({name.removeprefix(f"{LOCAL_MODULE} ") for run in loaded.runs
+                    for name in [*run.config["code"], *(n for code in run.evaluation.get("code", {}).values()
+                                                        for n in code)]
+                    if name.startswith(f"{LOCAL_MODULE} ")})
+    benchbed = "benchbed" + "".join(f" --plugin {shlex.quote(module)}" for module in local)
     text = render(suite, records, figure_root=f"{name}/figures",
-                  deviations=deviations_for(loaded), run_command=f"benchbed run {args}",
-                  leaderboard_command=f"benchbed leaderboard {args}", stale=sorted(stale),
+                  deviations=deviations_for(loaded), run_command=f"{benchbed} run {args}",
+                  leaderboard_command=f"{benchbed} leaderboard {args}", stale=sorted(stale),
                   planned=len(planned), stale_metrics=dict(sorted(stale_metrics.items())))
     target.parent.mkdir(parents=True, exist_ok=True)
     for folder in (target.parent, records_dir(leaderboard_dir, name)):

@@ -36,6 +36,9 @@ def fused_adam(params: list[torch.nn.Parameter]) -> bool | None:
 
 
 def make_optimiser(spec: Optimiser, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
+    if not params:  # torch would say only "optimizer got an empty parameter list"
+        raise BenchbedError("the model has no trainable parameters: its encoder and decoder (and objective) "
+                            "give nothing to train")
     if spec.name in ("adam", "adamw"):
         adam = torch.optim.Adam if spec.name == "adam" else torch.optim.AdamW
         return adam(params, lr=spec.lr, betas=spec.betas, weight_decay=spec.weight_decay,
