@@ -758,3 +758,19 @@ def test_a_hand_edited_infinity_in_a_record_sets_the_record_aside(copy, capsys):
     assert main(["leaderboard", str(suite), "--leaderboards", str(boards)]) == 1
     err = capsys.readouterr().err
     assert "elbo__z2__s0.json: skipped" in err and "metrics.logdet.logdet_cov is inf" in err
+
+
+def test_a_dataset_whose_data_is_not_what_its_info_declares_fails_its_run_naming_it():
+    from benchbed.errors import BenchbedError
+    from benchbed.plugin_api.components import DatasetInfo, Split
+    from benchbed.run.worker import _checked_split
+    info = DatasetInfo(shape=(1, 4, 4), value_range=(0.0, 1.0), num_classes=None, splits=("train", "test"))
+    fine = Split(torch.rand(8, 1, 4, 4), None)
+    assert _checked_split(fine, "train", info, "synth") is fine
+    with pytest.raises(BenchbedError, match=r"dataset 'synth', train split: values from -2 to 3, outside "
+                                            r"the value_range \(0.0, 1.0\) its info\(\) declares"):
+        _checked_split(Split(torch.tensor([-2.0, 3.0]).repeat(8).reshape(1, 1, 4, 4), None), "train", info,
+                       "synth")
+    with pytest.raises(BenchbedError, match=r"test split: images of shape \(3, 4, 4\), but its info\(\) says "
+                                            r"\(1, 4, 4\)"):
+        _checked_split(Split(torch.rand(2, 3, 4, 4), None), "test", info, "synth")

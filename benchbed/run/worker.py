@@ -91,6 +91,22 @@ def _subset(split: Split, n: int | None) -> Split:
     return Split(split.x[:n], None if split.y is None else split.y[:n])
 
 
+def _checked_split(split: Split, name: str, info: DatasetInfo, dataset: str) -> Split:
+    """A split as the dataset's ``info()`` describes it; a plugin's data that is not (images of another
+    shape, values outside its value range, where a Bernoulli decoder would quietly train on nonsense)
+    fails the run, naming the dataset."""
+    where = f"dataset {dataset!r}, {name} split"
+    if tuple(split.x.shape[1:]) != tuple(info.shape):
+        raise BenchbedError(f"{where}: images of shape {tuple(split.x.shape[1:])}, but its info() says "
+                            f"{tuple(info.shape)}")
+    if len(split) and split.x.is_floating_point():
+        low, high = split.x.min().item(), split.x.max().item()
+        if low < info.value_range[0] or high > info.value_range[1]:
+            raise BenchbedError(f"{where}: values from {low:g} to {high:g}, outside the value_range "
+                                f"{tuple(info.value_range)} its info() declares")
+    return split
+
+
 def write_curves(path: Path, curves: list[dict[str, float]]) -> None:
     columns = list(dict.fromkeys(k for row in curves for k in row))
     text = io.StringIO(newline="")
@@ -288,8 +304,10 @@ def _run_task_locked(task: RunTask, on_event: OnEvent) -> TaskOutcome:
             # picks its fastest kernels for our fixed batch shapes.
             configure_torch(min(task.threads, 2))
             torch.backends.cudnn.benchmark = True
-        train_split = _subset(built.dataset.load("train"), task.config["training"].get("train_subset"))
-        test_split = built.dataset.load("test")
+        dataset = task.config["dataset"]["name"]
+        train_split = _subset(_checked_split(built.dataset.load("train"), "train", built.info, dataset),
+                              task.config["training"].get("train_subset"))
+        test_split = _checked_split(built.dataset.load("test"), "test", built.info, dataset)
         if trained and not _loads(run_dir / WEIGHTS, lambda state: _load_weights(built, state),
                                   "training again"):
             trained = False
