@@ -198,7 +198,10 @@ def _print_params(kind: str, cls: type, indent: str, title: str = "") -> None:
         print(indent + title)
     for field, info in cls.Params.model_fields.items():
         default = "required" if info.is_required() else repr(info.get_default(call_default_factory=True))
-        print(f"{indent}{'  ' if title else ''}{info.alias or field} = {default}  {info.description or ''}")
+        # One line each, whatever a plugin's description holds (a line break would break the listing).
+        described = " ".join((info.description or "").split())
+        print(f"{indent}{'  ' if title else ''}{info.alias or field} = {default}"
+              + (f"  {described}" if described else ""))
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
@@ -221,7 +224,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
             if args.verbose:
                 for name in names:
                     cls = registry.get(kind, name).cls
-                    print(f"  {kind} {name}: {cls.summary()}")
+                    print(f"  {kind} {name}" + (f": {cls.summary()}" if cls.summary() else ""))
                     _print_params(kind, cls, "      ")
             else:
                 print(f"  {kind}: {', '.join(names)}")
