@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+from pathlib import Path
 
 import benchbed
 from benchbed.cli import main
@@ -103,20 +104,26 @@ def register_priors(register):
 '''
 
 
+def _planned_with(module: Path, text: str, suite: Path) -> dict:
+    """The suite's runs by method, planned with ``module`` (on sys.path) written as ``text`` and loaded
+    by name, as --plugin would."""
+    from benchbed.plugin_api import registry as plugins
+    module.write_text(text)
+    sys.modules.pop(module.stem, None)  # import the edited file, not the cached module
+    importlib.invalidate_caches()
+    registry = plugins.load_registry(extra_modules=[module.stem], autoload=False)
+    return {run.method: run for run in plan(load_suite(suite, registry=registry)[0], registry)}
+
+
 def test_editing_a_local_plugin_module_changes_the_key_of_every_run_using_it(write_suite, tmp_path,
                                                                              monkeypatch):
-    from benchbed.plugin_api import registry as plugins
     suite = write_suite(CORRUPTED_SUITE.replace(
         "methods:\n", "methods:\n  mine:\n    objective: {name: elbo}\n    prior: {name: mine}\n"
         "    encoder: {name: mlp, hidden: [16]}\n    decoder: {name: mlp, hidden: [16]}\n"), "local.yaml")
     monkeypatch.syspath_prepend(str(tmp_path))
     keys = []
     for edit in ["first", "second, longer"]:
-        (tmp_path / "local_prior.py").write_text(LOCAL_PRIOR.format(edit=edit))
-        sys.modules.pop("local_prior", None)  # import the edited file, not the cached module
-        importlib.invalidate_caches()
-        registry = plugins.load_registry(extra_modules=["local_prior"], autoload=False)
-        runs = {run.method: run for run in plan(load_suite(suite, registry=registry)[0], registry)}
+        runs = _planned_with(tmp_path / "local_prior.py", LOCAL_PRIOR.format(edit=edit), suite)
         keys.append({m: r.key for m, r in runs.items()})
         code = runs["mine"].config["code"]
         assert code["local module local_prior"].startswith("sha256:") and "benchbed" in code
@@ -155,7 +162,6 @@ def register_corruptions(register):
 
 def test_editing_a_plugin_dataset_retrains_and_a_plugin_metric_or_corruption_re_evaluates(
         write_suite, tmp_path, monkeypatch):
-    from benchbed.plugin_api import registry as plugins
     suite = write_suite(CORRUPTED_SUITE.replace(
         "methods:\n", "methods:\n  mine:\n    objective: {name: elbo}\n    dataset: {name: my_digits}\n"
         "    encoder: {name: mlp, hidden: [16]}\n    decoder: {name: mlp, hidden: [16]}\n").replace(
@@ -168,11 +174,7 @@ def test_editing_a_plugin_dataset_retrains_and_a_plugin_metric_or_corruption_re_
     monkeypatch.syspath_prepend(str(tmp_path))
     seen = []
     for edit in ["first", "second, longer"]:
-        (tmp_path / "local_data.py").write_text(LOCAL_DATA_AND_METRIC.format(edit=edit))
-        sys.modules.pop("local_data", None)  # import the edited file, not the cached module
-        importlib.invalidate_caches()
-        registry = plugins.load_registry(extra_modules=["local_data"], autoload=False)
-        runs = {run.method: run for run in plan(load_suite(suite, registry=registry)[0], registry)}
+        runs = _planned_with(tmp_path / "local_data.py", LOCAL_DATA_AND_METRIC.format(edit=edit), suite)
         assert "local module local_data" in runs["mine"].config["code"]
         assert "local module local_data" not in runs["elbo"].config["code"]
         seen.append({m: (r.key, metric_hashes(r.evaluation)) for m, r in runs.items()})
