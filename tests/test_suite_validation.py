@@ -717,3 +717,9 @@ def test_a_label_or_header_the_page_would_read_as_markdown_is_refused_where_writ
     assert "leaderboards[0].columns[0].header: holds '`'" in err
     fine = write_suite(TINY_SUITE.replace("label: ELBO-VAE", "label: \"ELBO-VAE* (β>1)\""), "fine.yaml")
     assert main(["validate", str(fine)]) == 0
+
+
+def test_a_disabled_method_is_not_refused_for_its_divergence(write_suite):
+    path = write_suite(TINY_SUITE.replace(
+        "objective: {name: vimae}", "objective: {name: vimae}\n    divergence: {name: stein}\n    enabled: false"))
+    assert list(load(path).suite.methods) == ["elbo", "vimae_n"]  # planned without it, as before
