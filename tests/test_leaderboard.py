@@ -306,14 +306,20 @@ def test_a_metric_evaluated_after_training_names_its_commit_beside_the_training_
     assert "**WARNING: not published from one clean commit**: 9 of 9 runs name no commit for their training or a later evaluation" in footer
 
 
-def test_runs_trained_at_two_clean_commits_name_the_latest_and_each_commits_share():
-    # e.g. three runs given a larger budget after the others were trained: the page keeps only
-    # records whose keys the suite plans now, so the latest commit repeats every one of them
+def trained_at_two_commits() -> list[dict]:
+    """The records, 6 trained at cccccccccccc on 29 November and then 3 at aaaaaaaaaaaa on the 30th."""
     rows = records()
-    for i, r in enumerate(rows):  # the later commit has the smaller hash: ordered by time, not by name
+    for i, r in enumerate(rows):
         late = i < 3
         r["provenance"] = dict(MACHINE, git_commit="aaaaaaaaaaaa" if late else "cccccccccccc",
                                finished="2026-11-30 10:00 UTC" if late else "2026-11-29 10:00 UTC")
+    return rows
+
+
+def test_runs_trained_at_two_clean_commits_name_the_latest_and_each_commits_share():
+    # e.g. three runs given a larger budget after the others were trained: the page keeps only
+    # records whose keys the suite plans now, so the latest commit repeats every one of them
+    rows = trained_at_two_commits()  # the later commit has the smaller hash: ordered by time, not by name
     footer = render(SUITE, rows, "f", [], "r", "l").split("## Provenance")[1]
     assert ("- git commit: aaaaaaaaaaaa (every run under the run keys aaaaaaaaaaaa plans: trained at "
             "cccccccccccc (6 runs) and aaaaaaaaaaaa (3 runs))") in footer and "WARNING" not in footer
@@ -327,13 +333,9 @@ def test_runs_trained_at_two_clean_commits_name_the_latest_and_each_commits_shar
 
 def test_runs_of_two_commits_with_a_metric_evaluated_later_name_the_latest_if_it_was_not_re_evaluated():
     # vimae: 18 runs trained at one commit, 9 of them given a new metric later, 3 retrained last
-    rows = records()
-    for i, r in enumerate(rows):
-        late = i < 3
-        r["provenance"] = dict(MACHINE, git_commit="aaaaaaaaaaaa" if late else "cccccccccccc",
-                               finished="2026-11-30 10:00 UTC" if late else "2026-11-29 10:00 UTC")
-        if not late:
-            r["provenance"]["evaluated"] = {"bbbbbbbbbbbb": ["acc"]}
+    rows = trained_at_two_commits()
+    for r in rows[3:]:
+        r["provenance"]["evaluated"] = {"bbbbbbbbbbbb": ["acc"]}
     footer = render(SUITE, rows, "f", [], "r", "l").split("## Provenance")[1]
     assert ("- git commit: aaaaaaaaaaaa (every run under the run keys and metric specs aaaaaaaaaaaa plans: "
             "trained at cccccccccccc (6 runs) and aaaaaaaaaaaa (3 runs); acc evaluated at bbbbbbbbbbbb on the "
@@ -346,14 +348,10 @@ def test_runs_of_two_commits_with_a_metric_evaluated_later_name_the_latest_if_it
 def test_a_metric_evaluated_after_every_training_names_the_commit_that_evaluated_it():
     # vimae: a metric added to three old runs after the latest training; the latest training commit
     # does not plan it, the evaluating one plans everything
-    rows = records()
-    for i, r in enumerate(rows):
-        late = i < 3
-        r["provenance"] = dict(MACHINE, git_commit="aaaaaaaaaaaa" if late else "cccccccccccc",
-                               finished="2026-11-30 10:00 UTC" if late else "2026-11-29 10:00 UTC")
-        if i >= 6:
-            r["provenance"]["evaluated"] = {"dddddddddddd": ["mi"]}
-            r["provenance"]["evaluated_finished"] = {"dddddddddddd": "2026-11-30 11:00 UTC"}
+    rows = trained_at_two_commits()
+    for r in rows[6:]:
+        r["provenance"]["evaluated"] = {"dddddddddddd": ["mi"]}
+        r["provenance"]["evaluated_finished"] = {"dddddddddddd": "2026-11-30 11:00 UTC"}
     footer = render(SUITE, rows, "f", [], "r", "l").split("## Provenance")[1]
     assert ("- git commit: dddddddddddd (every run under the run keys and metric specs dddddddddddd plans: "
             "trained at cccccccccccc (6 runs) and aaaaaaaaaaaa (3 runs); mi evaluated at dddddddddddd on the "

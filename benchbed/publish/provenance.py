@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import benchbed
-from benchbed.publish.records import not_finite_values
+from benchbed.publish.records import shown_not_finite
 
 
 def _count(n: int, thing: str) -> str:
@@ -232,7 +232,7 @@ def provenance_footer(records: list[dict[str, Any]], profile: str | None, missin
     """``shown``: the values the page reads (``Suite.shown_values``); a run whose metric returned one as
     nan or inf counts as one with a failed metric, as its cell does."""
     finished = [r for r in records if r.get("status") == "finished"]
-    failed = {id(r): {*r.get("metric_errors", {}), *(m for m, v in not_finite_values(r) if (m, v) in shown)}
+    failed = {id(r): {*r.get("metric_errors", {}), *(m for m, _ in shown_not_finite(r, shown))}
               for r in finished}
     broken = [r for r in finished if failed[id(r)]]
     metrics = ", ".join(sorted({m for r in broken for m in failed[id(r)]}))

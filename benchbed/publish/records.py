@@ -49,10 +49,10 @@ def not_finite_values(record: dict[str, Any]) -> dict[tuple[str, str], str]:
     return out
 
 
-def shown_not_finite(record: dict[str, Any], shown: set[tuple[str, str]]) -> list[str]:
-    """The shown values (``Suite.shown_values``) the run's metrics returned as nan or inf, e.g.
-    'svm/accuracy/clean = nan'; a non-finite standard error no column reads is not one."""
-    return [f"{m}/{v} = {x}" for (m, v), x in not_finite_values(record).items() if (m, v) in shown]
+def shown_not_finite(record: dict[str, Any], shown: set[tuple[str, str]]) -> dict[tuple[str, str], str]:
+    """The shown values (``Suite.shown_values``) the run's metrics returned as nan or inf: (metric,
+    value) -> 'nan'; a non-finite standard error no column reads is not one."""
+    return {mv: x for mv, x in not_finite_values(record).items() if mv in shown}
 
 
 def make_record(run: PlannedRun, store: Store) -> dict[str, Any]:

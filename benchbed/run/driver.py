@@ -230,7 +230,7 @@ def run_suite(loaded: LoadedSuite, store_root: Path, executor: dict[str, Any],
                     reason = outcome.reason
                     if outcome.status == "finished" and record is not None:
                         # A value the page reads that came back nan or inf fails its cell there: say so here too.
-                        bad = shown_not_finite(record, shown)
+                        bad = [f"{m}/{v} = {x}" for (m, v), x in shown_not_finite(record, shown).items()]
                         reason = "; ".join([*([reason] if reason else []),
                                             *([f"not a finite number: {', '.join(bad)}"] if bad else [])])
                     progress.run_done(run.name, outcome.status, reason, outcome.wall_time)

@@ -176,8 +176,9 @@ def check_divergences(data: dict, registry: Registry, locs: Locations) -> list[P
 
     problems = []
     for key, spec in _mapping(data.get("methods")).items():
-        objective, divergence = name(_mapping(spec).get("objective")), name(_mapping(spec).get("divergence"))
-        if _mapping(spec).get("enabled") is False:
+        spec = _mapping(spec)
+        objective, divergence = name(spec.get("objective")), name(spec.get("divergence"))
+        if spec.get("enabled") is False:
             continue  # planned never, as before this check moved here
         if objective not in registry.names("objective") or (
                 divergence is not None and divergence not in registry.names("divergence")):
